@@ -1,0 +1,133 @@
+"""Configuration from the environment (prefix ``PPW_``) and an optional ``.env`` file.
+
+Every field here is documented in ``.env.example``; a test keeps the two in step. Secrets are
+``SecretStr`` so that printing the settings, logging them or sending them to Sentry shows
+``**********`` instead of the value.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_BROKER_URL = "memory://"
+EMBEDDED_STATE_URL = "sqlite:///.ppw/state.db"
+
+
+class Settings(BaseSettings):
+    """All of ppw's settings; read once per process through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PPW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # PracticePanther connection
+    pp_base_url: str = "https://app.practicepanther.com"
+    pp_client_id: str = ""
+    pp_client_secret: SecretStr = SecretStr("")
+    pp_redirect_uri: str = "http://127.0.0.1:8765/callback"
+    connection_id: str = "default"
+    token_encryption_key: SecretStr | None = None
+    http_timeout: float = 30.0
+    rate_limit_per_second: float = 5.0
+    max_retries: int = 5
+
+    # Infrastructure
+    broker_url: str = EMBEDDED_BROKER_URL
+    state_url: str = EMBEDDED_STATE_URL
+    http_host: str = "0.0.0.0"
+    http_port: int = 9000
+    worker_threads: int = 8
+    shutdown_grace: float = 30.0
+
+    # Polling
+    poll_interval: float = 60.0
+    poll_jitter: float = 5.0
+    poll_overlap: float = 120.0
+    poll_page_size: int = 200
+    poll_timeout: float = 300.0
+    poll_resources: list[str] = Field(default_factory=list)
+    poll_use_updated_since: list[str] = Field(default_factory=list)
+    flood_limit: int = 100
+    backfill_since: dict[str, str] = Field(default_factory=dict)
+
+    # Rules
+    rules_dir: Path = Path("rules")
+    timezone: str = "UTC"
+    env_allowlist: list[str] = Field(default_factory=list)
+    rule_burst_per_minute: int = 10
+
+    # Actions
+    slack_webhooks: dict[str, SecretStr] = Field(default_factory=dict)
+    slack_bot_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api"
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    http_allowed_hosts: list[str] = Field(default_factory=list)
+    run_retention_days: int = 30
+
+    # Observability
+    sentry_dsn: SecretStr | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @field_validator(
+        "poll_resources",
+        "poll_use_updated_since",
+        "env_allowlist",
+        "http_allowed_hosts",
+        mode="before",
+    )
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        """Accept ``a,b,c`` from the environment as well as a JSON list."""
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_webhooks", "webhook_secrets", "backfill_since", mode="before")
+    @classmethod
+    def _lower_keys(cls, value: object) -> object:
+        """``PPW_SLACK_WEBHOOKS__BILLING`` is referenced from rules as ``billing``."""
+        if isinstance(value, dict):
+            return {str(k).lower(): v for k, v in value.items()}
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError("PPW_LOG_FORMAT must be 'text' or 'json'")
+        return value
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+    @property
+    def uses_embedded_state(self) -> bool:
+        return self.state_url.startswith("sqlite:")
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so log and error scrubbers can mask them wherever they appear."""
+        values: list[SecretStr | None] = [
+            self.pp_client_secret,
+            self.token_encryption_key,
+            self.slack_bot_token,
+            self.sentry_dsn,
+            *self.slack_webhooks.values(),
+            *self.webhook_secrets.values(),
+        ]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

@@ -1,0 +1,150 @@
+"""The state store interface: a few storage primitives that Redis and SQLite both provide.
+
+Cursors, snapshots, held batches, the step ledger, run history, tokens, locks and leases are all
+built on these primitives by the modules that own those concepts (``worker/polling/cursors.py``,
+``worker/auth`` ...), so a new kind of state never needs a change in both backends. Every key is
+built with :func:`key`, which namespaces it by connection id.
+
+Values are ``str`` (callers store JSON). Times-to-live are seconds (float allowed).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+
+PREFIX = "ppw"
+
+
+def key(connection: str, *parts: str) -> str:
+    """``ppw:<connection>:<part>:<part>`` so one deployment can serve several PP accounts."""
+    return ":".join((PREFIX, connection, *parts))
+
+
+class StateError(RuntimeError):
+    """The state backend failed (unreachable, disk full, locked ...). Nothing was written."""
+
+
+class WriteBatch(abc.ABC):
+    """Writes collected and applied atomically (all or nothing) when the batch context exits."""
+
+    @abc.abstractmethod
+    def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def delete(self, *keys: str) -> None: ...
+
+    @abc.abstractmethod
+    def hset(self, key: str, mapping: Mapping[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def hdel(self, key: str, *fields: str) -> None: ...
+
+    @abc.abstractmethod
+    def zadd(self, key: str, mapping: Mapping[str, float]) -> None: ...
+
+    @abc.abstractmethod
+    def zrem(self, key: str, *members: str) -> None: ...
+
+
+class StateStore(abc.ABC):
+    """Storage primitives. Implementations are safe to share between threads."""
+
+    url: str
+
+    # plain keys -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def get_many(self, keys: Sequence[str]) -> list[str | None]: ...
+
+    @abc.abstractmethod
+    def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
+        """Set only when the key does not exist (or has expired); True when this call set it."""
+
+    @abc.abstractmethod
+    def delete(self, *keys: str) -> int:
+        """Delete keys of any type; returns how many existed."""
+
+    @abc.abstractmethod
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Add to an integer counter; ``ttl`` applies when the counter is created."""
+
+    @abc.abstractmethod
+    def ttl(self, key: str) -> float | None:
+        """Seconds left to live; None when the key has no expiry or does not exist."""
+
+    @abc.abstractmethod
+    def scan(self, prefix: str) -> Iterator[str]:
+        """Every live plain, hash or sorted-set key starting with ``prefix``."""
+
+    # leases: owner-checked, expiring exclusive claims (locks, leader election) -----------------
+    @abc.abstractmethod
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Claim ``key`` for ``owner`` for ``ttl`` seconds; renews when ``owner`` already holds it."""
+
+    @abc.abstractmethod
+    def release_lease(self, key: str, owner: str) -> bool:
+        """Release only if ``owner`` still holds it; True when released."""
+
+    # hashes ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def hget(self, key: str, field: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def hmget(self, key: str, fields: Sequence[str]) -> list[str | None]: ...
+
+    @abc.abstractmethod
+    def hset(self, key: str, mapping: Mapping[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def hdel(self, key: str, *fields: str) -> int: ...
+
+    @abc.abstractmethod
+    def hgetall(self, key: str) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    def hlen(self, key: str) -> int: ...
+
+    # sorted sets ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def zadd(self, key: str, mapping: Mapping[str, float]) -> None: ...
+
+    @abc.abstractmethod
+    def zrem(self, key: str, *members: str) -> int: ...
+
+    @abc.abstractmethod
+    def zrange_by_score(
+        self,
+        key: str,
+        minimum: float = float("-inf"),
+        maximum: float = float("inf"),
+        *,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[tuple[str, float]]: ...
+
+    @abc.abstractmethod
+    def zcard(self, key: str) -> int: ...
+
+    # atomic groups of writes ----------------------------------------------------------------
+    @abc.abstractmethod
+    def batch(self) -> AbstractContextManager[WriteBatch]:
+        """``with store.batch() as b: b.set(...); b.hset(...)``: applied all together or not at all."""
+
+    # lifecycle ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def ping(self) -> bool:
+        """True when the backend answers; used by ``/readyz``."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def size_bytes(self, prefix: str) -> int:
+        """Approximate bytes used by keys under ``prefix`` (benchmarks report bytes per record)."""
+        raise NotImplementedError
