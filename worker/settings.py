@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     http_timeout: float = 30.0
     rate_limit_per_second: float = 5.0
     max_retries: int = 5
+    retry_wait: float = 0.5
+    retry_wait_max: float = 30.0
+    retry_after_max: float = 60.0
 
     # Infrastructure
     broker_url: str = EMBEDDED_BROKER_URL

@@ -1,0 +1,103 @@
+"""The sandbox's in-memory database: one table of rows per catalogue resource.
+
+A row keeps what a client may write (``data``, references stored as ``{"id": ...}``) apart from
+what the server owns (creation and modification time, insertion order) and from internal
+attributes the API never emits (``extra``: a contact's account, a custom field's scope, a file's
+bytes). Rendering turns a row into the swagger model at read time, so display names and derived
+references are always consistent with the rows they point to.
+
+One re-entrant lock guards everything: the API handlers, the control endpoints and the churn
+thread all go through it, and every operation is a few dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from worker.practicepanther import resources
+
+
+@dataclass
+class Row:
+    """One stored record."""
+
+    id: str
+    data: dict[str, Any]
+    created: datetime
+    modified: datetime
+    seq: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = 0  # bumped on every write, so cached renderings know when they are stale
+
+
+class Database:
+    """Tables of rows by catalogue name, in insertion order."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tables: dict[str, dict[str, Row]] = {name: {} for name in resources.catalogue()}
+        self._seq = itertools.count(1)
+        self._numbers: dict[str, int] = {}
+        # Per-table write counters: a rendering is stale when a table it reads from changed.
+        self.generations: dict[str, int] = dict.fromkeys(self.tables, 0)
+
+    def insert(
+        self,
+        resource: str,
+        record_id: str,
+        data: dict[str, Any],
+        at: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> Row:
+        row = Row(record_id, data, at, at, next(self._seq), dict(extra or {}))
+        self.tables[resource][record_id] = row
+        self.generations[resource] += 1
+        return row
+
+    def get(self, resource: str, record_id: str | None) -> Row | None:
+        if not record_id:
+            return None
+        return self.tables[resource].get(str(record_id).lower())
+
+    def rows(self, resource: str) -> list[Row]:
+        return list(self.tables[resource].values())
+
+    def iter_rows(self, resource: str) -> Iterator[Row]:
+        return iter(self.tables[resource].values())
+
+    def touch(self, resource: str, row: Row, at: datetime) -> None:
+        """Record a write to ``row`` at ``at`` (its ``updated_at``)."""
+        row.modified = at
+        self.changed(resource, row)
+
+    def changed(self, resource: str, row: Row) -> None:
+        """Record that ``row`` changed without moving its modification time."""
+        row.version += 1
+        self.generations[resource] += 1
+
+    def delete(self, resource: str, record_id: str) -> Row | None:
+        row = self.tables[resource].pop(record_id, None)
+        if row is not None:
+            row.version += 1
+            self.generations[resource] += 1
+        return row
+
+    def next_number(self, resource: str) -> int:
+        """The next display number (matters, accounts, payments are numbered 1, 2, 3 ...)."""
+        current = self._numbers.get(resource)
+        if current is None:
+            numbers = [r.data.get("number") for r in self.tables[resource].values()]
+            current = max((n for n in numbers if isinstance(n, int)), default=0)
+        self._numbers[resource] = current + 1
+        return current + 1
+
+    def clear(self) -> None:
+        for name, table in self.tables.items():
+            table.clear()
+            self.generations[name] += 1
+        self._numbers.clear()
