@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check worker tests benchmarks
-	$(BIN)/ruff format --check worker tests benchmarks
+	$(BIN)/ruff check worker tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check worker tests $(wildcard benchmarks)
 
 typecheck: install
 	$(BIN)/mypy worker
