@@ -7,14 +7,20 @@ Every field here is documented in ``.env.example``; a test keeps the two in step
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EMBEDDED_BROKER_URL = "memory://"
 EMBEDDED_STATE_URL = "sqlite:///.ppw/state.db"
+
+# Lists come from the environment as "a,b,c" (or a JSON list); NoDecode stops pydantic-settings from
+# insisting on JSON before the validator below can split on commas.
+CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -56,15 +62,15 @@ class Settings(BaseSettings):
     poll_overlap: float = 120.0
     poll_page_size: int = 200
     poll_timeout: float = 300.0
-    poll_resources: list[str] = Field(default_factory=list)
-    poll_use_updated_since: list[str] = Field(default_factory=list)
+    poll_resources: CommaList = Field(default_factory=list)
+    poll_use_updated_since: CommaList = Field(default_factory=list)
     flood_limit: int = 100
     backfill_since: dict[str, str] = Field(default_factory=dict)
 
     # Rules
     rules_dir: Path = Path("rules")
     timezone: str = "UTC"
-    env_allowlist: list[str] = Field(default_factory=list)
+    env_allowlist: CommaList = Field(default_factory=list)
     rule_burst_per_minute: int = 10
 
     # Actions
@@ -72,7 +78,7 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api"
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
-    http_allowed_hosts: list[str] = Field(default_factory=list)
+    http_allowed_hosts: CommaList = Field(default_factory=list)
     run_retention_days: int = 30
 
     # Observability
@@ -90,7 +96,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_commas(cls, value: object) -> object:
         """Accept ``a,b,c`` from the environment as well as a JSON list."""
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
