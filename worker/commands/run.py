@@ -1,7 +1,73 @@
-"""CLI commands for run (to be filled in by its owner)."""
+"""``ppw worker`` (Dramatiq workers on a shared broker) and ``ppw run`` (all in one process)."""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 import typer
+
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", min=1, help="Worker threads (default PPW_WORKER_THREADS).")
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option("--http-port", min=0, help="Port for /healthz, /readyz, /metrics (default PPW_HTTP_PORT)."),
+]
+NoHttpOpt = Annotated[bool, typer.Option("--no-http", help="Do not serve /healthz, /readyz, /metrics.")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.command("worker")(worker)
+    app.command("run")(run)
+
+
+def worker(
+    threads: ThreadsOpt = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue", "-q", help="Only this stage: poll, dispatch or run (repeatable; default all)."
+        ),
+    ] = None,
+    http_port: PortOpt = None,
+    no_http: NoHttpOpt = False,
+) -> None:
+    """Run Dramatiq workers for the poll, dispatch and run queues of a Redis or RabbitMQ broker.
+
+    Scale by starting more of them (on any number of hosts). SIGTERM stops gracefully: running steps
+    get PPW_SHUTDOWN_GRACE seconds to finish, the rest go back to the broker.
+    """
+    from worker.delivery.process import NeedsSharedBroker, ProcessOptions, run_worker
+    from worker.delivery.runtime import STAGES
+    from worker.settings import get_settings
+
+    stages = tuple(queue) if queue else STAGES
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        typer.echo(f"error: unknown stage {', '.join(unknown)}; use {', '.join(STAGES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        run_worker(
+            get_settings(),
+            ProcessOptions(threads=threads, http=not no_http, http_port=http_port, stages=stages),
+        )
+    except NeedsSharedBroker as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def run(threads: ThreadsOpt = None, http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
+    """Run everything in one process: poll scheduler, workers, health and metrics.
+
+    With no PPW_BROKER_URL / PPW_STATE_URL it runs embedded (in-process broker, SQLite under ./.ppw)
+    and says so. SIGTERM or Ctrl-C: polling stops, running steps finish (up to PPW_SHUTDOWN_GRACE).
+    """
+    from worker.delivery.process import ProcessOptions, run_all
+    from worker.settings import get_settings
+
+    run_all(
+        get_settings(),
+        ProcessOptions(threads=threads, http=not no_http, http_port=http_port),
+        say=lambda line: typer.echo(line, err=True),
+    )

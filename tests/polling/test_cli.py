@@ -1,0 +1,152 @@
+"""``ppw poll once``, ``ppw status``, ``ppw held`` and ``ppw scheduler`` as an operator types them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.polling.conftest import Harness
+from worker.cli import app
+from worker.delivery.eventstore import EventStore
+from worker.polling import cursors, held
+from worker.settings import get_settings
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def ppw(harness: Harness, tmp_path: Path) -> Iterator[Invoke]:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "contact.yaml").write_text(
+        "id: contact-log\n"
+        "trigger: {resource: contacts, on: created}\n"
+        "steps:\n"
+        "  - {type: log, with: {message: new contact}}\n"
+    )
+    settings = harness.settings
+    env = {
+        "PPW_PP_BASE_URL": settings.pp_base_url,
+        "PPW_PP_CLIENT_ID": settings.pp_client_id,
+        "PPW_PP_CLIENT_SECRET": settings.pp_client_secret.get_secret_value(),
+        "PPW_PP_REDIRECT_URI": settings.pp_redirect_uri,
+        "PPW_STATE_URL": harness.store.url,
+        "PPW_CONNECTION_ID": harness.connection,
+        "PPW_BROKER_URL": "memory://",
+        "PPW_RULES_DIR": str(rules_dir),
+        "PPW_POLL_PAGE_SIZE": "50",
+        "PPW_FLOOD_LIMIT": "5",
+        "PPW_POLL_RESOURCES": '["matters", "tasks"]',  # comma form: see report (NoDecode)
+    }
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        get_settings.cache_clear()
+        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+def test_poll_once_dry_run_then_for_real(ppw: Invoke, harness: Harness) -> None:
+    harness.create("matters", 3)
+    dry = ppw("poll", "once", "matters", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would prime 3 records" in dry.output
+    assert cursors.load_cursor(harness.store, harness.connection, "matters") is None
+
+    primed = ppw("poll", "once", "matters")
+    assert primed.exit_code == 0, primed.output
+    assert "primed 3 records" in primed.output
+    assert cursors.load_cursor(harness.store, harness.connection, "matters") is not None
+
+    [record] = harness.create("matters", name="Estate of Smith")
+    first = harness.store.hlen(cursors.snapshot_key(harness.connection, "matters"))
+    preview = ppw("poll", "once", "matters", "--dry-run")
+    assert preview.exit_code == 0, preview.output
+    assert f"created  matters {record['id']}" in preview.output
+    assert "1 event(s) from" in preview.output and "would emit" in preview.output
+    assert harness.store.hlen(cursors.snapshot_key(harness.connection, "matters")) == first
+
+    as_json = ppw("poll", "once", "timeentries", "--dry-run", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.output)
+    assert data["resource"] == "time_entries" and data["outcome"] == "primed" and data["dry_run"]
+
+    real = ppw("poll", "once", "matters")
+    assert real.exit_code == 0, real.output
+    assert f"created  matters {record['id']}" in real.output
+    assert "`ppw run` dispatches these events" in real.output
+    harness.update("matters", record["id"], status="Closed")
+    update = ppw("poll", "once", "matters")
+    assert f"updated  matters {record['id']}" in update.output
+    assert "status: Open -> Closed" in update.output
+    pending = EventStore(harness.store, ttl=3600).pending(harness.connection)
+    assert len(pending) == 2  # stored for dispatch (the embedded broker lives in `ppw run`)
+
+
+def test_unknown_resource(ppw: Invoke) -> None:
+    result = ppw("poll", "once", "widgets")
+    assert result.exit_code == 1
+    assert "unknown resource 'widgets'" in result.output
+
+
+def test_status(ppw: Invoke, harness: Harness) -> None:
+    harness.create("matters", 2)
+    assert ppw("poll", "once", "matters").exit_code == 0
+    result = ppw("status")
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "primed" in lines["matters"]
+    assert "(never polled)" in lines["tasks"]
+    assert "(never polled)" in lines["contacts"]  # watched by a rule
+    assert "embedded broker" in result.output
+    data = json.loads(ppw("status", "--json").output)
+    [matters] = [r for r in data["resources"] if r["resource"] == "matters"]
+    assert matters["primed"] and matters["snapshots"] == 2 and matters["lag_seconds"] is not None
+    assert data["held"] == []
+
+
+def test_held_list_show_release_discard(ppw: Invoke, harness: Harness) -> None:
+    assert ppw("poll", "once", "matters").exit_code == 0
+    harness.create("matters", 7)
+    flood = ppw("poll", "once", "matters")
+    assert flood.exit_code == 0, flood.output
+    assert "held as batch" in flood.output
+    [batch] = held.list_held(harness.store, harness.connection)
+
+    listing = ppw("held", "list")
+    assert batch.id in listing.output and "7 events (7 created)" in listing.output
+    assert "exceed the flood limit of 5" in listing.output
+    shown = ppw("held", "show", batch.id)
+    assert shown.output.count("created  matters") == 7
+    status = ppw("status")
+    assert "1 held batch(es)" in status.output
+
+    released = ppw("held", "release", batch.id)
+    assert released.exit_code == 0, released.output
+    assert "7 event(s) sent to dispatch" in released.output
+    assert len(EventStore(harness.store, ttl=3600).pending(harness.connection)) == 7
+    assert ppw("held", "list").output.strip() == "no held batches"
+    again = ppw("held", "release", batch.id)
+    assert again.exit_code == 1 and "no held batch" in again.output
+
+    harness.create("matters", 6)
+    ppw("poll", "once", "matters")
+    [second] = held.list_held(harness.store, harness.connection)
+    refused = ppw("held", "discard", second.id, input="n\n")
+    assert refused.exit_code == 1
+    assert held.list_held(harness.store, harness.connection) != []
+    dropped = ppw("held", "discard", second.id, "--yes")
+    assert dropped.exit_code == 0 and "6 event(s) dropped" in dropped.output
+    assert held.list_held(harness.store, harness.connection) == []
+
+
+def test_scheduler_refuses_the_embedded_broker(ppw: Invoke) -> None:
+    result = ppw("scheduler")
+    assert result.exit_code == 1
+    assert "ppw run" in result.output

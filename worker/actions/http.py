@@ -1,0 +1,176 @@
+"""``http.request``: call a webhook receiver or an internal API, safely.
+
+- Destinations are limited to ``PPW_HTTP_ALLOWED_HOSTS`` (``hooks.example.com``,
+  ``*.example.com``, ``host:8443``); the list is empty by default, so every host is refused until
+  ops allow it. Redirects are followed only to the same host (at most :data:`MAX_REDIRECTS`).
+- ``secret: NAME`` signs the body with ``PPW_WEBHOOK_SECRETS__NAME``:
+  ``X-PPW-Signature: t=<ts>,v1=<hex>`` (see :mod:`worker.actions.signing`).
+- Every request carries ``Idempotency-Key``: a hash of (event, rule, step), the same on every retry,
+  replay and worker, so a receiver can drop a repeat after a timeout that reached it.
+- 408/425/429/5xx are retried with backoff (``Retry-After`` honoured); other 4xx need a person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.params import HttpRequestParams
+from worker.actions.responses import PREVIEW, status_error, transport_error
+from worker.actions.signing import HEADER as SIGNATURE_HEADER
+from worker.actions.signing import sign
+from worker.delivery.failures import PermanentStepError
+
+MAX_REDIRECTS = 3
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Response text kept for later steps (the ledger stores it).
+MAX_TEXT = 4_000
+_PRIVATE_HEADERS = frozenset({"set-cookie", "authorization", "www-authenticate", "proxy-authenticate"})
+
+
+def idempotency_key(event_id: str, rule_id: str, step_id: str) -> str:
+    """Stable across retries and workers: receivers dedupe on it."""
+    return hashlib.sha256(f"ppw\x1f{event_id}\x1f{rule_id}\x1f{step_id}".encode()).hexdigest()[:32]
+
+
+def host_allowed(url: str, allowed: list[str]) -> bool:
+    """Whether ``url``'s host (optionally host:port) matches an entry of ``allowed``."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    for entry in allowed:
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        name, _, want_port = entry.partition(":") if not entry.startswith("[") else (entry, "", "")
+        if want_port and want_port != str(port):
+            continue
+        if name == host or (name.startswith("*.") and host.endswith(name[1:])):
+            return True
+    return False
+
+
+def check_destination(url: str, allowed: list[str]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise PermanentStepError(
+            f"http.request needs an http:// or https:// URL, got scheme {parts.scheme!r}"
+        )
+    host = parts.hostname or ""
+    if not allowed:
+        raise PermanentStepError(
+            f"http.request to {host!r} refused: no destinations are allowed "
+            f"(set PPW_HTTP_ALLOWED_HOSTS, e.g. PPW_HTTP_ALLOWED_HOSTS={host})"
+        )
+    if not host_allowed(url, allowed):
+        raise PermanentStepError(
+            f"http.request to {host!r} refused: not in PPW_HTTP_ALLOWED_HOSTS ({', '.join(allowed)})"
+        )
+
+
+def _body(params: HttpRequestParams) -> tuple[bytes, str | None]:
+    if params.json_body is not None:
+        return json.dumps(params.json_body, separators=(",", ":"), default=str).encode(), "application/json"
+    return b"", None
+
+
+@executor("http.request", params=HttpRequestParams)
+def request(params: HttpRequestParams, ctx: StepContext) -> StepResult:
+    settings = ctx.services.settings
+    method = params.method.upper()
+    url = str(params.url)
+    check_destination(url, settings.http_allowed_hosts)
+    body, content_type = _body(params)
+    headers: dict[str, str] = {str(k): str(v) for k, v in (params.headers or {}).items()}
+    if content_type and not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = content_type
+    headers[IDEMPOTENCY_HEADER] = idempotency_key(ctx.event.id, ctx.rule_id, ctx.step_id)
+    headers["X-PPW-Event-Id"] = ctx.event.id
+    headers["X-PPW-Rule-Id"] = ctx.rule_id
+    if params.secret:
+        secret = settings.webhook_secrets.get(params.secret.lower())
+        if secret is None:
+            known = ", ".join(sorted(settings.webhook_secrets)) or "none configured"
+            raise PermanentStepError(
+                f"unknown webhook secret {params.secret!r} "
+                f"(set PPW_WEBHOOK_SECRETS__{params.secret.upper()}; known: {known})"
+            )
+        headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), body)
+    timeout = float(params.timeout)
+    summary = {
+        "method": method,
+        "url": ctx.services.mask_text(url),
+        "headers": ctx.services.mask(headers),
+        "json": ctx.services.mask(params.json_body),
+    }
+    if ctx.dry_run:
+        return StepResult(output={"status": None, "dry_run": True}, request=summary)
+    response = _send(ctx, method, url, headers, body, timeout, settings.http_allowed_hosts)
+    what = f"{method} {urlsplit(url).hostname}"
+    if response.status_code >= 300:
+        raise status_error(what, response)
+    return StepResult(
+        output=_output(response),
+        request=summary,
+        response={"status": response.status_code, "body": _preview(response)},
+    )
+
+
+def _send(
+    ctx: StepContext,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    timeout: float,
+    allowed: list[str],
+) -> httpx.Response:
+    origin = urlsplit(url).netloc.lower()
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            response = ctx.services.http.request(method, url, headers=headers, content=body, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise transport_error(f"{method} {urlsplit(url).hostname}", exc) from None
+        if response.status_code not in REDIRECTS or "location" not in response.headers:
+            return response
+        target = urljoin(url, response.headers["location"])
+        if urlsplit(target).netloc.lower() != origin:
+            raise PermanentStepError(
+                f"{method} {urlsplit(url).hostname} redirected ({response.status_code}) to another host "
+                f"({urlsplit(target).hostname}); ppw does not follow redirects off the allowed host"
+            )
+        check_destination(target, allowed)
+        if response.status_code == 303 or (response.status_code in (301, 302) and method != "GET"):
+            method, body = "GET", b""
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        url = target
+    raise PermanentStepError(f"{method} {urlsplit(url).hostname}: more than {MAX_REDIRECTS} redirects")
+
+
+def _output(response: httpx.Response) -> dict[str, Any]:
+    """``steps.<id>.status|headers|json|text`` for later steps (``json`` is None unless it parses)."""
+    parsed: Any = None
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = None
+    return {
+        "status": response.status_code,
+        "headers": {k.lower(): v for k, v in response.headers.items() if k.lower() not in _PRIVATE_HEADERS},
+        "json": parsed,
+        "text": response.text[:MAX_TEXT],
+    }
+
+
+def _preview(response: httpx.Response) -> str:
+    text = response.text
+    return text[:PREVIEW] + ("..." if len(text) > PREVIEW else "")

@@ -1,0 +1,288 @@
+"""The ``with:`` block of every step type, as pydantic models, and the registry of step types.
+
+These models are the single declaration of what a step accepts: ``ppw rules check`` validates
+rule files against them, ``ppw rules schema`` turns them into the editor schema, and each executor
+validates its *rendered* parameters with the same model before acting.
+
+Which values may be templates: anything that is data (record fields, ids, filters, texts, URLs,
+headers, bodies) may contain ``{{ ... }}``. Structural choices (which resource, which Slack webhook or
+signing secret, result handling, method, level, timeout) must be literal, so that a rules check can
+verify them and so that a secret is only ever referenced by name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from worker.practicepanther import resources
+from worker.rules.hints import suggest
+
+# -- shared field types ------------------------------------------------------------------------
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def _resource_check(*, create: bool = False, update: bool = False, listing: bool = False) -> Any:
+    def check(name: str) -> str:
+        known = resources.catalogue()
+        if name not in known:
+            raise PydanticCustomError(
+                "unknown_resource",
+                "unknown resource '{name}'",
+                {"name": name, "hint": suggest(name, known)},
+            )
+        resource = known[name]
+        for wanted, able, verb in (
+            (create, resource.can_create, "create"),
+            (update, resource.can_update, "update"),
+            (listing, resource.can_list, "list"),
+        ):
+            if wanted and not able:
+                capable = [
+                    n
+                    for n, r in known.items()
+                    if {"create": r.can_create, "update": r.can_update, "list": r.can_list}[verb]
+                ]
+                raise PydanticCustomError(
+                    "resource_not_capable",
+                    "PracticePanther's API cannot {verb} {name}",
+                    {"name": name, "verb": verb, "hint": f"resources that can: {', '.join(sorted(capable))}"},
+                )
+        return name
+
+    return check
+
+
+def _names(predicate: Any = None) -> list[str]:
+    return sorted(n for n, r in resources.catalogue().items() if predicate is None or predicate(r))
+
+
+ResourceName = Annotated[
+    str,
+    AfterValidator(_resource_check()),
+    WithJsonSchema({"type": "string", "enum": _names(), "description": "A PracticePanther resource"}),
+]
+CreatableResource = Annotated[
+    str,
+    AfterValidator(_resource_check(create=True)),
+    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_create)}),
+]
+UpdatableResource = Annotated[
+    str,
+    AfterValidator(_resource_check(update=True)),
+    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_update)}),
+]
+ListableResource = Annotated[
+    str,
+    AfterValidator(_resource_check(listing=True)),
+    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_list)}),
+]
+FindableResource = Annotated[
+    str,
+    AfterValidator(_resource_check(create=True, listing=True)),
+    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_create and r.can_list)}),
+]
+
+
+def _secret_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise PydanticCustomError(
+            "secret_name",
+            "'{value}' is not a secret name",
+            {
+                "value": value,
+                "hint": "name the secret (e.g. 'billing' for PPW_SLACK_WEBHOOKS__BILLING); "
+                "never put the URL or key itself in a rule",
+            },
+        )
+    return value
+
+
+SecretName = Annotated[
+    str,
+    AfterValidator(_secret_name),
+    Field(description="Name of a secret configured in the environment (never the secret itself)"),
+]
+
+RecordData = Annotated[
+    dict[str, Any],
+    Field(description="Field values of the PracticePanther record; values may be templates"),
+]
+
+
+class Params(BaseModel):
+    """Base of every ``with:`` model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# -- PracticePanther -----------------------------------------------------------------------------
+
+
+class CreateParams(Params):
+    """``practicepanther.create``: POST a new record."""
+
+    resource: CreatableResource
+    data: RecordData
+
+
+class UpdateParams(Params):
+    """``practicepanther.update``: GET the record, merge ``data`` into it, PUT the whole of it back.
+
+    PracticePanther's PUT replaces the whole record, so the executor never sends ``data`` alone.
+    """
+
+    resource: UpdatableResource
+    id: Annotated[str, Field(min_length=1, description="Record id; usually a template")]
+    data: RecordData
+
+
+class FindParams(Params):
+    """``practicepanther.find``: list records with an OData ``filter`` and/or the list ``params``.
+
+    ``result: first`` gives one record (or none), ``all`` a list. ``not_found`` says what happens
+    when nothing matches: ``fail`` the run, ``continue`` with the result ``none`` (or ``[]``), or
+    ``stop`` the rule quietly.
+    """
+
+    resource: ListableResource
+    filter: str | None = Field(None, description="OData $filter, e.g. \"status eq 'Open'\"")
+    params: dict[str, Any] = Field(default_factory=dict, description="List parameters of the resource")
+    orderby: str | None = Field(None, description="OData $orderby, e.g. 'updated_at desc'")
+    limit: Annotated[int, Field(ge=1, le=1000)] | None = None
+    result: Literal["first", "all"] = "first"
+    not_found: Literal["fail", "continue", "stop"] = "fail"
+
+
+class FindOrCreateParams(Params):
+    """``practicepanther.find_or_create``: find a record whose fields equal ``match``, else create
+    one from ``match`` and ``data`` together."""
+
+    resource: FindableResource
+    match: Annotated[dict[str, Any], Field(min_length=1)]
+    data: RecordData = Field(default_factory=dict)
+
+
+# -- Slack -----------------------------------------------------------------------------------------
+
+
+class SlackPostParams(Params):
+    """``slack.post``: to an incoming webhook by name, or to a channel with the bot token."""
+
+    webhook: SecretName | None = Field(None, description="Name of PPW_SLACK_WEBHOOKS__<NAME>")
+    channel: str | None = Field(
+        None, description="'#channel' or a channel/user id (needs PPW_SLACK_BOT_TOKEN)"
+    )
+    text: str | None = None
+    blocks: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> SlackPostParams:
+        if (self.webhook is None) == (self.channel is None):
+            raise PydanticCustomError(
+                "slack_destination",
+                "slack.post needs exactly one of 'webhook' or 'channel'",
+                {"hint": "webhook: billing (PPW_SLACK_WEBHOOKS__BILLING) or channel: '#billing'"},
+            )
+        if self.text is None and not self.blocks:
+            raise PydanticCustomError(
+                "slack_message", "slack.post needs 'text' or 'blocks'", {"hint": "add text: ..."}
+            )
+        return self
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+class HttpRequestParams(Params):
+    """``http.request``: call a webhook or API; ``secret`` signs the body with HMAC-SHA256."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: Annotated[str, Field(min_length=1)]
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json")
+    secret: SecretName | None = Field(None, description="Name of PPW_WEBHOOK_SECRETS__<NAME> for signing")
+    timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> HttpRequestParams:
+        if not self.url.startswith(("http://", "https://", "{{")):
+            raise PydanticCustomError(
+                "url_scheme",
+                "url must start with https:// or http://",
+                {"hint": "e.g. https://hooks.example.com/intake"},
+            )
+        return self
+
+
+# -- log -------------------------------------------------------------------------------------------
+
+
+class LogParams(Params):
+    """``log``: write a line to the worker's log (and the run history)."""
+
+    message: str
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+# -- registry --------------------------------------------------------------------------------------
+
+STEP_TYPES: dict[str, type[BaseModel]] = {
+    "practicepanther.create": CreateParams,
+    "practicepanther.update": UpdateParams,
+    "practicepanther.find": FindParams,
+    "practicepanther.find_or_create": FindOrCreateParams,
+    "slack.post": SlackPostParams,
+    "http.request": HttpRequestParams,
+    "log": LogParams,
+}
+
+#: Shorthand step type -> resource: ``type: create_task`` with ``with:`` holding the task's data is
+#: ``type: practicepanther.create`` with ``with: {resource: tasks, data: ...}``.
+SHORTHANDS: dict[str, str] = {
+    "create_time_entry": "time_entries",
+    "create_task": "tasks",
+    "create_note": "notes",
+    "create_event": "events",
+}
+
+#: What a step's result looks like to later steps (``steps.<id>.<key>``) for step types whose result
+#: is not a PracticePanther record.
+RESULT_KEYS: dict[str, frozenset[str]] = {
+    "slack.post": frozenset({"ok", "channel", "ts"}),
+    "http.request": frozenset({"status", "headers", "json", "text"}),
+    "log": frozenset({"message"}),
+}
+
+
+def all_step_types() -> list[str]:
+    """Every accepted ``type:``, canonical and shorthand."""
+    return sorted([*STEP_TYPES, *SHORTHANDS])
+
+
+def canonical(step_type: str, with_: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The canonical type and ``with:`` block of a step (shorthands expanded)."""
+    if step_type in SHORTHANDS:
+        return "practicepanther.create", {"resource": SHORTHANDS[step_type], "data": with_}
+    return step_type, with_
+
+
+def result_resource(step_type: str, params: BaseModel) -> tuple[str, bool] | None:
+    """``(resource, is_list)`` when the step's result is PracticePanther record(s), else None."""
+    if step_type in SHORTHANDS:
+        return SHORTHANDS[step_type], False
+    resource = getattr(params, "resource", None)
+    if not isinstance(resource, str) or not step_type.startswith("practicepanther."):
+        return None
+    return resource, step_type == "practicepanther.find" and getattr(params, "result", "first") == "all"

@@ -1,0 +1,53 @@
+"""Turning HTTP answers and failures from Slack and webhook receivers into step errors."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from worker.delivery.failures import PermanentStepError, StepError, TransientStepError
+
+#: Statuses worth another try: the receiver is overloaded, restarting or rate limiting us.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+PREVIEW = 300
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def preview(response: httpx.Response) -> str:
+    """The start of a response body for an error message (receivers' bodies are not secret)."""
+    text = response.text.strip().replace("\n", " ")
+    return text[:PREVIEW] + ("..." if len(text) > PREVIEW else "")
+
+
+def status_error(what: str, response: httpx.Response, detail: str | None = None) -> StepError:
+    """The step error for a non-2xx answer: transient for 408/425/429/5xx, permanent otherwise."""
+    said = detail if detail is not None else preview(response)
+    message = f"{what} answered {response.status_code}" + (f": {said}" if said else "")
+    if response.status_code in TRANSIENT_STATUSES:
+        # a 5xx (except 503) may come after the receiver acted
+        applied = response.status_code >= 500 and response.status_code != 503
+        return TransientStepError(message, retry_after=retry_after(response), may_have_applied=applied)
+    return PermanentStepError(message)
+
+
+def transport_error(what: str, exc: httpx.TransportError) -> StepError:
+    """Timeouts and connection failures: transient; a read timeout may have reached the receiver."""
+    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    kind = type(exc).__name__
+    return TransientStepError(f"{what} failed: {kind}", may_have_applied=sent)

@@ -1,0 +1,89 @@
+"""The long-lived clients steps share within one worker process.
+
+Built once per process (``ppw worker``, ``ppw run``, a test) and closed at shutdown: one pooled
+``httpx.Client`` for Slack and webhooks, one PracticePanther client per connection, and the scrubber
+that masks this deployment's secrets in everything a step reports.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from worker.observability.scrub import Scrubber, get_scrubber
+from worker.settings import Settings
+from worker.state.base import StateStore
+
+if TYPE_CHECKING:
+    from worker.practicepanther.client import PracticePantherClient
+
+PPClientFactory = Callable[[str], "PracticePantherClient"]
+
+
+class Services:
+    """Shared clients for the steps of one process.
+
+    Parameters:
+      settings: the process settings (secrets, allowed hosts, Slack URLs ...).
+      store: the state store (own-writes memory for the loop guard, tokens).
+      pp_factory: builds the PracticePanther client for a connection id; the default builds
+        ``PracticePantherClient(settings, store, connection=...)``. Tests pass one bound to the
+        sandbox.
+      http: the client for Slack and webhooks; redirects are never followed automatically (the
+        http step follows same-host ones itself).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        *,
+        pp_factory: PPClientFactory | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._pp_factory = pp_factory or self._default_pp
+        self._pp: dict[str, PracticePantherClient] = {}
+        self._lock = threading.Lock()
+        self._owns_http = http is None
+        self.http = http or httpx.Client(
+            timeout=httpx.Timeout(settings.http_timeout),
+            follow_redirects=False,
+            headers={"User-Agent": "ppw (PracticePanther automation worker)"},
+        )
+        self.scrubber = Scrubber(settings.secret_values())
+
+    def _default_pp(self, connection: str) -> PracticePantherClient:
+        from worker.practicepanther.client import PracticePantherClient
+
+        return PracticePantherClient(self.settings, self.store, connection=connection)
+
+    def pp(self, connection: str) -> PracticePantherClient:
+        """The PracticePanther client of ``connection`` (one per process, thread-safe)."""
+        with self._lock:
+            client = self._pp.get(connection)
+            if client is None:
+                client = self._pp[connection] = self._pp_factory(connection)
+            return client
+
+    def mask(self, value: Any) -> Any:
+        """``value`` with this deployment's secrets and secret-shaped text masked."""
+        return get_scrubber().value(self.scrubber.value(value))
+
+    def mask_text(self, value: str) -> str:
+        return get_scrubber().text(self.scrubber.text(value))
+
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._pp.values())
+            self._pp.clear()
+        for client in clients:
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+        if self._owns_http:
+            self.http.close()

@@ -1,0 +1,111 @@
+"""``slack.post``: a message to Slack, by incoming webhook or with the bot token.
+
+``webhook: billing`` posts to the incoming-webhook URL configured as ``PPW_SLACK_WEBHOOKS__BILLING``
+(the URL is the secret: it is never rendered, logged or stored, the run history says
+``webhook: billing``). ``channel: "#billing"`` posts with ``chat.postMessage`` and
+``PPW_SLACK_BOT_TOKEN`` against ``PPW_SLACK_API_URL``. Both take ``text`` and/or Block Kit
+``blocks`` (``text`` is then the notification fallback).
+
+Slack's answers: incoming webhooks reply ``200 ok`` or a status with an error string
+(``invalid_payload``, ``no_text``, ``channel_not_found``, ``channel_is_archived``,
+``action_prohibited``, ``no_service``); the Web API replies 200 with ``{"ok": false, "error": ...}``.
+Rate limits come as 429 with ``Retry-After`` (or ``ratelimited``), honoured by the retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.params import SlackPostParams
+from worker.actions.responses import retry_after, status_error, transport_error
+from worker.delivery.failures import PermanentStepError, TransientStepError
+
+#: Web API ``error`` values that mean "try again later"; anything else needs a person.
+TRANSIENT_API_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+def _payload(params: SlackPostParams) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if params.text is not None:
+        payload["text"] = str(params.text)
+    if params.blocks:
+        payload["blocks"] = params.blocks
+    if not payload:
+        raise PermanentStepError("slack.post needs text or blocks")
+    return payload
+
+
+@executor("slack.post", params=SlackPostParams)
+def post(params: SlackPostParams, ctx: StepContext) -> StepResult:
+    payload = _payload(params)
+    if params.webhook:
+        return _via_webhook(params.webhook, payload, ctx)
+    if params.channel:
+        return _via_api(params.channel, payload, ctx)
+    raise PermanentStepError("slack.post needs either webhook: NAME or channel: '#channel'")
+
+
+def _via_webhook(name: str, payload: dict[str, Any], ctx: StepContext) -> StepResult:
+    settings = ctx.services.settings
+    secret = settings.slack_webhooks.get(name.lower())
+    if secret is None:
+        known = ", ".join(sorted(settings.slack_webhooks)) or "none configured"
+        raise PermanentStepError(
+            f"unknown Slack webhook {name!r} (set PPW_SLACK_WEBHOOKS__{name.upper()}; known: {known})"
+        )
+    request = {"webhook": name, "payload": ctx.services.mask(payload)}
+    if ctx.dry_run:
+        return StepResult(output={"ok": True, "dry_run": True}, request=request)
+    what = f"Slack webhook {name!r}"
+    try:
+        response = ctx.services.http.post(secret.get_secret_value(), json=payload)
+    except httpx.TransportError as exc:
+        raise transport_error(what, exc) from None
+    body = response.text.strip()
+    if response.status_code == 200:
+        return StepResult(output={"ok": True}, request=request, response={"status": 200, "body": body[:100]})
+    raise status_error(what, response, body[:200] or None)
+
+
+def _via_api(channel: str, payload: dict[str, Any], ctx: StepContext) -> StepResult:
+    settings = ctx.services.settings
+    token = settings.slack_bot_token
+    if token is None or not token.get_secret_value():
+        raise PermanentStepError(f"slack.post to channel {channel!r} needs PPW_SLACK_BOT_TOKEN")
+    body = {"channel": channel, **payload}
+    url = settings.slack_api_url.rstrip("/") + "/chat.postMessage"
+    request = {"method": "POST", "url": url, "payload": ctx.services.mask(body)}
+    if ctx.dry_run:
+        return StepResult(output={"ok": True, "dry_run": True}, request=request)
+    what = "Slack chat.postMessage"
+    try:
+        response = ctx.services.http.post(
+            url,
+            json=body,
+            headers={"Authorization": f"Bearer {token.get_secret_value()}"},
+        )
+    except httpx.TransportError as exc:
+        raise transport_error(what, exc) from None
+    if response.status_code != 200:
+        raise status_error(what, response)
+    try:
+        answer = response.json()
+    except ValueError:
+        raise TransientStepError(f"{what} answered 200 without JSON") from None
+    if not isinstance(answer, dict) or not answer.get("ok"):
+        error = str(answer.get("error", "unknown_error")) if isinstance(answer, dict) else "unknown_error"
+        message = f"{what} to {channel!r} failed: {error}"
+        if error in TRANSIENT_API_ERRORS:
+            raise TransientStepError(message, retry_after=retry_after(response))
+        raise PermanentStepError(message)
+    summary = {"status": 200, "ok": True, "channel": answer.get("channel"), "ts": answer.get("ts")}
+    return StepResult(
+        output={"ok": True, "channel": answer.get("channel"), "ts": answer.get("ts")},
+        request=request,
+        response=summary,
+    )

@@ -1,0 +1,153 @@
+"""The Dramatiq broker, chosen by ``PPW_BROKER_URL``.
+
+``memory://`` is the embedded default: a :class:`~dramatiq.brokers.stub.StubBroker` whose messages
+live in this process and are worked by an in-process :class:`dramatiq.Worker` (``ppw run`` starts
+it). ``redis://`` and ``amqp://`` are the deployment brokers that many ``ppw worker`` processes
+share. The broker is always built by :func:`create_broker` and actors are bound to it by
+:func:`worker.actors.declare_actors`, never to Dramatiq's global broker, so one process (a test) can
+hold a memory, a Redis and a RabbitMQ broker side by side.
+
+Retries are decided by the actors themselves (they know which errors are transient, honour
+``Retry-After`` and put runs that cannot succeed in ppw's own dead-letter store), so the
+:class:`~dramatiq.middleware.Retries` middleware here only carries the delay of a
+:class:`dramatiq.Retry` and bounds retries of unexpected failures (the state store down ...).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from worker.settings import Settings
+
+# Bounds for failures the actors did not classify themselves (they raise dramatiq.Retry with an
+# explicit delay for the ones they did).
+UNEXPECTED_MAX_RETRIES = 20
+UNEXPECTED_MIN_BACKOFF_MS = 1_000
+UNEXPECTED_MAX_BACKOFF_MS = 5 * 60_000
+# A step may legitimately take a while (a slow PracticePanther, a Slack retry); past this the
+# worker thread is interrupted and the message retried, resuming from the ledger.
+TIME_LIMIT_MS = 15 * 60_000
+
+DEFAULT_QUEUE_PREFIX = "ppw"
+
+
+class BrokerURLError(ValueError):
+    """``PPW_BROKER_URL`` names a scheme ppw cannot use."""
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    """Knobs that are not in :class:`~worker.settings.Settings` (yet): read from the settings object
+    when present, else from ``PPW_<NAME>`` environment variables, else the defaults.
+
+    ``queue_prefix`` names the queues (``<prefix>.poll``, ``<prefix>.dispatch``, ``<prefix>.run``)
+    so two deployments (or two tests) can share one Redis or RabbitMQ. ``heartbeat_timeout`` and
+    ``maintenance_chance`` tune how fast the Redis broker hands the unacknowledged messages of a
+    killed worker to another one.
+    """
+
+    queue_prefix: str = DEFAULT_QUEUE_PREFIX
+    redis_heartbeat_timeout_ms: int = 60_000
+    redis_maintenance_chance: int = 1_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BrokerOptions:
+        return cls(
+            queue_prefix=str(_extra(settings, "queue_prefix", DEFAULT_QUEUE_PREFIX)),
+            redis_heartbeat_timeout_ms=int(float(_extra(settings, "broker_heartbeat_timeout", 60.0)) * 1000),
+            redis_maintenance_chance=int(_extra(settings, "broker_maintenance_chance", 1_000)),
+        )
+
+
+def _extra(settings: Settings, name: str, default: Any) -> Any:
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(f"PPW_{name.upper()}")
+    return default if value in (None, "") else value
+
+
+def _middleware() -> list[Middleware]:
+    return [
+        AgeLimit(),
+        TimeLimit(time_limit=TIME_LIMIT_MS),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(
+            max_retries=UNEXPECTED_MAX_RETRIES,
+            min_backoff=UNEXPECTED_MIN_BACKOFF_MS,
+            max_backoff=UNEXPECTED_MAX_BACKOFF_MS,
+        ),
+        CurrentMessage(),
+    ]
+
+
+def create_broker(settings: Settings, options: BrokerOptions | None = None) -> dramatiq.Broker:
+    """The broker for ``settings.broker_url``; does not touch Dramatiq's global broker.
+
+    Parameters:
+      settings: ``broker_url`` picks the kind (``memory://``, ``redis://``/``rediss://``,
+        ``amqp://``/``amqps://``).
+      options: overrides for the knobs described in :class:`BrokerOptions`.
+    """
+    options = options or BrokerOptions.from_settings(settings)
+    url = settings.broker_url
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "memory":
+        return StubBroker(middleware=_middleware(), fail_fast_default=False)
+    if scheme in ("redis", "rediss", "unix"):
+        from dramatiq.brokers.redis import RedisBroker
+
+        return RedisBroker(
+            url=url,
+            middleware=_middleware(),
+            namespace=f"dramatiq-{options.queue_prefix}",
+            heartbeat_timeout=options.redis_heartbeat_timeout_ms,
+            maintenance_chance=options.redis_maintenance_chance,
+        )
+    if scheme in ("amqp", "amqps"):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=_with_heartbeat(url), middleware=_middleware(), confirm_delivery=True)
+    raise BrokerURLError(
+        f"PPW_BROKER_URL scheme {scheme!r} is not supported; use memory://, redis://host:6379/0 "
+        "or amqp://user:password@host:5672/"
+    )
+
+
+def _with_heartbeat(url: str) -> str:
+    """A short AMQP heartbeat so RabbitMQ notices a dead worker quickly and redelivers its messages."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("heartbeat", "10")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def describe(url: str) -> str:
+    """The broker URL with any password masked, for start-up banners and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def is_embedded(broker: dramatiq.Broker) -> bool:
+    """Whether messages live only in this process (memory broker)."""
+    return isinstance(broker, StubBroker)

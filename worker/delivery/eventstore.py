@@ -1,0 +1,56 @@
+"""Events kept in the state store, so broker messages carry only ids.
+
+A record's fields are privileged client data; brokers log and keep messages (RabbitMQ management
+UI, Redis dumps, Dramatiq's dead-letter queues), so the poller's event goes here and the dispatch
+message names it by id. The ``pending`` index lists events emitted but not yet fully dispatched:
+with the in-process memory broker, ``ppw run`` re-sends them after a restart.
+"""
+
+from __future__ import annotations
+
+import time
+
+from worker.events import Event
+from worker.state.base import StateStore, key
+
+
+class EventNotFound(LookupError):
+    """The event expired (past retention) or was never stored."""
+
+
+class EventStore:
+    def __init__(self, store: StateStore, ttl: float) -> None:
+        self.store = store
+        self.ttl = ttl
+
+    @staticmethod
+    def _key(connection: str, event_id: str) -> str:
+        return key(connection, "event", event_id)
+
+    @staticmethod
+    def _pending_key(connection: str) -> str:
+        return key(connection, "events-pending")
+
+    def save(self, event: Event) -> None:
+        """Store ``event`` (kept for the retention period) and mark it pending dispatch."""
+        with self.store.batch() as batch:
+            batch.set(self._key(event.connection, event.id), event.model_dump_json(), ttl=self.ttl)
+            batch.zadd(self._pending_key(event.connection), {event.id: time.time()})
+
+    def load(self, connection: str, event_id: str) -> Event:
+        raw = self.store.get(self._key(connection, event_id))
+        if raw is None:
+            raise EventNotFound(f"event {event_id} is not in the state store (expired or never stored)")
+        return Event.model_validate_json(raw)
+
+    def keep(self, event: Event) -> None:
+        """Keep ``event`` past retention: a dead-lettered run still needs it for a replay."""
+        self.store.set(self._key(event.connection, event.id), event.model_dump_json())
+
+    def dispatched(self, connection: str, event_id: str) -> None:
+        self.store.zrem(self._pending_key(connection), event_id)
+
+    def pending(self, connection: str, older_than: float = 0.0) -> list[str]:
+        """Ids of events not yet fully dispatched, oldest first."""
+        cutoff = time.time() - older_than
+        return [m for m, _ in self.store.zrange_by_score(self._pending_key(connection), maximum=cutoff)]

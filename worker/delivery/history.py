@@ -1,0 +1,231 @@
+"""Run history: one record per rule run, what it saw, what it sent, what came back.
+
+A run is one rule applied to one event. Its id is derived from the event id and rule id, so
+dispatching the same event twice (an overlapping poll, a redelivered message) finds the same run
+instead of starting another. The record carries the snapshot of the rule definition the first
+attempt used, so a retry or replay runs the same steps even if the rule file was edited since
+(``ppw dlq replay --with-current-rule`` opts into the new definition).
+
+Everything stored here passed through the secret scrubber: rendered requests show header names and
+``[redacted]`` values, Slack webhooks appear by name, never by URL.
+
+Records expire after the retention period, except dead-lettered ones, which are kept until they are
+replayed or discarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from worker.state.base import StateStore, key
+
+RunStatus = Literal["queued", "running", "retrying", "succeeded", "skipped", "paused", "dead"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "skipped", "paused", "dead"})
+STATUSES: tuple[str, ...] = ("queued", "running", "retrying", "succeeded", "skipped", "paused", "dead")
+
+
+def run_id_for(event_id: str, rule_id: str) -> str:
+    """The run of ``rule_id`` on ``event_id``: the same pair always gets the same id."""
+    return hashlib.sha256(f"{event_id}\x1f{rule_id}".encode()).hexdigest()[:24]
+
+
+class StepTrace(BaseModel):
+    """What one step did in the latest attempt that reached it."""
+
+    id: str
+    type: str
+    status: Literal["pending", "started", "done", "skipped", "failed", "errored"] = "pending"
+    condition: bool | None = None
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    attempts: int = 0
+    rule_version: str | None = None
+    reused: bool = False
+
+
+class EventSummary(BaseModel):
+    """Enough of the event to recognise it in ``ppw runs list`` without its (privileged) record data."""
+
+    type: str
+    resource: str
+    record_id: str
+    revision: str
+    origin: str = "practicepanther"
+
+
+class Run(BaseModel):
+    id: str
+    connection: str
+    event_id: str
+    event: EventSummary
+    rule_id: str
+    rule_version: str
+    rule_snapshot: dict[str, Any] = Field(default_factory=dict)
+    mode: str = "parallel"
+    status: RunStatus = "queued"
+    reason: str | None = None
+    conditions: Any = None
+    steps: list[StepTrace] = Field(default_factory=list)
+    attempts: int = 0
+    created_at: float = Field(default_factory=time.time)
+    #: when the event was detected: the order of ``mode: queued`` runs for one record
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    next_retry_at: float | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    dead_at: float | None = None
+    replays: int = 0
+    dry_run: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def step(self, step_id: str) -> StepTrace | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromtimestamp(self.created_at, UTC)
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+class RunHistory:
+    """Run records in the state store, indexed by creation time per connection."""
+
+    def __init__(self, store: StateStore, retention: float) -> None:
+        self.store = store
+        self.retention = retention
+
+    @staticmethod
+    def _key(connection: str, run_id: str) -> str:
+        return key(connection, "run", run_id)
+
+    @staticmethod
+    def _index(connection: str) -> str:
+        return key(connection, "runs")
+
+    @staticmethod
+    def _active(connection: str) -> str:
+        return key(connection, "runs-active")
+
+    def create(self, run: Run) -> bool:
+        """Store a new run; False (and nothing written) when a run with this id already exists."""
+        if not self.store.set_if_absent(
+            self._key(run.connection, run.id), run.model_dump_json(), self.retention
+        ):
+            return False
+        with self.store.batch() as batch:
+            batch.zadd(self._index(run.connection), {run.id: run.created_at})
+            batch.zadd(self._active(run.connection), {run.id: run.created_at})
+        return True
+
+    def save(self, run: Run) -> None:
+        """Write ``run`` back; dead runs are kept without expiry until replayed or discarded."""
+        ttl = None if run.status == "dead" else self.retention
+        with self.store.batch() as batch:
+            batch.set(self._key(run.connection, run.id), run.model_dump_json(), ttl=ttl)
+            batch.zadd(self._index(run.connection), {run.id: run.created_at})
+            if run.terminal:
+                batch.zrem(self._active(run.connection), run.id)
+            else:
+                batch.zadd(self._active(run.connection), {run.id: run.created_at})
+
+    def get(self, connection: str, run_id: str) -> Run:
+        raw = self.store.get(self._key(connection, run_id))
+        if raw is None:
+            raise RunNotFound(f"no run {run_id!r} (unknown, or older than the retention period)")
+        return Run.model_validate_json(raw)
+
+    def find(self, connection: str, run_id: str) -> Run | None:
+        try:
+            return self.get(connection, run_id)
+        except RunNotFound:
+            return None
+
+    def resolve(self, connection: str, prefix: str) -> Run:
+        """A run by its full id or an unambiguous prefix (as ``ppw runs list`` shows them)."""
+        run = self.find(connection, prefix)
+        if run is not None:
+            return run
+        matches = [m for m, _ in self.store.zrange_by_score(self._index(connection)) if m.startswith(prefix)]
+        if len(matches) == 1:
+            return self.get(connection, matches[0])
+        if len(matches) > 1:
+            raise RunNotFound(f"run id prefix {prefix!r} is ambiguous ({len(matches)} runs); give more of it")
+        raise RunNotFound(f"no run {prefix!r} (unknown, or older than the retention period)")
+
+    def recent(
+        self,
+        connection: str,
+        *,
+        rule: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Newest first, filtered; prunes index entries whose records expired."""
+        found: list[Run] = []
+        for run in self._iter_newest(connection, since):
+            if rule is not None and run.rule_id != rule:
+                continue
+            if status is not None and run.status != status:
+                continue
+            found.append(run)
+            if len(found) >= limit:
+                break
+        return found
+
+    def active(self, connection: str) -> list[str]:
+        """Ids of runs not yet finished (queued, running, retrying), oldest first."""
+        return [m for m, _ in self.store.zrange_by_score(self._active(connection))]
+
+    def _iter_newest(self, connection: str, since: float | None) -> Iterator[Run]:
+        self.prune(connection)
+        index = self._index(connection)
+        minimum = since if since is not None else float("-inf")
+        members = self.store.zrange_by_score(index, minimum, descending=True)
+        page = 200
+        for start in range(0, len(members), page):
+            chunk = [m for m, _ in members[start : start + page]]
+            raws = self.store.get_many([self._key(connection, m) for m in chunk])
+            gone = [m for m, raw in zip(chunk, raws, strict=True) if raw is None]
+            if gone:
+                self.store.zrem(index, *gone)
+                self.store.zrem(self._active(connection), *gone)
+            for raw in raws:
+                if raw is not None:
+                    yield Run.model_validate_json(raw)
+
+    def prune(self, connection: str) -> int:
+        """Drop index entries older than the retention period whose records are gone."""
+        cutoff = time.time() - self.retention
+        index = self._index(connection)
+        old = [m for m, _ in self.store.zrange_by_score(index, maximum=cutoff)]
+        if not old:
+            return 0
+        raws = self.store.get_many([self._key(connection, m) for m in old])
+        gone = [m for m, raw in zip(old, raws, strict=True) if raw is None]
+        if gone:
+            self.store.zrem(index, *gone)
+        return len(gone)
+
+    def delete(self, connection: str, run_id: str) -> None:
+        with self.store.batch() as batch:
+            batch.delete(self._key(connection, run_id))
+            batch.zrem(self._index(connection), run_id)
+            batch.zrem(self._active(connection), run_id)

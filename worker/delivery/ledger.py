@@ -1,0 +1,167 @@
+"""The step ledger: what each step of one rule on one event did, so a retry never does it twice.
+
+One entry per (event id, rule id, step id), written when a step starts and again when it ends,
+with the rule version that ran it. A retry (after an error, a crash or a replay) reads the ledger
+and skips every step whose entry says ``done`` or ``skipped``, reusing its recorded output for the
+templates of later steps. An entry left at ``started`` (the worker died mid-step) or at ``failed``
+after an error that may have reached the far side tells the executor to look for the effect of
+that attempt before acting again (see :mod:`worker.actions.markers`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from worker.state.base import StateStore, key
+
+StepStatus = Literal["started", "done", "skipped", "failed", "errored"]
+#: ``errored``: failed for good, but the step has ``continue_on_error`` so the run went on.
+FINISHED: frozenset[str] = frozenset({"done", "skipped", "errored"})
+
+
+class LedgerEntry(BaseModel):
+    """One step's latest attempt."""
+
+    step_id: str
+    status: StepStatus
+    rule_version: str
+    attempts: int = 1
+    started_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    may_have_applied: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def uncertain(self) -> bool:
+        """An earlier attempt may have had its effect although no result was recorded."""
+        return self.status == "started" or (self.status == "failed" and self.may_have_applied)
+
+
+class Ledger:
+    """Entries kept in the state store for ``ttl`` seconds (the run retention)."""
+
+    def __init__(self, store: StateStore, ttl: float | None) -> None:
+        self.store = store
+        self.ttl = ttl
+
+    @staticmethod
+    def _key(connection: str, event_id: str, rule_id: str, step_id: str) -> str:
+        return key(connection, "ledger", event_id, rule_id, step_id)
+
+    def entries(
+        self, connection: str, event_id: str, rule_id: str, step_ids: Sequence[str]
+    ) -> dict[str, LedgerEntry]:
+        """The recorded entries of ``step_ids`` (steps never started are absent)."""
+        keys = [self._key(connection, event_id, rule_id, s) for s in step_ids]
+        raws = self.store.get_many(keys) if keys else []
+        return {
+            step_id: LedgerEntry.model_validate_json(raw)
+            for step_id, raw in zip(step_ids, raws, strict=True)
+            if raw is not None
+        }
+
+    def entry(self, connection: str, event_id: str, rule_id: str, step_id: str) -> LedgerEntry | None:
+        raw = self.store.get(self._key(connection, event_id, rule_id, step_id))
+        return LedgerEntry.model_validate_json(raw) if raw is not None else None
+
+    def _write(self, connection: str, event_id: str, rule_id: str, entry: LedgerEntry) -> LedgerEntry:
+        self.store.set(
+            self._key(connection, event_id, rule_id, entry.step_id), entry.model_dump_json(), ttl=self.ttl
+        )
+        return entry
+
+    def start(
+        self,
+        connection: str,
+        event_id: str,
+        rule_id: str,
+        step_id: str,
+        rule_version: str,
+        previous: LedgerEntry | None,
+    ) -> LedgerEntry:
+        """Record that a step is about to act; written *before* the side effect."""
+        entry = LedgerEntry(
+            step_id=step_id,
+            status="started",
+            rule_version=rule_version,
+            attempts=(previous.attempts + 1) if previous else 1,
+            # a crash or an uncertain failure before stays uncertain until this attempt settles it
+            may_have_applied=bool(previous and previous.uncertain),
+        )
+        return self._write(connection, event_id, rule_id, entry)
+
+    def finish(
+        self, connection: str, event_id: str, rule_id: str, entry: LedgerEntry, output: dict[str, Any]
+    ) -> LedgerEntry:
+        done = entry.model_copy(
+            update={
+                "status": "done",
+                "finished_at": time.time(),
+                "output": output,
+                "error": None,
+                "may_have_applied": False,
+            }
+        )
+        return self._write(connection, event_id, rule_id, done)
+
+    def skip(
+        self, connection: str, event_id: str, rule_id: str, step_id: str, rule_version: str, why: str
+    ) -> LedgerEntry:
+        """Record a step whose ``if:`` was false, so a retry does not re-evaluate it differently."""
+        entry = LedgerEntry(
+            step_id=step_id,
+            status="skipped",
+            rule_version=rule_version,
+            finished_at=time.time(),
+            error=why,
+        )
+        return self._write(connection, event_id, rule_id, entry)
+
+    def fail(
+        self,
+        connection: str,
+        event_id: str,
+        rule_id: str,
+        entry: LedgerEntry,
+        error: str,
+        *,
+        may_have_applied: bool,
+    ) -> LedgerEntry:
+        failed = entry.model_copy(
+            update={
+                "status": "failed",
+                "finished_at": time.time(),
+                "error": error,
+                "may_have_applied": may_have_applied or entry.may_have_applied,
+            }
+        )
+        return self._write(connection, event_id, rule_id, failed)
+
+    def give_up(
+        self, connection: str, event_id: str, rule_id: str, entry: LedgerEntry, error: str
+    ) -> LedgerEntry:
+        """Settle a failed ``continue_on_error`` step so retries and replays do not try it again."""
+        settled = entry.model_copy(
+            update={
+                "status": "errored",
+                "finished_at": time.time(),
+                "error": error,
+                "output": {"ok": False, "error": error},
+            }
+        )
+        return self._write(connection, event_id, rule_id, settled)
+
+    def forget(self, connection: str, event_id: str, rule_id: str, step_ids: Sequence[str]) -> None:
+        """Drop entries (``ppw dlq replay --restart`` style re-runs); never called on a normal retry."""
+        keys = [self._key(connection, event_id, rule_id, s) for s in step_ids]
+        if keys:
+            self.store.delete(*keys)

@@ -1,0 +1,65 @@
+"""Delivery knobs, read from the settings (with defaults for the ones not declared there yet).
+
+Kept as one frozen object handed to the actors, so a test can run the real machinery with short
+backoffs and leases without patching anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from worker.settings import Settings
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """How hard and how long delivery tries.
+
+    Parameters:
+      max_attempts: attempts of a run (first try included) before its failure is dead-lettered.
+      retry_base: seconds of the first backoff; doubled each attempt, with jitter.
+      retry_max: longest backoff, and the longest ``Retry-After`` honoured as asked.
+      retention: seconds events, ledger entries and run history are kept.
+      run_lease: seconds a run's lease lasts without renewal; the worker running it renews it
+        all along, so this is how long a killed worker blocks the run before another resumes it.
+      burst_per_minute: fires of one rule for one record per minute before the circuit breaker
+        pauses that rule for that record.
+      breaker_pause: seconds the breaker keeps a rule paused for a record.
+      queued_wait: seconds between checks when a ``mode: queued`` run waits for its turn.
+    """
+
+    max_attempts: int = 6
+    retry_base: float = 2.0
+    retry_max: float = 300.0
+    retention: float = 30 * DAY
+    run_lease: float = 30.0
+    burst_per_minute: int = 10
+    breaker_pause: float = 900.0
+    queued_wait: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryOptions:
+        return cls(
+            max_attempts=max(1, int(settings.max_retries) + 1),
+            retry_base=float(_extra(settings, "retry_base", cls.retry_base)),
+            retry_max=float(_extra(settings, "retry_max", cls.retry_max)),
+            retention=float(settings.run_retention_days) * DAY,
+            run_lease=float(_extra(settings, "run_lease", cls.run_lease)),
+            burst_per_minute=int(settings.rule_burst_per_minute),
+            breaker_pause=float(_extra(settings, "breaker_pause", cls.breaker_pause)),
+        )
+
+    def with_(self, **changes: Any) -> DeliveryOptions:
+        return replace(self, **changes)
+
+
+def _extra(settings: Settings, name: str, default: Any) -> Any:
+    """A setting that may not be declared in :class:`Settings` yet: attribute, else ``PPW_<NAME>``."""
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(f"PPW_{name.upper()}")
+    return default if value in (None, "") else value

@@ -1,0 +1,213 @@
+"""The long-running processes: ``ppw worker`` (Dramatiq workers) and ``ppw run`` (everything).
+
+Both read top to bottom the same way: logging and Sentry first (Sentry must see the broker being
+created), then the runtime (state, rules with hot reload, broker, actors), the workers, for
+``ppw run`` the poll scheduler, and the health/metrics server. They then wait for SIGTERM or
+SIGINT and stop in reverse: polling stops first, running steps get ``PPW_SHUTDOWN_GRACE`` seconds
+to finish, messages not started go back to the broker (Redis/RabbitMQ) or stay recorded in the
+state store (embedded: picked up again on the next start).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from worker.broker import describe
+from worker.delivery.runtime import STAGES, Runtime
+from worker.settings import EMBEDDED_BROKER_URL, EMBEDDED_STATE_URL, Settings
+
+if TYPE_CHECKING:
+    from worker.health import HealthServer
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+class NeedsSharedBroker(ValueError):
+    """``ppw worker`` with the in-process memory broker: nothing else could feed it."""
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """What the command line can override.
+
+    Parameters:
+      threads: worker threads (default ``PPW_WORKER_THREADS``).
+      http: serve /healthz, /readyz, /metrics.
+      http_port: their port (default ``PPW_HTTP_PORT``; 0 picks a free one).
+      stages: with ``ppw worker``, only these queues (``poll``, ``dispatch``, ``run``).
+    """
+
+    threads: int | None = None
+    http: bool = True
+    http_port: int | None = None
+    stages: tuple[str, ...] = STAGES
+
+
+def embedded_banner(settings: Settings) -> str | None:
+    """What ``ppw run`` says when it runs on the embedded defaults, or None for a deployment."""
+    parts = []
+    if settings.broker_url == EMBEDDED_BROKER_URL:
+        parts.append("the in-process memory broker")
+    if settings.state_url == EMBEDDED_STATE_URL:
+        parts.append(f"SQLite state in {EMBEDDED_STATE_URL.removeprefix('sqlite:///')}")
+    if not parts:
+        return None
+    return (
+        "ppw run: embedded mode, using " + " and ".join(parts) + ". Fine for one machine; for a "
+        "deployment set PPW_BROKER_URL (redis:// or amqp://) and PPW_STATE_URL (redis://)."
+    )
+
+
+@contextmanager
+def _signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (only the main thread can install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _observability(settings: Settings) -> None:
+    from worker.observability import configure_logging, init_sentry
+
+    configure_logging(settings)
+    init_sentry(settings)
+
+
+def _health(
+    settings: Settings, runtime: Runtime, options: ProcessOptions, *, polls: bool
+) -> HealthServer | None:
+    """The /healthz, /readyz, /metrics server with checks for what this process depends on."""
+    if not options.http:
+        return None
+    from worker import health
+    from worker.practicepanther.tokens import TokenStore
+
+    store, registry = runtime.app.store, runtime.registry
+    key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
+    tokens = TokenStore(store, settings.connection_id, key)
+
+    def expires_at() -> float | None:
+        loaded = tokens.load()
+        return loaded.expires_at.timestamp() if loaded is not None else None
+
+    checks = {
+        "broker": health.broker_check(runtime.broker),
+        "state": health.state_check(store),
+        "token": health.token_check(expires_at),
+    }
+    if registry is not None:
+        checks["rules"] = health.rules_check(
+            lambda: int(registry.status()["loaded"]), lambda: len(registry.status()["failed_files"])
+        )
+    if polls:
+        checks["polls"] = health.polls_check(lambda: _last_polls(settings, runtime), settings.poll_interval)
+    server = health.HealthServer(settings, checks, port=options.http_port)
+    server.start()
+    log.info("health and metrics on %s (/healthz, /readyz, /metrics)", server.url)
+    return server
+
+
+def _last_polls(settings: Settings, runtime: Runtime) -> dict[str, float | None]:
+    from worker.polling.status import resource_statuses
+
+    out: dict[str, float | None] = {}
+    for row in resource_statuses(runtime.app.store, settings.connection_id):
+        out[row.resource] = datetime.fromisoformat(row.last_success).timestamp() if row.last_success else None
+    return out
+
+
+def run_worker(
+    settings: Settings, options: ProcessOptions = ProcessOptions(), *, stop: threading.Event | None = None
+) -> None:
+    """``ppw worker``: Dramatiq workers on a shared broker until SIGTERM/SIGINT (or ``stop``)."""
+    if settings.uses_embedded_broker:
+        raise NeedsSharedBroker(
+            "ppw worker needs a shared broker: set PPW_BROKER_URL to redis://... or amqp://... "
+            "(with the embedded memory broker use `ppw run`, which runs workers in its own process)"
+        )
+    _observability(settings)
+    stop = stop or threading.Event()
+    with _signals(stop), Runtime.create(settings, watch_rules=True) as runtime:
+        runtime.start_workers(options.threads, stages=options.stages)
+        server = _health(settings, runtime, options, polls=False)
+        log.info(
+            "ppw worker: %d thread(s) on %s, queues %s",
+            options.threads or settings.worker_threads,
+            describe(settings.broker_url),
+            ", ".join(getattr(runtime.actors.queues, stage) for stage in options.stages),
+        )
+        try:
+            stop.wait()
+        finally:
+            _shutdown(runtime, server, settings)
+
+
+def run_all(
+    settings: Settings,
+    options: ProcessOptions = ProcessOptions(),
+    *,
+    stop: threading.Event | None = None,
+    say: Say = print,
+) -> None:
+    """``ppw run``: scheduler, workers and the health/metrics server in one process."""
+    from worker.polling.scheduler import PollScheduler
+    from worker.rules.engine import rules_by_resource
+
+    _observability(settings)
+    banner = embedded_banner(settings)
+    if banner:
+        say(banner)
+    stop = stop or threading.Event()
+    with _signals(stop), Runtime.create(settings, watch_rules=True) as runtime:
+        runtime.start_workers(options.threads)
+        registry = runtime.registry
+
+        def watched() -> list[str]:
+            return sorted(rules_by_resource(registry.engine)) if registry is not None else []
+
+        scheduler = PollScheduler.from_settings(
+            settings, runtime.app.store, runtime.actors.send_poll, watched
+        )
+        scheduler.start()
+        server = _health(settings, runtime, options, polls=True)
+        say(
+            f"ppw run: {len(registry.ruleset) if registry else 0} rule(s), polling every "
+            f"{settings.poll_interval:g}s, {options.threads or settings.worker_threads} worker thread(s); "
+            "Ctrl-C to stop"
+        )
+        try:
+            stop.wait()
+        finally:
+            scheduler.shutdown()  # polling stops first
+            _shutdown(runtime, server, settings)
+
+
+def _shutdown(runtime: Runtime, server: HealthServer | None, settings: Settings) -> None:
+    started = time.monotonic()
+    runtime.stop(settings.shutdown_grace)
+    if server is not None:
+        with suppress(Exception):
+            server.stop()
+    log.info("stopped in %.1fs", time.monotonic() - started)

@@ -1,0 +1,127 @@
+"""What delivery needs from the rules engine, in one narrow interface.
+
+Dispatch asks which rules an event matches and stores a snapshot of each; the runner turns the
+snapshot a run was dispatched with back into a :class:`PreparedRule` that evaluates ``if:``
+expressions and renders ``with:`` blocks; ``ppw dlq replay --with-current-rule`` asks for the rule
+as loaded now. Everything else about rules (files, hot reload, the checker) stays in
+:mod:`worker.rules`.
+
+A run keeps executing the rule *version* it was dispatched with, even after the file changed: the
+current engine is used when it still holds that version, otherwise the snapshot is compiled into a
+small engine of its own (cached per rule version).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker.events import Event
+from worker.rules.engine import Engine
+from worker.rules.model import Rule, StepBase
+from worker.rules.ruleset import LoadedRule, RuleSet
+from worker.rules.source import SourceMap
+from worker.settings import Settings
+
+#: Snapshot engines kept per process (one per rule version still being run or retried).
+SNAPSHOT_CACHE = 256
+
+
+@dataclass(frozen=True)
+class Matched:
+    """A rule an event matched, the version that matched and what its conditions said."""
+
+    rule: Rule
+    version: str
+    conditions: Any = None
+
+
+@dataclass(frozen=True)
+class PreparedRule:
+    """One rule version, compiled, ready to run steps."""
+
+    rule: Rule
+    version: str
+    engine: Engine
+
+    def context(self, event: Event, steps: Mapping[str, Any]) -> dict[str, Any]:
+        """Template variables for the run: event, record, changes, previous, env, now, ``steps``."""
+        return self.engine.context(self.rule.id, event, steps)
+
+    def applies(self, index: int, variables: Mapping[str, Any]) -> bool:
+        """Whether step ``index``'s ``if:`` holds (True without one)."""
+        return self.engine.step_applies(self.rule.id, index, variables)
+
+    def render(self, index: int, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """Step ``index``'s canonical ``with:`` block, rendered."""
+        return self.engine.render_step(self.rule.id, index, variables)
+
+
+class EngineRuleBook:
+    """Rules for delivery from the rules engine.
+
+    Parameters:
+      engine: returns the engine for the rules in force now (the hot-reloading registry's current
+        one, or a fixed engine).
+      settings: time zone and env allow-list for engines built from snapshots.
+    """
+
+    def __init__(self, engine: Callable[[], Engine], settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._snapshots: dict[tuple[str, str], Engine] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def fixed(cls, ruleset: RuleSet, settings: Settings) -> EngineRuleBook:
+        engine = Engine(ruleset, settings=settings)
+        return cls(lambda: engine, settings)
+
+    def match(self, event: Event) -> list[Matched]:
+        return [
+            Matched(m.rule.rule, m.rule.version, [c.to_dict() for c in m.conditions])
+            for m in self._engine().match(event)
+        ]
+
+    def current(self, rule_id: str) -> Matched | None:
+        loaded = self._engine().ruleset.get(rule_id)
+        return Matched(loaded.rule, loaded.version) if loaded is not None else None
+
+    @staticmethod
+    def snapshot(rule: Rule) -> dict[str, Any]:
+        """The rule as plain JSON data (aliases as written in YAML, so it validates back)."""
+        data: dict[str, Any] = rule.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return data
+
+    def prepare(self, snapshot: dict[str, Any], version: str) -> PreparedRule:
+        """The runnable rule for a run: from the current engine if it holds ``version``, else compiled
+        from the snapshot. Raises ``pydantic.ValidationError`` if the snapshot no longer validates."""
+        rule_id = str(snapshot.get("id", ""))
+        engine = self._engine()
+        loaded = engine.ruleset.get(rule_id)
+        if loaded is not None and loaded.version == version:
+            return PreparedRule(loaded.rule, version, engine)
+        with self._lock:
+            cached = self._snapshots.get((rule_id, version))
+        if cached is None:
+            rule = Rule.model_validate(snapshot)
+            origin = f"<snapshot of {rule.id} {version}>"
+            loaded = LoadedRule(
+                rule=rule, file=origin, base=(), version=version, source=SourceMap(origin, [])
+            )
+            cached = Engine(RuleSet(rules=(loaded,)), settings=self._settings)
+            with self._lock:
+                if len(self._snapshots) >= SNAPSHOT_CACHE:
+                    self._snapshots.clear()
+                self._snapshots[(rule_id, version)] = cached
+        prepared = cached.ruleset.get(rule_id)
+        assert prepared is not None
+        return PreparedRule(prepared.rule, version, cached)
+
+
+def steps_of(rule: Rule) -> list[StepBase]:
+    """The rule's steps, typed (the discriminated union is opaque to type checkers)."""
+    steps: list[StepBase] = list(rule.steps)
+    return steps

@@ -1,0 +1,405 @@
+"""The HTTP side of a running worker: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+A small Starlette app served by uvicorn in a background thread, so ``ppw run``, ``ppw worker`` and
+``ppw scheduler`` can all expose it without an event loop of their own. Readiness is the sum of
+named checks registered by whoever owns the thing checked (broker, state store, token, rules,
+polls); each returns a :class:`CheckResult`. Other areas add routes (inbound webhooks under
+``/hooks/{name}``) through the ``routes`` argument.
+
+Endpoints
+---------
+``GET /healthz``
+    200 while the process serves HTTP. Container liveness probes use it.
+``GET /readyz``
+    Runs every check concurrently (each bounded by ``check_timeout``); 200 when all pass, 503 when
+    any fails, with ``{"status": ..., "checks": {name: {"ok", "detail", "duration_ms"}}}``.
+``GET /metrics``
+    Prometheus text (or OpenMetrics when asked), merged across processes when
+    ``PROMETHEUS_MULTIPROC_DIR`` is set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from worker import __version__
+from worker.observability.exposition import collecting_registry, render
+from worker.observability.scrub import scrub_text
+
+if TYPE_CHECKING:
+    import dramatiq
+
+    from worker.settings import Settings
+    from worker.state.base import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one readiness check; ``detail`` is shown to operators (keep it secret-free)."""
+
+    ok: bool
+    detail: str = ""
+
+    @classmethod
+    def passed(cls, detail: str = "ok") -> CheckResult:
+        return cls(True, detail)
+
+    @classmethod
+    def failed(cls, detail: str) -> CheckResult:
+        return cls(False, detail)
+
+
+Check = Callable[[], CheckResult]
+
+
+# The app ------------------------------------------------------------------------------------------
+
+
+async def _run_check(name: str, check: Check, timeout: float) -> tuple[str, CheckResult, float]:
+    started = time.perf_counter()
+    try:
+        with anyio.fail_after(timeout):
+            result = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        if not isinstance(result, CheckResult):
+            result = CheckResult.failed(f"check returned {type(result).__name__}, not CheckResult")
+    except TimeoutError:
+        result = CheckResult.failed(f"no answer within {timeout:g}s")
+    except Exception as exc:  # a broken check is a failed check, never a 500
+        result = CheckResult.failed(scrub_text(f"{type(exc).__name__}: {exc}"))
+    return name, result, (time.perf_counter() - started) * 1000
+
+
+async def run_checks(checks: Mapping[str, Check], timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Run ``checks`` concurrently; a JSON-ready report per check name."""
+    results: list[tuple[str, CheckResult, float]] = []
+
+    async def one(name: str, check: Check) -> None:
+        results.append(await _run_check(name, check, timeout))
+
+    async with anyio.create_task_group() as group:
+        for name, check in list(checks.items()):
+            group.start_soon(one, name, check)
+    return {
+        name: {"ok": result.ok, "detail": result.detail, "duration_ms": round(ms, 1)}
+        for name, result, ms in sorted(results, key=lambda item: item[0])
+    }
+
+
+def build_app(
+    checks: Mapping[str, Check], *, routes: Iterable[BaseRoute] = (), check_timeout: float = 5.0
+) -> Starlette:
+    """The Starlette app; ``checks`` is read on every ``/readyz`` so later registrations count."""
+    # Registers ppw's metrics so /metrics lists them before their first use. Imported here, not at
+    # the top, so importing this module never creates metric files before the multi-process
+    # directory is prepared (see worker.observability.metrics).
+    importlib.import_module("worker.observability.metrics")
+
+    started_at = time.time()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "version": __version__, "uptime_s": round(time.time() - started_at, 1)}
+        )
+
+    async def readyz(request: Request) -> Response:
+        report = await run_checks(checks, check_timeout)
+        ready = all(entry["ok"] for entry in report.values())
+        body = {"status": "ok" if ready else "fail", "checks": report}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await anyio.to_thread.run_sync(render, request.headers.get("accept", ""))
+        return Response(body, media_type=content_type)
+
+    base = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=[*base, *routes])
+
+
+# The server ---------------------------------------------------------------------------------------
+
+
+class HealthServer:
+    """Serves :func:`build_app` from a daemon thread.
+
+    Parameters
+    ----------
+    settings:
+        ``http_host`` and ``http_port`` are the defaults for ``host`` and ``port``.
+    checks:
+        Readiness checks by name; more can be added with :meth:`register_check`, also after start.
+    routes:
+        Extra Starlette routes mounted beside the built-in ones (``/hooks/{name}``).
+    port:
+        ``0`` picks a free port; :attr:`url` tells which.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        checks: Mapping[str, Check] | None = None,
+        *,
+        routes: Sequence[BaseRoute] = (),
+        host: str | None = None,
+        port: int | None = None,
+        check_timeout: float = 5.0,
+    ) -> None:
+        self.host = host if host is not None else settings.http_host
+        self.port = port if port is not None else settings.http_port
+        self.checks: dict[str, Check] = dict(checks or {})
+        self.app = build_app(self.checks, routes=routes, check_timeout=check_timeout)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._error: BaseException | None = None
+
+    def register_check(self, name: str, check: Check) -> None:
+        """Add (or replace) a readiness check."""
+        self.checks[name] = check
+
+    def unregister_check(self, name: str) -> None:
+        self.checks.pop(name, None)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server (the real port when started with port 0)."""
+        if self._socket is None:
+            raise RuntimeError("HealthServer is not started")
+        host, port = self._socket.getsockname()[:2]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self, timeout: float = 10.0) -> HealthServer:
+        """Bind (raising ``OSError`` at once if the port is taken) and serve until :meth:`stop`."""
+        if self._thread is not None:
+            raise RuntimeError("HealthServer already started")
+        self._socket = _bind(self.host, self.port)
+        config = uvicorn.Config(
+            self.app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="ppw-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if self._error is not None or not self._thread.is_alive():
+                self.stop()
+                raise RuntimeError(f"health server failed to start: {self._error!r}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"health server did not start within {timeout:g}s")
+            time.sleep(0.01)
+        log.info("health and metrics server listening on %s", self.url)
+        return self
+
+    def _serve(self) -> None:
+        assert self._server is not None and self._socket is not None
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as exc:  # reported by start(); the thread must not die silently
+            self._error = exc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the thread; safe to call twice."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = None
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+# Ready-made checks --------------------------------------------------------------------------------
+
+
+def broker_check(broker: dramatiq.Broker) -> Check:
+    """Pings Redis or opens (and closes) a RabbitMQ connection; the in-memory broker is always up."""
+
+    def check() -> CheckResult:
+        client = getattr(broker, "client", None)
+        if client is not None and hasattr(client, "ping"):
+            client.ping()
+            return CheckResult.passed("redis answers")
+        parameters = getattr(broker, "parameters", None)
+        if parameters is not None:
+            import pika
+
+            pika.BlockingConnection(parameters=parameters).close()
+            return CheckResult.passed("rabbitmq answers")
+        return CheckResult.passed(f"{type(broker).__name__} (in process)")
+
+    return check
+
+
+def state_check(store: StateStore) -> Check:
+    """The state store answers a ping."""
+
+    def check() -> CheckResult:
+        if store.ping():
+            return CheckResult.passed(f"{store.url.split('://', 1)[0]} answers")
+        return CheckResult.failed("state store does not answer")
+
+    return check
+
+
+def token_check(expires_at: Callable[[], float | None], *, grace: float = 300.0) -> Check:
+    """There is an access token, and it has not been expired for longer than ``grace`` seconds.
+
+    ``expires_at`` returns the Unix time the current token expires, or None with no token. The
+    worker refreshes before expiry, so a token expired beyond the grace means refreshing fails.
+    """
+
+    def check() -> CheckResult:
+        expiry = expires_at()
+        if expiry is None:
+            return CheckResult.failed("not connected to PracticePanther: run `ppw auth login`")
+        left = expiry - time.time()
+        if left < -grace:
+            return CheckResult.failed(f"access token expired {-left:.0f}s ago and was not refreshed")
+        return CheckResult.passed(f"access token valid for {max(left, 0):.0f}s")
+
+    return check
+
+
+def rules_check(loaded: Callable[[], int | None], errors: Callable[[], int] = lambda: 0) -> Check:
+    """The rule set has loaded (``loaded`` returns None until it has); failing files are reported.
+
+    A bad file does not fail readiness: the other rules run and its last good version stays.
+    """
+
+    def check() -> CheckResult:
+        count = loaded()
+        if count is None:
+            return CheckResult.failed("rules not loaded yet")
+        bad = errors()
+        detail = f"{count} rule{'s' if count != 1 else ''} loaded"
+        return CheckResult.passed(detail + (f"; {bad} file(s) failed to load" if bad else ""))
+
+    return check
+
+
+def last_poll_success_from_metrics(resources: Iterable[str]) -> Callable[[], dict[str, float | None]]:
+    """``last_success`` for :func:`polls_check`, read from ``ppw_last_poll_success_timestamp_seconds``.
+
+    Sees the polls of this process (``ppw run``) or of its process tree (multi-process mode); a
+    scheduler whose polls run in other hosts' workers needs a source that reads the state store.
+    """
+    names = list(resources)
+
+    def read() -> dict[str, float | None]:
+        registry = collecting_registry()
+        metric = "ppw_last_poll_success_timestamp_seconds"
+        return {name: registry.get_sample_value(metric, {"resource": name}) for name in names}
+
+    return read
+
+
+def polls_check(
+    last_success: Callable[[], Mapping[str, float | None]],
+    interval: float,
+    *,
+    intervals: float = 3.0,
+    started_at: float | None = None,
+) -> Check:
+    """Every resource polled successfully within ``intervals`` poll intervals.
+
+    ``last_success`` maps each polled resource to the Unix time of its last successful poll (None:
+    never). A resource never polled only fails once the process has been up that long too.
+    """
+    since = time.time() if started_at is None else started_at
+
+    def check() -> CheckResult:
+        now = time.time()
+        limit = interval * intervals
+        stale = []
+        for resource, when in sorted(last_success().items()):
+            reference = when if when is not None else since
+            if now - reference > limit:
+                stale.append(f"{resource} ({'never' if when is None else f'{now - when:.0f}s ago'})")
+        if stale:
+            return CheckResult.failed(f"not polled successfully within {limit:g}s: " + ", ".join(stale))
+        return CheckResult.passed(f"all resources polled within {limit:g}s")
+
+    return check
+
+
+# The probe ----------------------------------------------------------------------------------------
+
+
+def probe(url: str, timeout: float = 4.0) -> tuple[bool, str]:
+    """GET ``url``; (True, body) on 200, else (False, reason). Standard library only, no retries."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return False, f"{exc.code} {exc.read().decode('utf-8', 'replace')}"
+    except OSError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m worker.health [--ready] [--url URL]``: the container HEALTHCHECK and a VM probe.
+
+    Exits 0 when ``/healthz`` (or ``/readyz`` with ``--ready``) answers 200, 1 otherwise, printing
+    the answer; needs no settings beyond ``PPW_HTTP_PORT`` so it works in any process's environment.
+    """
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m worker.health", description=main.__doc__)
+    parser.add_argument("--ready", action="store_true", help="probe /readyz instead of /healthz")
+    parser.add_argument("--url", help="base URL (default http://127.0.0.1:$PPW_HTTP_PORT)")
+    parser.add_argument("--timeout", type=float, default=4.0)
+    args = parser.parse_args(argv)
+    base = args.url or f"http://127.0.0.1:{os.environ.get('PPW_HTTP_PORT', '9000')}"
+    ok, answer = probe(base.rstrip("/") + ("/readyz" if args.ready else "/healthz"), args.timeout)
+    print(answer.strip())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Every Prometheus metric ppw exports, defined once, here.
+
+Other modules import the metric objects and update them (``metrics.POLLS.labels("matters",
+"ok").inc()``); nothing else calls the ``prometheus_client`` constructors, so names, labels and help
+texts stay consistent and documented in one place (``docs/operations.md`` lists them).
+
+Multi-process mode
+------------------
+``ppw worker`` may run several processes (Dramatiq forks). ``prometheus_client`` then keeps values
+in memory-mapped files under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges them. The variable
+must be set in the environment *before* this module is first imported (the container images and
+systemd units set it), and the directory must be emptied when the process tree starts
+(:func:`worker.observability.multiprocess.prepare_multiprocess_dir`). Gauges use
+``multiprocess_mode="mostrecent"`` (the latest value written by any process) or ``"livesum"``
+where per-process values add up. Without the variable every metric lives in the default registry.
+
+Label values must come from small, fixed sets (resource names, rule ids, step types, HTTP status
+codes): never record ids, user input or URLs.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# ``*_created`` series double the page and no dashboard or alert here uses them.
+disable_created_metrics()
+
+#: Latency buckets (seconds) suited to HTTP calls to PracticePanther and Slack.
+API_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Step buckets: a step may wait on a rate limiter or a retrying API call.
+STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+# Polling ------------------------------------------------------------------------------------------
+POLLS = Counter(
+    "ppw_polls",
+    "Polls of a PracticePanther resource, by result (ok, primed, held, error).",
+    ["resource", "result"],
+)
+CURSOR_LAG = Gauge(
+    "ppw_cursor_lag_seconds",
+    "Seconds between now and the resource's cursor (newest change already turned into events).",
+    ["resource"],
+    multiprocess_mode="mostrecent",
+)
+LAST_POLL_SUCCESS = Gauge(
+    "ppw_last_poll_success_timestamp_seconds",
+    "Unix time of the resource's last successful poll.",
+    ["resource"],
+    multiprocess_mode="max",
+)
+EVENTS = Counter(
+    "ppw_events",
+    "Events detected, by type (created, updated, deleted, webhook, schedule) and resource.",
+    ["type", "resource"],
+)
+HELD_BATCHES = Gauge(
+    "ppw_held_batches",
+    "Batches held for an operator because a poll found more changes than the flood limit.",
+    ["resource"],
+    multiprocess_mode="mostrecent",
+)
+
+# PracticePanther API ------------------------------------------------------------------------------
+API_CALLS = Counter(
+    "ppw_api_calls",
+    "HTTP calls to PracticePanther, by method and status code ('error' when no response came back).",
+    ["method", "status"],
+)
+API_LATENCY = Histogram(
+    "ppw_api_latency_seconds",
+    "Duration of HTTP calls to PracticePanther, by method.",
+    ["method"],
+    buckets=API_BUCKETS,
+)
+TOKEN_EXPIRY = Gauge(
+    "ppw_token_expiry_timestamp_seconds",
+    "Unix time at which the current PracticePanther access token expires.",
+    ["connection"],
+    multiprocess_mode="mostrecent",
+)
+
+# Rules --------------------------------------------------------------------------------------------
+RULES_LOADED = Gauge(
+    "ppw_rules_loaded",
+    "Rules loaded and active after the latest (re)load.",
+    multiprocess_mode="mostrecent",
+)
+RULE_LOAD_ERRORS = Gauge(
+    "ppw_rule_load_errors",
+    "Rule files that failed to load in the latest (re)load (their last good version stays active).",
+    multiprocess_mode="mostrecent",
+)
+RULE_RUNS = Counter(
+    "ppw_rule_runs",
+    "Rule runs that reached a status, by rule id and status (succeeded, skipped, paused, dead ...).",
+    ["rule", "status"],
+)
+STEP_LATENCY = Histogram(
+    "ppw_step_latency_seconds",
+    "Duration of one rule step, by step type.",
+    ["step_type"],
+    buckets=STEP_BUCKETS,
+)
+
+# Queues and deliveries ----------------------------------------------------------------------------
+DLQ_SIZE = Gauge(
+    "ppw_dlq_messages",
+    "Entries in a dead-letter store, by queue ('runs': rule runs waiting for `ppw dlq replay`).",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+WEBHOOK_DELIVERIES = Counter(
+    "ppw_webhook_deliveries",
+    "Outbound webhook and Slack deliveries, by hook name and result (ok, retry, failed).",
+    ["hook", "result"],
+)
+
+ALL = (
+    POLLS,
+    CURSOR_LAG,
+    LAST_POLL_SUCCESS,
+    EVENTS,
+    HELD_BATCHES,
+    API_CALLS,
+    API_LATENCY,
+    TOKEN_EXPIRY,
+    RULES_LOADED,
+    RULE_LOAD_ERRORS,
+    RULE_RUNS,
+    STEP_LATENCY,
+    DLQ_SIZE,
+    WEBHOOK_DELIVERIES,
+)

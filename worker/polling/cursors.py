@@ -1,0 +1,144 @@
+"""Where each (connection, resource) poll stands: cursor, snapshots, and the last poll's outcome.
+
+Keys (all under ``ppw:<connection>:``):
+
+``cursor:<resource>``
+    JSON ``{"position": ..., "primed_at": ...}``. ``position`` is the greatest record
+    ``updated_at`` whose changes were all turned into events; the next poll asks for
+    ``updated_at ge position - overlap``. For resources without ``updated_at`` it is the start
+    time of the last complete poll (there is no record time to use). No cursor: not primed yet.
+``snap:<resource>``
+    Hash: record id → :class:`~worker.polling.snapshots.Snapshot` JSON.
+``pollstatus:<resource>``
+    JSON of :class:`PollStatus`, for ``ppw status`` and the health check.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.polling.snapshots import Snapshot
+from worker.state.base import StateStore, WriteBatch, key
+
+
+def cursor_key(connection: str, resource: str) -> str:
+    return key(connection, "cursor", resource)
+
+
+def snapshot_key(connection: str, resource: str) -> str:
+    return key(connection, "snap", resource)
+
+
+def status_key(connection: str, resource: str) -> str:
+    return key(connection, "pollstatus", resource)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _from_iso(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """How far a resource's changes have been turned into events."""
+
+    position: datetime | None
+    primed_at: datetime
+    advanced_at: datetime
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "position": _iso(self.position),
+                "primed_at": _iso(self.primed_at),
+                "advanced_at": _iso(self.advanced_at),
+            }
+        )
+
+    @classmethod
+    def loads(cls, text: str) -> Cursor:
+        data = json.loads(text)
+        primed_at = _from_iso(data.get("primed_at")) or datetime.now(UTC)
+        return cls(
+            position=_from_iso(data.get("position")),
+            primed_at=primed_at,
+            advanced_at=_from_iso(data.get("advanced_at")) or primed_at,
+        )
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    """The outcome of the last poll of one resource."""
+
+    at: str
+    result: str  # ok | primed | held | busy | error
+    events: int = 0
+    records: int = 0
+    requests: int = 0
+    duration: float = 0.0
+    error: str | None = None
+    last_success: str | None = None
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, text: str) -> PollStatus:
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def load_cursor(store: StateStore, connection: str, resource: str) -> Cursor | None:
+    raw = store.get(cursor_key(connection, resource))
+    return Cursor.loads(raw) if raw else None
+
+
+def write_cursor(batch: WriteBatch, connection: str, resource: str, cursor: Cursor) -> None:
+    batch.set(cursor_key(connection, resource), cursor.dumps())
+
+
+def load_snapshots(
+    store: StateStore, connection: str, resource: str, record_ids: Iterable[str]
+) -> dict[str, Snapshot | None]:
+    ids = list(dict.fromkeys(record_ids))
+    if not ids:
+        return {}
+    raw = store.hmget(snapshot_key(connection, resource), ids)
+    return {rid: Snapshot.loads(text) if text else None for rid, text in zip(ids, raw, strict=True)}
+
+
+def write_snapshots(
+    batch: WriteBatch, connection: str, resource: str, snapshots: Mapping[str, Snapshot]
+) -> None:
+    if snapshots:
+        batch.hset(snapshot_key(connection, resource), {rid: s.dumps() for rid, s in snapshots.items()})
+
+
+def load_status(store: StateStore, connection: str, resource: str) -> PollStatus | None:
+    raw = store.get(status_key(connection, resource))
+    return PollStatus.loads(raw) if raw else None
+
+
+def known_resources(store: StateStore, connection: str) -> list[str]:
+    """Every resource with a cursor or a poll status for ``connection``, sorted."""
+    names: set[str] = set()
+    for kind in ("cursor", "pollstatus"):
+        prefix = key(connection, kind) + ":"
+        names.update(found[len(prefix) :] for found in store.scan(prefix))
+    return sorted(names)
+
+
+def reset(store: StateStore, connection: str, resource: str) -> int:
+    """Forget a resource's cursor and snapshots: its next poll primes again (fires nothing)."""
+    return store.delete(
+        cursor_key(connection, resource),
+        snapshot_key(connection, resource),
+        status_key(connection, resource),
+    )

@@ -1,0 +1,181 @@
+"""What the polling commands (``ppw poll once``, ``ppw status``, ``ppw held``, ``ppw scheduler``) do.
+
+The CLI only parses and prints; assembling a poller, an emitter or a scheduler from the settings
+happens here, where ``ppw run`` and tests can reuse it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from worker.polling.poller import Emit, Poller, PollOptions
+from worker.polling.scheduler import PollScheduler, polled_resources
+from worker.polling.status import ResourceStatus, queue_depths, resource_statuses
+from worker.settings import Settings
+from worker.state import StateStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def open_state(settings: Settings) -> Iterator[StateStore]:
+    store = open_store(settings.state_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def open_poller(settings: Settings, store: StateStore, connection: str) -> Iterator[Poller]:
+    """A poller for ``connection`` using the PracticePanther client configured in ``settings``."""
+    from worker.practicepanther.client import PracticePantherClient
+
+    client = PracticePantherClient(settings, store, connection=connection)
+    try:
+        yield Poller(client, store, connection=connection, options=PollOptions.from_settings(settings))
+    finally:
+        client.close()
+
+
+@dataclass
+class Emitter:
+    """Where emitted events go: the dispatch queue of the configured broker."""
+
+    emit: Emit
+    embedded: bool
+
+
+@contextmanager
+def open_emitter(settings: Settings, store: StateStore) -> Iterator[Emitter]:
+    """Send events to dispatch exactly as the poll actor does (stored, then one message each).
+
+    With the embedded memory broker the messages cannot outlive this command; the events stay
+    pending in the state store and ``ppw run`` dispatches them when it starts (or within a minute
+    if it is running).
+    """
+    from worker.delivery.runtime import Runtime
+
+    runtime = Runtime.create(settings, store=store)
+    try:
+        yield Emitter(emit=runtime.actors.emit, embedded=runtime.embedded)
+    finally:
+        runtime.close()
+
+
+@dataclass
+class StatusReport:
+    connection: str
+    state: str
+    resources: list[ResourceStatus]
+    queues: dict[str, int | None]
+    embedded_broker: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "connection": self.connection,
+            "state": self.state,
+            "resources": [r.to_dict() for r in self.resources],
+            "queues": self.queues,
+            "embedded_broker": self.embedded_broker,
+        }
+
+
+def status_report(settings: Settings, store: StateStore, connection: str) -> StatusReport:
+    from worker.actors import QueueNames
+    from worker.broker import BrokerOptions, create_broker, is_embedded
+
+    try:
+        watched = watched_resources(settings)
+    except Exception as exc:  # a broken rules directory must not hide the status
+        log.warning("could not read the rules to list watched resources: %s", exc)
+        watched = []
+    rows = resource_statuses(store, connection, polled_resources(settings, watched))
+    queues: dict[str, int | None] = {}
+    embedded = settings.uses_embedded_broker
+    if not embedded:
+        try:
+            broker = create_broker(settings)
+        except Exception as exc:
+            log.warning("cannot reach the broker for queue depths: %s", exc)
+        else:
+            try:
+                embedded = is_embedded(broker)
+                names = QueueNames.with_prefix(BrokerOptions.from_settings(settings).queue_prefix).all()
+                queues = queue_depths(broker, names)
+            finally:
+                broker.close()
+    return StatusReport(
+        connection=connection,
+        state=_describe_state(store),
+        resources=rows,
+        queues=queues,
+        embedded_broker=embedded,
+    )
+
+
+def _describe_state(store: StateStore) -> str:
+    return repr(store)
+
+
+def watched_resources(settings: Settings) -> list[str]:
+    """The resources the rules in ``settings.rules_dir`` watch (their files are only read)."""
+    from worker.rules.engine import rules_by_resource
+    from worker.rules.watcher import RuleRegistry
+
+    registry = RuleRegistry(settings=settings)
+    registry.load()
+    return sorted(rules_by_resource(registry.engine))
+
+
+def run_scheduler(settings: Settings, *, stop: threading.Event | None = None) -> None:
+    """``ppw scheduler``: submit polls through the configured broker until SIGINT/SIGTERM or ``stop``."""
+    from worker.delivery.runtime import Runtime
+    from worker.rules.engine import rules_by_resource
+
+    if settings.uses_embedded_broker:
+        raise ValueError(
+            "PPW_BROKER_URL is memory:// (embedded): its queue lives inside one process, so a separate "
+            "scheduler cannot reach the workers. Use `ppw run` (scheduler and workers together) or set "
+            "PPW_BROKER_URL to redis:// or amqp://"
+        )
+    stop = stop or threading.Event()
+    runtime = Runtime.create(settings, watch_rules=True)
+    registry = runtime.registry
+
+    def watched() -> list[str]:
+        return sorted(rules_by_resource(registry.engine)) if registry is not None else []
+
+    scheduler = PollScheduler.from_settings(settings, runtime.app.store, runtime.actors.send_poll, watched)
+    previous = _on_signals(stop)
+    try:
+        with scheduler:
+            stop.wait()
+    finally:
+        _restore_signals(previous)
+        runtime.close()
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_signals(stop: threading.Event) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received signal %d; stopping the scheduler", signum)
+        stop.set()
+
+    return {sig: signal.signal(sig, handler) for sig in _SIGNALS}
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -1,0 +1,477 @@
+"""Checks a validated rule against the catalogue and the template language, with no broker and no
+PracticePanther connection: everything ``ppw rules check`` reports beyond the schema.
+
+Every problem becomes a :class:`~worker.rules.diagnostics.Diagnostic` at the offending node; for
+templates, at the line inside the template and the column of the offending name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import nodes
+
+from worker.actions.params import RESULT_KEYS, result_resource
+from worker.practicepanther import resources
+from worker.practicepanther.resources import Definition, Resource
+from worker.rules import fieldcheck
+from worker.rules.context import allowed_env, env_view, event_view, rule_view, steps_view
+from worker.rules.diagnostics import Diagnostic
+from worker.rules.fieldcheck import Issue
+from worker.rules.model import RecordTrigger, Rule, ScheduleTrigger
+from worker.rules.source import Path_, SourceMap
+from worker.rules.templatecheck import Scope, StepInfo, TemplateChecker
+from worker.rules.templating import (
+    CompileError,
+    RenderError,
+    RulesEnvironment,
+    is_template,
+    parse_expression,
+)
+from worker.rules.views import ChangesView, Placeholder, RecordView
+from worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """The deployment facts a check uses (all optional: a check runs anywhere)."""
+
+    timezone: str = "UTC"
+    env_allowlist: list[str] = field(default_factory=list)
+    slack_webhooks: frozenset[str] | None = None
+    has_bot_token: bool | None = None
+    webhook_secrets: frozenset[str] | None = None
+    http_allowed_hosts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CheckConfig:
+        return cls(
+            timezone=settings.timezone,
+            env_allowlist=list(settings.env_allowlist),
+            slack_webhooks=frozenset(settings.slack_webhooks),
+            has_bot_token=settings.slack_bot_token is not None
+            and bool(settings.slack_bot_token.get_secret_value()),
+            webhook_secrets=frozenset(settings.webhook_secrets),
+            http_allowed_hosts=list(settings.http_allowed_hosts),
+        )
+
+
+class RuleChecker:
+    """Checks one rule (already valid against the model). ``data`` is the rule as written."""
+
+    def __init__(
+        self,
+        rule: Rule,
+        data: dict[str, Any],
+        source: SourceMap,
+        base: Path_,
+        env: RulesEnvironment,
+        config: CheckConfig,
+    ) -> None:
+        self.rule = rule
+        self.data = data
+        self.source = source
+        self.base = base
+        self.env = env
+        self.config = config
+        self.templates = TemplateChecker(env)
+        self.diagnostics: list[Diagnostic] = []
+        self.resource = resources.get(rule.resource) if rule.resource else None
+
+    # -- reporting ------------------------------------------------------------------------------
+    def _at(
+        self,
+        path: Path_,
+        message: str,
+        hint: str | None = None,
+        *,
+        at_key: bool = False,
+        severity: str = "error",
+        needle: str | None = None,
+    ) -> None:
+        full = (*self.base, *path)
+        position = None
+        if needle:
+            line, column = self.source.key(full) if at_key else self.source.value(full)
+            text = self.source.lines[line] if line < len(self.source.lines) else ""
+            found = text.find(needle, column)
+            position = (line, found) if found >= 0 else None
+        self.diagnostics.append(
+            self.source.diagnostic(
+                full,
+                message,
+                hint=hint,
+                severity=severity,
+                rule=self.rule.id,
+                at_key=at_key,
+                position=position,
+            )
+        )
+
+    def _issue(self, issue: Issue) -> None:
+        self._at(issue.path, issue.message, issue.hint, at_key=issue.at_key, severity=issue.severity)
+
+    # -- entry point ------------------------------------------------------------------------------
+    def run(self) -> list[Diagnostic]:
+        self._trigger()
+        condition_scope = Scope(self.resource, None, [], self.config.env_allowlist)
+        for path, source in self._conditions(self.data.get("conditions"), ("conditions",)):
+            self._expression(path, source, condition_scope)
+        self._steps()
+        return self.diagnostics
+
+    # -- trigger ------------------------------------------------------------------------------------
+    def _trigger(self) -> None:
+        trigger = self.rule.trigger
+        if isinstance(trigger, RecordTrigger):
+            resource = resources.get(trigger.resource)
+            if not resource.pollable:
+                self._at(
+                    ("trigger", "resource"),
+                    f"{resource.name} cannot be watched: PracticePanther offers no way to list its changes",
+                    f"watchable resources: {', '.join(r.name for r in resources.pollable())}",
+                )
+            raw_changed = self.data.get("trigger", {}).get("changed")
+            for index, name in enumerate(trigger.changed):
+                path: Path_ = (
+                    ("trigger", "changed", index) if isinstance(raw_changed, list) else ("trigger", "changed")
+                )
+                if name not in resource.fields:
+                    self._at(
+                        path,
+                        f"unknown field {name!r} on {resource.name}",
+                        fieldcheck.suggest(name, resource.fields),
+                    )
+            if len(trigger.changed) == 1 and trigger.changed[0] in resource.fields:
+                spec = resource.fields[trigger.changed[0]]
+                for key in ("from", "to"):
+                    if key in self.data.get("trigger", {}):
+                        for issue in fieldcheck.check_enum(
+                            spec, self.data["trigger"][key], ("trigger", key), resource.name
+                        ):
+                            self._issue(issue)
+            if "deleted" in trigger.on and len(trigger.on) == 1 and trigger.changed:
+                self._at(
+                    ("trigger", "changed"),
+                    "'changed' has no meaning for deleted records",
+                    "drop changed:, or also fire on updated",
+                    severity="warning",
+                )
+        elif isinstance(trigger, ScheduleTrigger) and trigger.query is not None:
+            resource = resources.get(trigger.query.resource)
+            if trigger.query.filter:
+                self._odata(
+                    ("trigger", "query", "filter"), trigger.query.filter, resource.model, resource.name
+                )
+            for issue in fieldcheck.check_params(
+                resource, trigger.query.params, ("trigger", "query", "params")
+            ):
+                self._issue(issue)
+
+    # -- conditions and steps ---------------------------------------------------------------------
+    def _conditions(self, value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+        if isinstance(value, str):
+            yield path, value
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from self._conditions(item, (*path, index))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from self._conditions(item, (*path, key))
+
+    def _steps(self) -> None:
+        earlier: dict[str, StepInfo] = {}
+        raw_steps = self.data.get("steps") or []
+        first_use: dict[str, int] = {}
+        for index, step in enumerate(self.rule.steps):
+            if step.id is None:
+                continue
+            if step.id in first_use:
+                line, _ = self.source.value((*self.base, "steps", first_use[step.id], "id"))
+                self._at(
+                    ("steps", index, "id"),
+                    f"step id {step.id!r} is used twice in this rule",
+                    f"first used at line {line + 1}; step ids name results (steps.<id>) and must be unique",
+                )
+            else:
+                first_use[step.id] = index
+        for index, step in enumerate(self.rule.steps):
+            later = [s.id for s in self.rule.steps[index:] if s.id]
+            scope = Scope(self.resource, dict(earlier), later, self.config.env_allowlist)
+            raw = raw_steps[index] if index < len(raw_steps) else {}
+            if step.if_ is not None:
+                self._expression(("steps", index, "if"), step.if_, scope)
+            raw_with = raw.get("with") if isinstance(raw, dict) else None
+            for path, text in _template_strings(raw_with, ("steps", index, "with")):
+                self._template(path, text, scope)
+            self._step_params(index, step.action, step.raw_with(), step.type != step.action)
+            if step.id:
+                earlier[step.id] = _step_info(step.action, step.params)
+
+    def _step_params(self, index: int, action: str, params: dict[str, Any], shorthand: bool) -> None:
+        base: Path_ = ("steps", index, "with")
+        data_path: Path_ = base if shorthand else (*base, "data")
+        resource = resources.catalogue().get(str(params.get("resource")))
+        if action in ("practicepanther.create", "practicepanther.update") and resource is not None:
+            create = action == "practicepanther.create"
+            for issue in fieldcheck.check_data(resource, params.get("data") or {}, data_path, create=create):
+                self._issue(issue)
+        elif action == "practicepanther.find" and resource is not None:
+            if params.get("filter"):
+                self._odata((*base, "filter"), params["filter"], resource.model, resource.name)
+            if params.get("orderby"):
+                for message, hint, needle in fieldcheck.check_orderby(
+                    params["orderby"], resource.model, resource.name
+                ):
+                    self._at((*base, "orderby"), message, hint, needle=needle)
+            for issue in fieldcheck.check_params(resource, params.get("params") or {}, (*base, "params")):
+                self._issue(issue)
+        elif action == "practicepanther.find_or_create" and resource is not None:
+            match = params.get("match") or {}
+            data = params.get("data") or {}
+            for issue in fieldcheck.check_fields(resource, match, (*base, "match")):
+                self._issue(issue)
+            for issue in fieldcheck.check_data(resource, data, (*base, "data"), create=False):
+                self._issue(issue)
+            missing = [n for n in resource.required_on_create if n not in match and n not in data]
+            if missing:
+                names = ", ".join(repr(n) for n in missing)
+                self._at(
+                    base,
+                    f"creating {resource.name} needs {names}",
+                    "give them in match: or data: (a template value counts)",
+                    at_key=True,
+                )
+        elif action == "slack.post":
+            self._slack(base, params)
+        elif action == "http.request":
+            self._http(base, params)
+
+    def _slack(self, base: Path_, params: dict[str, Any]) -> None:
+        webhook = params.get("webhook")
+        known = self.config.slack_webhooks
+        if webhook and known is not None and webhook not in known:
+            self._at(
+                (*base, "webhook"),
+                f"Slack webhook {webhook!r} is not configured here",
+                f"set PPW_SLACK_WEBHOOKS__{webhook.upper()} where the worker runs",
+                severity="warning",
+            )
+        if params.get("channel") and self.config.has_bot_token is False:
+            self._at(
+                (*base, "channel"),
+                "posting to a channel needs PPW_SLACK_BOT_TOKEN",
+                "set it where the worker runs, or use webhook: NAME",
+                severity="warning",
+            )
+
+    def _http(self, base: Path_, params: dict[str, Any]) -> None:
+        secret = params.get("secret")
+        known = self.config.webhook_secrets
+        if secret and known is not None and secret not in known:
+            self._at(
+                (*base, "secret"),
+                f"signing secret {secret!r} is not configured here",
+                f"set PPW_WEBHOOK_SECRETS__{secret.upper()} where the worker runs",
+                severity="warning",
+            )
+        for name, value in (params.get("headers") or {}).items():
+            if name.lower() in ("authorization", "x-api-key", "api-key", "cookie") and not is_template(
+                str(value)
+            ):
+                self._at(
+                    (*base, "headers", name),
+                    f"header {name!r} holds a credential written into the rule",
+                    "rule files are not secret; use secret: NAME to sign requests instead",
+                )
+        url = str(params.get("url") or "")
+        allowed = self.config.http_allowed_hosts
+        if allowed and not is_template(url.split("/")[2] if url.count("/") >= 2 else url):
+            host = urlsplit(url).hostname or ""
+            if host and host not in allowed:
+                self._at(
+                    (*base, "url"),
+                    f"host {host!r} is not in PPW_HTTP_ALLOWED_HOSTS",
+                    f"allowed: {', '.join(allowed)}",
+                    severity="warning",
+                )
+
+    def _odata(self, path: Path_, text: str, model: Definition, label: str) -> None:
+        for message, hint, needle in fieldcheck.check_filter(text, model, label):
+            self._at(path, message, hint, needle=needle)
+
+    # -- templates ----------------------------------------------------------------------------------
+    def _expression(self, path: Path_, source: str, scope: Scope) -> None:
+        text = source.strip()
+        if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            self._at(
+                path,
+                "conditions are bare expressions; the {{ }} makes this a text template",
+                "drop the {{ }} (as with Ansible's when:)",
+                severity="warning",
+            )
+            text = text[2:-2]
+        try:
+            tree = parse_expression(self.env, text)
+        except CompileError as exc:
+            self._template_error(
+                path,
+                exc.line,
+                f"expression syntax: {exc.message}",
+                "a condition is one Jinja expression, e.g. record.status == 'Closed'",
+                None,
+            )
+            return
+        findings = self._findings(path, tree, scope)
+        if not findings:
+            self._dry_run(path, lambda: self.env.expression(text), scope)
+
+    def _template(self, path: Path_, source: str, scope: Scope) -> None:
+        try:
+            tree = self.env.parse(source)
+        except Exception as exc:
+            line = getattr(exc, "lineno", None) or 1
+            message = getattr(exc, "message", None) or str(exc)
+            self._template_error(path, line, f"template syntax: {message}", _syntax_hint(message), None)
+            return
+        findings = self._findings(path, tree, scope)
+        if not findings:
+            self._dry_run(path, lambda: self.env.template(source), scope)
+
+    def _findings(self, path: Path_, tree: nodes.Node, scope: Scope) -> bool:
+        findings = self.templates.check(tree, scope)
+        for finding in findings:
+            self._template_error(
+                path, finding.line, finding.message, finding.hint, finding.needle, finding.severity
+            )
+        return any(f.severity == "error" for f in findings)
+
+    def _template_error(
+        self,
+        path: Path_,
+        line: int,
+        message: str,
+        hint: str | None,
+        needle: str | None,
+        severity: str = "error",
+    ) -> None:
+        full = (*self.base, *path)
+        position = self.source.template_position(full, line, needle)
+        self.diagnostics.append(
+            self.source.diagnostic(
+                full,
+                message,
+                hint=hint,
+                severity=severity,
+                rule=self.rule.id,
+                position=position,
+                code="template",
+            )
+        )
+
+    def _dry_run(self, path: Path_, compile_: Any, scope: Scope) -> None:
+        """Render against a sample record so size and loop bombs are caught at check time."""
+        try:
+            template = compile_()
+            template(self._sample_context(scope))
+        except CompileError as exc:
+            self._template_error(
+                path, exc.line, f"template syntax: {exc.message}", _syntax_hint(exc.message), None
+            )
+        except RenderError as exc:
+            if exc.kind in ("limit", "security"):
+                self._template_error(
+                    path,
+                    exc.line,
+                    exc.message,
+                    "rules are limited in size and time so one rule cannot stall the worker",
+                    None,
+                )
+
+    def _sample_context(self, scope: Scope) -> dict[str, Any]:
+        from worker.events import Event
+
+        resource = scope.resource
+        record = sample_record(resource.model) if resource is not None else {}
+        event = Event.build(
+            type="updated",
+            resource=resource.name if resource else "record",
+            record_id="sample",
+            revision="sample",
+        )
+        steps = {name: Placeholder(f"steps.{name}") for name in (scope.steps or {})}
+        env = env_view(allowed_env(self.config.env_allowlist, []), self.config.env_allowlist)
+        return {
+            "event": event_view(event),
+            "record": RecordView.of(record, resource.name if resource else None),
+            "previous": RecordView.of(record, resource.name if resource else None),
+            "changes": ChangesView.of({}, resource.name if resource else None),
+            "env": env,
+            "now": lambda: dt.datetime(2026, 1, 5, 9, 0, tzinfo=self.env.firm_zone),
+            "steps": steps_view(steps),
+            "rule": rule_view(self.rule.id, self.rule.description, "sample"),
+        }
+
+
+def _syntax_hint(message: str) -> str:
+    if "unexpected '}'" in message or "unexpected end of template" in message:
+        return "check that every {{ has a matching }} and every {% a matching %}"
+    if "expected token" in message:
+        return "check the brackets and quotes of the expression"
+    return "Jinja syntax: {{ expression }} for values, {% if %}...{% endif %} for statements"
+
+
+def _template_strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    if isinstance(value, str):
+        if is_template(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _template_strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _template_strings(item, (*path, index))
+
+
+def _step_info(action: str, params: Any) -> StepInfo:
+    found = result_resource(action, params)
+    if found is not None:
+        name, is_list = found
+        resource: Resource = resources.get(name)
+        return StepInfo(resource.model, name, is_list)
+    keys = RESULT_KEYS.get(action)
+    return StepInfo(keys=keys) if keys is not None else StepInfo()
+
+
+_SAMPLES = {
+    "string": "sample",
+    "uuid": "00000000-0000-0000-0000-000000000000",
+    "datetime": "2026-01-05T09:00:00",
+    "integer": 1,
+    "number": 1.0,
+    "boolean": True,
+}
+
+
+def sample_record(model: Definition, depth: int = 0) -> dict[str, Any]:
+    """A record with a plausible value in every field, for dry-running templates."""
+    record: dict[str, Any] = {}
+    for name, spec in model.fields.items():
+        if spec.enum:
+            record[name] = spec.enum[0]
+        elif spec.kind == "object":
+            nested = fieldcheck.definition(spec.ref)
+            record[name] = sample_record(nested, depth + 1) if nested is not None and depth < 2 else {}
+        elif spec.kind == "array":
+            nested = fieldcheck.definition(spec.item_ref)
+            if nested is not None and depth < 2:
+                record[name] = [sample_record(nested, depth + 1)]
+            else:
+                record[name] = ["sample"] if spec.item_kind == "string" else []
+        else:
+            record[name] = _SAMPLES.get(spec.kind, "sample")
+    return record

@@ -1,0 +1,100 @@
+"""The variables a rule's templates see for one event.
+
+``event``, ``record``, ``previous``, ``changes``, ``steps`` (results of earlier steps), ``env``
+(only the names in ``PPW_ENV_ALLOWLIST``), ``rule`` and ``now()`` (the firm's local time).
+Secrets are never in here: steps name them (``webhook: billing``) and the executors resolve them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from worker.events import Event
+from worker.rules.hints import did_you_mean
+from worker.rules.views import ChangesView, NamedView, RecordView
+
+Clock = Callable[[], dt.datetime]
+
+EVENT_FIELDS = ("id", "type", "resource", "record_id", "revision", "origin", "connection", "detected_at")
+RULE_FIELDS = ("id", "description", "version")
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def allowed_env(allowlist: list[str], secrets: list[str]) -> dict[str, str]:
+    """The allow-listed environment variables that are set, minus any that hold a secret."""
+    hidden = set(secrets)
+    return {
+        name: os.environ[name] for name in allowlist if name in os.environ and os.environ[name] not in hidden
+    }
+
+
+def event_view(event: Event) -> NamedView:
+    values = {
+        "id": event.id,
+        "type": event.type,
+        "resource": event.resource,
+        "record_id": event.record_id,
+        "revision": event.revision,
+        "origin": event.origin,
+        "connection": event.connection,
+        "detected_at": event.detected_at.isoformat(),
+    }
+    return NamedView(values, "event field", lambda name: did_you_mean(name, EVENT_FIELDS))
+
+
+def env_view(values: Mapping[str, str], allowlist: list[str]) -> NamedView:
+    def explain(name: str) -> str:
+        if name in allowlist:
+            return f"{name} is allow-listed but not set in the environment"
+        near = did_you_mean(name, allowlist)
+        return near or f"add {name} to PPW_ENV_ALLOWLIST to use it in templates"
+
+    return NamedView(dict(values), "allow-listed environment variable", explain)
+
+
+def steps_view(results: Mapping[str, Any], later: list[str] | None = None) -> NamedView:
+    def explain(name: str) -> str:
+        if later and name in later:
+            return f"step {name!r} runs after this one"
+        known = list(results)
+        return did_you_mean(name, known) or (
+            f"earlier steps with an id: {', '.join(known)}" if known else "no earlier step has an id"
+        )
+
+    return NamedView(dict(results), "earlier step with id", explain)
+
+
+def rule_view(rule_id: str, description: str, version: str) -> NamedView:
+    values = {"id": rule_id, "description": description, "version": version}
+    return NamedView(values, "rule field", lambda name: did_you_mean(name, RULE_FIELDS))
+
+
+def build(
+    event: Event,
+    *,
+    resource: str | None,
+    env: NamedView,
+    zone: dt.tzinfo,
+    clock: Clock = system_clock,
+) -> dict[str, Any]:
+    """The variables shared by every rule evaluated for ``event`` (``rule`` and ``steps`` are added
+    per rule)."""
+
+    def now() -> dt.datetime:
+        return clock().astimezone(zone)
+
+    return {
+        "event": event_view(event),
+        "record": RecordView.of(event.record, resource),
+        "previous": RecordView.of(event.previous, resource),
+        "changes": ChangesView.of(event.changes, resource),
+        "env": env,
+        "now": now,
+        "steps": steps_view({}),
+    }

@@ -1,0 +1,226 @@
+"""Why a rule would or would not fire for a record: the logic behind ``ppw rules explain``.
+
+Given the live record and the snapshot the poller last stored, this builds the event the poller
+would detect next (``created`` with no snapshot, ``updated`` with the fields that differ, ``deleted``
+when the record is gone) and evaluates every rule against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from worker.events import Change, Event, EventType, Origin
+from worker.rules.engine import Engine, Evaluation
+from worker.settings import Settings
+from worker.state.base import StateStore
+
+#: Fields that change on every save and say nothing about what changed.
+_NOISE = frozenset({"updated_at"})
+
+
+def diff(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Change]:
+    """Fields whose value differs between two versions of a record (``updated_at`` ignored)."""
+    changes: dict[str, Change] = {}
+    for name in sorted(set(previous) | set(record)):
+        if name in _NOISE:
+            continue
+        old, new = previous.get(name), record.get(name)
+        if old != new:
+            changes[name] = Change(old=old, new=new)
+    return changes
+
+
+def revision_of(record: dict[str, Any]) -> str:
+    """``updated_at`` where the record has one, else a hash of its content (as the poller does)."""
+    updated = record.get("updated_at")
+    if isinstance(updated, str) and updated:
+        return updated
+    canonical = json.dumps(record, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def synthesize_event(
+    resource: str,
+    record: dict[str, Any] | None,
+    previous: dict[str, Any] | None = None,
+    *,
+    type: EventType | None = None,
+    origin: str = "practicepanther",
+    connection: str = "default",
+) -> Event:
+    """The event a poll would produce for this record and snapshot (``type`` forces one)."""
+    if record is None and previous is None:
+        raise ValueError("need the record, its previous version, or both")
+    if type is None:
+        type = "deleted" if record is None else ("updated" if previous is not None else "created")
+    current = record if record is not None else dict(previous or {})
+    changes: dict[str, Change] = {}
+    if type == "updated" and previous is not None:
+        changes = diff(previous, current)
+    elif type == "created":
+        changes = {k: Change(old=None, new=v) for k, v in current.items() if v not in (None, "", [], {})}
+    record_id = str(current.get("id") or (previous or {}).get("id") or "unknown")
+    return Event.build(
+        type=type,
+        resource=resource,
+        record_id=record_id,
+        revision=revision_of(current),
+        connection=connection,
+        record=current,
+        previous=previous,
+        changes=changes,
+        origin=cast(Origin, origin),
+    )
+
+
+@dataclass
+class Explanation:
+    """Every rule's verdict for one record."""
+
+    resource: str
+    record_id: str
+    event: Event
+    snapshot: bool
+    notes: list[str] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+    pending: bool = True
+
+    @property
+    def firing(self) -> list[str]:
+        """Rules the next poll would fire (none when nothing changed since the last poll)."""
+        return [e.rule.id for e in self.evaluations if e.matched] if self.pending else []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "record_id": self.record_id,
+            "event_type": self.event.type,
+            "changes": {k: {"old": v.old, "new": v.new} for k, v in self.event.changes.items()},
+            "snapshot": self.snapshot,
+            "pending": self.pending,
+            "notes": self.notes,
+            "firing": self.firing,
+            "rules": [e.to_dict() for e in self.evaluations],
+        }
+
+
+def explain(
+    engine: Engine,
+    resource: str,
+    record: dict[str, Any] | None,
+    snapshot: dict[str, Any] | None = None,
+    *,
+    changes: dict[str, Change] | None = None,
+    snapshot_available: bool = True,
+) -> Explanation:
+    """Evaluate every rule for ``record`` against its stored ``snapshot``.
+
+    ``changes`` are the poller's own comparison of record and snapshot when the caller has it
+    (it compares references by id, datetimes as instants ...); without it the fields are diffed here.
+    ``snapshot_available`` False means no snapshot store could be read (so "no snapshot" does not
+    mean "new record"); the record is then explained as if it had just been updated with no known
+    changes, and rules that need a change say so.
+    """
+    notes: list[str] = []
+    pending = True
+    if not snapshot_available:
+        notes.append("no stored snapshot could be read: explaining against the live record only")
+        event = synthesize_event(resource, record, record, type="updated")
+        event = event.model_copy(update={"changes": {}, "previous": None})
+    elif record is None:
+        notes.append("the record no longer exists: the next poll reports it deleted")
+        event = synthesize_event(resource, None, snapshot, type="deleted")
+    elif snapshot is None:
+        notes.append("no snapshot stored: the next poll reports this record as created")
+        event = synthesize_event(resource, record, None)
+    else:
+        event = synthesize_event(resource, record, snapshot)
+        if changes is not None:
+            event = event.model_copy(update={"changes": changes})
+        if event.changes:
+            notes.append(f"changed since the last poll: {', '.join(sorted(event.changes))}")
+        else:
+            pending = False
+            notes.append("unchanged since the last poll: no rule fires until it changes")
+    evaluations = engine.evaluate_all(event)
+    record_id = event.record_id
+    return Explanation(resource, record_id, event, snapshot is not None, notes, evaluations, pending)
+
+
+def event_from_data(data: dict[str, Any], *, resource: str | None = None) -> Event:
+    """An :class:`Event` from a sample file: a full event (``id``, ``type``, ``resource`` ...) or
+    a short form where ``id`` and ``revision`` are filled in and ``changes`` may be given as
+    ``{field: {old, new}}`` or left out (then computed from ``previous``)."""
+    data = dict(data)
+    if resource:
+        data.setdefault("resource", resource)
+    if "id" in data and "revision" in data:
+        return Event.model_validate(data)
+    record = data.get("record") or {}
+    previous = data.get("previous")
+    kind = cast(EventType, data.get("type") or ("updated" if previous is not None else "created"))
+    event = synthesize_event(
+        str(data.get("resource") or ""),
+        record or None,
+        previous,
+        type=kind,
+        origin=str(data.get("origin", "practicepanther")),
+        connection=str(data.get("connection", "default")),
+    )
+    if "changes" in data:
+        changes = {k: Change.model_validate(v) for k, v in (data["changes"] or {}).items()}
+        event = event.model_copy(update={"changes": changes})
+    if data.get("record_id"):
+        event = event.model_copy(update={"record_id": str(data["record_id"])})
+    return event
+
+
+def explain_live(engine: Engine, settings: Settings, resource: str, record_id: str) -> Explanation:
+    """:func:`explain` for a record fetched from PracticePanther now, against the snapshot the
+    poller stored for it (read from ``settings.state_url`` under ``settings.connection_id``).
+
+    Raises :class:`~worker.practicepanther.errors.PracticePantherError` when the record cannot be
+    fetched (a 404 means deleted and is explained as such).
+    """
+    from worker.practicepanther.client import PracticePantherClient
+    from worker.practicepanther.errors import NotFound
+    from worker.state import open_store
+
+    store = open_store(settings.state_url)
+    try:
+        with PracticePantherClient(settings, store) as client:
+            try:
+                record: dict[str, Any] | None = client.get(resource, record_id)
+            except NotFound:
+                record = None
+        snapshot, changes, available = stored_snapshot(
+            store, settings.connection_id, resource, record_id, record
+        )
+    finally:
+        store.close()
+    return explain(engine, resource, record, snapshot, changes=changes, snapshot_available=available)
+
+
+def stored_snapshot(
+    store: StateStore, connection: str, resource: str, record_id: str, record: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Change] | None, bool]:
+    """The poller's snapshot of a record (as record fields), its comparison with ``record`` made the
+    way the poller makes it, and whether snapshots could be read at all."""
+    try:
+        from worker.polling.cursors import load_snapshots
+        from worker.polling.snapshots import Snapshotter
+    except ImportError:  # the polling package is optional for the rules library
+        return None, None, False
+    from worker.practicepanther import resources
+
+    snapshot = load_snapshots(store, connection, resource, [record_id]).get(record_id)
+    if snapshot is None:
+        return None, None, True
+    changes = None
+    if record is not None:
+        compared = Snapshotter(resources.get(resource)).changes(snapshot, record)
+        changes = {name: Change(old=old, new=new) for name, (old, new) in compared.items()}
+    return {"id": record_id, **snapshot.values}, changes, True

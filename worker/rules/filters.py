@@ -1,0 +1,181 @@
+"""Template filters for what law-firm rules do all day: dates in the firm's time zone, money, hours.
+
+Dates: PracticePanther sends timestamps as ISO strings, mostly without an offset, and documents
+them as UTC. Every date filter accepts a ``datetime``, a ``date`` or such a string, reads a naive
+value as UTC, and ``local`` converts to the firm's time zone (``PPW_TIMEZONE``). ``now()`` already
+is in the firm's time zone, so ``now() | add_business_days(5)`` counts the firm's working days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import pass_environment
+from jinja2.environment import Environment
+from jinja2.runtime import Undefined
+
+UTC = dt.UTC
+
+
+def _firm_zone(env: Environment) -> dt.tzinfo:
+    zone: dt.tzinfo = getattr(env, "firm_zone", UTC)
+    return zone
+
+
+def to_datetime(value: Any) -> dt.datetime:
+    """A timezone-aware datetime from a datetime, date or ISO 8601 string (naive means UTC)."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # PracticePanther sends 7 fractional digits
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 date or time") from None
+    else:
+        raise TypeError(f"expected a date, got {type(value).__name__}")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _calendar_date(value: Any) -> dt.date | None:
+    """The date when ``value`` is a naive midnight or a bare date: how PracticePanther stores
+    calendar dates (a matter's ``open_date``, a time entry's ``date``)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and ("T" not in value or value.endswith(("T00:00:00", "T00:00:00.000"))):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        if parsed.tzinfo is None and parsed.time() == dt.time(0):
+            return parsed.date()
+    if isinstance(value, dt.datetime) and value.tzinfo is None and value.time() == dt.time(0):
+        return value.date()
+    return None
+
+
+@pass_environment
+def local(env: Environment, value: Any, zone: str | None = None) -> dt.datetime:
+    """The moment in the firm's time zone (or ``zone``).
+
+    A calendar date (a bare date, or a naive midnight as PracticePanther stores ``open_date`` or a
+    time entry's ``date``) stays on its day: midnight of that day in the firm's zone, rather than
+    the evening before, as converting "midnight UTC" would give west of Greenwich.
+    """
+    target = ZoneInfo(zone) if zone else _firm_zone(env)
+    day = _calendar_date(value)
+    if day is not None:
+        return dt.datetime(day.year, day.month, day.day, tzinfo=target)
+    return to_datetime(value).astimezone(target)
+
+
+def utc(value: Any) -> dt.datetime:
+    return to_datetime(value).astimezone(UTC)
+
+
+def add_days(value: Any, days: float) -> dt.datetime:
+    return to_datetime(value) + dt.timedelta(days=days)
+
+
+def add_hours(value: Any, hours: float) -> dt.datetime:
+    return to_datetime(value) + dt.timedelta(hours=hours)
+
+
+def add_business_days(value: Any, days: int) -> dt.datetime:
+    """Move by ``days`` weekdays (Saturday and Sunday skipped; holidays are not known)."""
+    moment = to_datetime(value)
+    step = 1 if days >= 0 else -1
+    remaining = abs(int(days))
+    if remaining > 3650:
+        raise ValueError("add_business_days: at most 3650 days")
+    while remaining:
+        moment += dt.timedelta(days=step)
+        if moment.weekday() < 5:
+            remaining -= 1
+    return moment
+
+
+def isoformat(value: Any, timespec: str = "seconds") -> str:
+    """``2026-04-13T09:30:00-04:00``; a date stays a date (``2026-04-13``)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    return to_datetime(value).isoformat(timespec=timespec)
+
+
+def strftime(value: Any, pattern: str = "%Y-%m-%d") -> str:
+    """Format a date, e.g. ``record.due_date | local | strftime('%b %d, %Y')``."""
+    return to_datetime(value).strftime(pattern)
+
+
+def date_only(value: Any) -> str:
+    """The calendar date part: ``2026-04-13``."""
+    return to_datetime(value).date().isoformat()
+
+
+def money(value: Any, symbol: str = "$", places: int = 2) -> str:
+    """``1234.5`` -> ``$1,234.50``; ``-20`` -> ``-$20.00``; none -> empty text."""
+    if value is None or value == "":
+        return ""
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"money: {value!r} is not a number") from None
+    quantum = Decimal(1).scaleb(-int(places))
+    amount = amount.quantize(quantum, rounding=ROUND_HALF_UP)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{symbol}{abs(amount):,.{int(places)}f}"
+
+
+def hours(value: Any) -> str:
+    """Decimal hours as people say them: ``1.5`` -> ``1h 30m``, ``0.25`` -> ``15m``, ``8`` -> ``8h``."""
+    if value is None or value == "":
+        return ""
+    total = round(float(value) * 60)
+    sign = "-" if total < 0 else ""
+    whole, minutes = divmod(abs(total), 60)
+    parts = [f"{whole}h"] if whole else []
+    if minutes or not parts:
+        parts.append(f"{minutes}m")
+    return sign + " ".join(parts)
+
+
+def slug(value: Any, separator: str = "-") -> str:
+    """``Smith v. Jones (2026)`` -> ``smith-v-jones-2026``."""
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", separator, text.lower()).strip(separator)
+
+
+def default(value: Any, fallback: Any = "", boolean: bool = False) -> Any:
+    """Like Jinja's ``default``, but a ``none`` value (a field PracticePanther left empty) counts as
+    missing too; ``boolean=true`` also replaces empty text, ``0`` and ``false``."""
+    if isinstance(value, Undefined) or value is None or (boolean and not value):
+        return fallback
+    return value
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "local": local,
+    "in_timezone": local,
+    "utc": utc,
+    "to_datetime": to_datetime,
+    "add_days": add_days,
+    "add_hours": add_hours,
+    "add_business_days": add_business_days,
+    "isoformat": isoformat,
+    "strftime": strftime,
+    "date_only": date_only,
+    "money": money,
+    "hours": hours,
+    "slug": slug,
+    "default": default,
+    "d": default,
+}

@@ -1,0 +1,436 @@
+"""The rule model: what a rule file may say, as pydantic models.
+
+A rule is *trigger* (which change of which resource), *conditions* (Jinja expressions that must
+all hold, Ansible ``when:`` style) and *steps* (what to do, in order). Triggers are discriminated by
+their key, so new kinds (``webhook:``, ``schedule:``/``every:``) sit beside record triggers without
+ambiguity; steps are discriminated by ``type:`` and take the ``with:`` model registered for that
+type in :mod:`worker.actions.params`.
+
+The models check shape and literal values. Everything that needs the PracticePanther catalogue or
+the Jinja parser (field names inside templates, enum values, earlier step ids) is checked by
+:mod:`worker.rules.checker`, which can point at a line inside a template.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+import zoneinfo
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from worker.actions.params import SHORTHANDS, STEP_TYPES, CreateParams, RecordData, ResourceName, canonical
+from worker.rules.hints import suggest
+
+EventKind = Literal["created", "updated", "deleted"]
+Mode = Literal["parallel", "queued", "single"]
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$")
+_DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+
+
+def _listify(value: Any) -> Any:
+    """A scalar where a list is expected means a list of one (``on: updated``)."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _rule_id(value: str) -> str:
+    if not _ID_RE.match(value):
+        raise PydanticCustomError(
+            "rule_id",
+            "rule id '{value}' is not a slug",
+            {
+                "value": value,
+                "hint": "use lower-case letters, digits, '-', '_' and '.', e.g. 'matter-closed'",
+            },
+        )
+    return value
+
+
+def _step_id(value: str) -> str:
+    if not STEP_ID_RE.match(value):
+        raise PydanticCustomError(
+            "step_id",
+            "step id '{value}' cannot be used as steps.{value} in templates",
+            {"value": value, "hint": "use letters, digits and '_' (e.g. closing_task)"},
+        )
+    return value
+
+
+RuleId = Annotated[str, AfterValidator(_rule_id), Field(max_length=100)]
+StepId = Annotated[str, AfterValidator(_step_id), Field(max_length=64)]
+Expression = Annotated[str, Field(min_length=1, description="A Jinja expression, without {{ }}")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# -- triggers ---------------------------------------------------------------------------------------
+
+
+def _default_on() -> list[EventKind]:
+    return ["created", "updated"]
+
+
+class RecordTrigger(_Model):
+    """A PracticePanther record was created, updated or deleted (found by polling)."""
+
+    resource: ResourceName
+    on: Annotated[
+        list[EventKind],
+        BeforeValidator(_listify, json_schema_input_type=EventKind | list[EventKind]),
+        Field(min_length=1),
+    ] = Field(default_factory=_default_on)
+    changed: Annotated[list[str], BeforeValidator(_listify, json_schema_input_type=str | list[str])] = Field(
+        default_factory=list, description="Fire only when one of these fields changed"
+    )
+    from_: Any = Field(None, alias="from", description="Value (or list of values) the field changed from")
+    to: Any = Field(None, description="Value (or list of values) the field changed to")
+    fetch: bool = Field(False, description="GET the full (detailed) record before evaluating")
+
+    @property
+    def has_from(self) -> bool:
+        return "from_" in self.model_fields_set
+
+    @property
+    def has_to(self) -> bool:
+        return "to" in self.model_fields_set
+
+    @model_validator(mode="after")
+    def _transition_needs_one_field(self) -> RecordTrigger:
+        if (self.has_from or self.has_to) and len(self.changed) != 1:
+            raise PydanticCustomError(
+                "transition_field",
+                "'from'/'to' need 'changed' to name exactly one field",
+                {"hint": "e.g. changed: status, from: Open, to: Closed"},
+            )
+        return self
+
+
+class WebhookTrigger(_Model):
+    """An inbound webhook named ``webhook`` was called; ``schema`` validates its JSON body."""
+
+    webhook: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema of the body")
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            import jsonschema
+
+            try:
+                jsonschema.Draft202012Validator.check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise PydanticCustomError(
+                    "json_schema", "invalid JSON Schema: {problem}", {"problem": exc.message}
+                ) from None
+        return value
+
+
+class Query(_Model):
+    """Records a schedule trigger runs over: one run per record found."""
+
+    resource: ResourceName
+    filter: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise PydanticCustomError(
+                "duration", "'{value}' is not a duration", {"value": value, "hint": "e.g. 30s, 15m, 2h, 1d"}
+            )
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 60:
+        raise PydanticCustomError(
+            "duration", "schedules run at most once a minute", {"hint": "use every: 1m or longer"}
+        )
+    return seconds
+
+
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise PydanticCustomError(
+            "cron",
+            "'{value}' is not a cron expression",
+            {
+                "value": value,
+                "hint": "five fields: minute hour day-of-month month day-of-week, e.g. '0 8 * * MON-FRI'",
+            },
+        )
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone",
+            "unknown time zone '{value}'",
+            {"value": value, "hint": suggest(value, zoneinfo.available_timezones())},
+        ) from None
+    return value
+
+
+class ScheduleTrigger(_Model):
+    """A time-based trigger: a cron ``schedule`` or an interval (``every``), optionally over a query."""
+
+    schedule: Annotated[str, AfterValidator(_cron)] | None = None
+    every: Annotated[float, BeforeValidator(_duration, json_schema_input_type=str | float)] | None = Field(
+        None, description="e.g. 15m, 1h"
+    )
+    timezone: Annotated[str, AfterValidator(_timezone)] | None = None
+    query: Query | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScheduleTrigger:
+        if (self.schedule is None) == (self.every is None):
+            raise PydanticCustomError(
+                "schedule_kind",
+                "a schedule trigger needs exactly one of 'schedule' (cron) or 'every'",
+                {"hint": "schedule: '0 8 * * MON-FRI' or every: 15m"},
+            )
+        return self
+
+
+def _trigger_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return {RecordTrigger: "record", WebhookTrigger: "webhook", ScheduleTrigger: "schedule"}.get(
+            type(value)
+        )
+    if not isinstance(value, dict):
+        return None
+    if "resource" in value:
+        return "record"
+    if "webhook" in value:
+        return "webhook"
+    if "schedule" in value or "every" in value:
+        return "schedule"
+    return None
+
+
+Trigger = Annotated[
+    Annotated[RecordTrigger, Tag("record")]
+    | Annotated[WebhookTrigger, Tag("webhook")]
+    | Annotated[ScheduleTrigger, Tag("schedule")],
+    Discriminator(
+        _trigger_kind,
+        custom_error_type="trigger_kind",
+        custom_error_message="a trigger needs 'resource' (a record change), 'webhook' or 'schedule'/'every'",
+        custom_error_context={"hint": "e.g. trigger: {resource: matters, on: updated}"},
+    ),
+]
+
+
+# -- conditions -------------------------------------------------------------------------------------
+
+
+_CONDITIONS = BeforeValidator(_listify, json_schema_input_type=Union["Condition", list["Condition"]])
+
+
+class AnyOf(_Model):
+    """Holds when at least one of the conditions holds."""
+
+    any: Annotated[list[Condition], _CONDITIONS, Field(min_length=1)]
+
+
+class AllOf(_Model):
+    """Holds when every condition holds."""
+
+    all: Annotated[list[Condition], _CONDITIONS, Field(min_length=1)]
+
+
+class NotOf(_Model):
+    """Holds when none of the conditions holds (``not: [a, b]`` is ``not (a or b)``)."""
+
+    not_: Annotated[list[Condition], _CONDITIONS, Field(alias="not", min_length=1)]
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "expr"
+    if isinstance(value, AnyOf):
+        return "any"
+    if isinstance(value, AllOf):
+        return "all"
+    if isinstance(value, NotOf):
+        return "not"
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        return key if key in ("any", "all", "not") else None
+    return None
+
+
+Condition = Annotated[
+    Annotated[Expression, Tag("expr")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[NotOf, Tag("not")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition is an expression (a string) or one of any:, all:, not:",
+        custom_error_context={"hint": "quote expressions that contain ': ' or start with a quote"},
+    ),
+]
+
+AnyOf.model_rebuild()
+AllOf.model_rebuild()
+NotOf.model_rebuild()
+
+
+# -- steps ------------------------------------------------------------------------------------------
+
+
+class StepBase(_Model):
+    """What every step has besides its type and ``with:`` block."""
+
+    id: StepId | None = Field(None, description="Name for later steps: steps.<id>")
+    name: str | None = Field(None, description="Shown in run history")
+    if_: Expression | None = Field(None, alias="if", description="Run only when this expression holds")
+    continue_on_error: bool = Field(False, description="A failure of this step does not stop the rule")
+
+    # Filled in by the concrete step models built below.
+    type: str
+    with_: Any
+
+    @property
+    def action(self) -> str:
+        """The canonical step type (shorthands such as ``create_task`` expanded)."""
+        return canonical(self.type, {})[0]
+
+    @property
+    def params(self) -> BaseModel:
+        """The validated parameters for :attr:`action` (a shorthand's data wrapped into them)."""
+        if self.type in SHORTHANDS:
+            return CreateParams(resource=SHORTHANDS[self.type], data=self.with_)
+        params: BaseModel = self.with_
+        return params
+
+    def raw_with(self) -> dict[str, Any]:
+        """The ``with:`` block as written, canonical form: what templates are rendered from."""
+        if self.type in SHORTHANDS:
+            return {"resource": SHORTHANDS[self.type], "data": dict(self.with_)}
+        dumped: dict[str, Any] = self.with_.model_dump(by_alias=True, exclude_unset=True)
+        return dumped
+
+    def label(self, index: int) -> str:
+        return self.id or self.name or f"step {index + 1} ({self.type})"
+
+
+def _step_model(step_type: str, params: Any) -> type[StepBase]:
+    class_name = "Step_" + re.sub(r"\W", "_", step_type)
+    fields: dict[str, Any] = {
+        "type": (Literal[step_type], Field(description=f"Step type {step_type}")),
+        "with_": (params, Field(alias="with")),
+    }
+    model: type[StepBase] = create_model(class_name, __base__=StepBase, **fields)
+    return model
+
+
+STEP_MODELS: dict[str, type[StepBase]] = {
+    **{name: _step_model(name, model) for name, model in STEP_TYPES.items()},
+    **{name: _step_model(name, RecordData) for name in SHORTHANDS},
+}
+
+if TYPE_CHECKING:
+    Step = StepBase
+else:
+    # One variant per step type, told apart by ``type:`` (built from the registry, so a new step
+    # type in worker.actions.params is a new variant here and in the schema).
+    Step = Annotated[
+        functools.reduce(operator.or_, [Annotated[model, Tag(name)] for name, model in STEP_MODELS.items()]),
+        Discriminator("type"),
+    ]
+
+
+# -- rate limit and rule ----------------------------------------------------------------------------
+
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_PERIOD_ALIASES = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "d": "day"}
+
+
+class RateLimit(_Model):
+    """At most ``max`` runs of the rule per ``per``; ``"10/minute"`` is accepted too."""
+
+    max: Annotated[int, Field(ge=1)]
+    per: Literal["second", "minute", "hour", "day"] = "minute"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            count, _, period = value.partition("/")
+            period = _PERIOD_ALIASES.get(period.strip().lower(), period.strip().lower())
+            if period.endswith("s") and period[:-1] in _PERIODS:
+                period = period[:-1]
+            if not count.strip().isdigit() or period not in _PERIODS:
+                raise PydanticCustomError(
+                    "rate_limit", "'{value}' is not a rate limit", {"value": value, "hint": "e.g. 10/minute"}
+                )
+            return {"max": int(count), "per": period}
+        return value
+
+    @property
+    def period_seconds(self) -> int:
+        return _PERIODS[self.per]
+
+
+class Rule(_Model):
+    """One automation: when ``trigger`` fires and ``conditions`` hold, run ``steps`` in order."""
+
+    id: RuleId
+    description: str = ""
+    enabled: bool = True
+    trigger: Trigger
+    conditions: Annotated[list[Condition], _CONDITIONS] = Field(default_factory=list)
+    steps: Annotated[list[Step], Field(min_length=1)]
+    mode: Mode = Field(
+        "queued", description="Runs for the same record: parallel, queued (in order) or single"
+    )
+    rate_limit: RateLimit | None = Field(None, description="Default: PPW_RULE_BURST_PER_MINUTE per minute")
+    allow_own_changes: bool = Field(False, description="Also fire on changes made by ppw itself")
+    dry_run: bool = Field(False, description="Evaluate and record what the steps would do, but do not act")
+
+    @property
+    def record_trigger(self) -> RecordTrigger | None:
+        return self.trigger if isinstance(self.trigger, RecordTrigger) else None
+
+    @property
+    def resource(self) -> str | None:
+        """The resource whose records the templates see as ``record``."""
+        if isinstance(self.trigger, RecordTrigger):
+            return self.trigger.resource
+        if isinstance(self.trigger, ScheduleTrigger) and self.trigger.query is not None:
+            return self.trigger.query.resource
+        return None
+
+
+#: Keys a rule file may use at the top of a rule (for did-you-mean on typos).
+RULE_KEYS = tuple(field.alias or name for name, field in Rule.model_fields.items())
