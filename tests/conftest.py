@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.state",
     "tests.fixtures.client",
+    "tests.fixtures.stubs",
 ]

@@ -29,8 +29,16 @@ from worker.delivery.dispatch import Dispatcher
 from worker.delivery.runner import Runner
 from worker.events import Event
 from worker.observability import log_context
+from worker.state.base import key
 
 log = logging.getLogger(__name__)
+
+#: Seconds past its due time a run message that has not been picked up counts as lost.
+IN_FLIGHT_MARGIN = 120.0
+
+
+def in_flight_key(connection: str, run_id: str) -> str:
+    return key(connection, "run-sent", run_id)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,11 @@ class Actors:
         self.poll.send(connection, resource)
 
     def send_run(self, connection: str, run_id: str, delay: float | None = None) -> None:
+        # Note that the message is on its way (until it is picked up, or its due time plus a margin
+        # passes), so the sweeper (Runtime.recover) re-sends only runs whose message was lost: the
+        # memory broker's die with its process, and a retry Dramatiq could not enqueue (the broker
+        # down at that moment) is gone too.
+        self.app.store.set(in_flight_key(connection, run_id), "1", ttl=(delay or 0) + IN_FLIGHT_MARGIN)
         if delay is None:
             self.run.send(connection, run_id)
         else:
@@ -106,7 +119,9 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
                 app.services.pp(connection),
                 app.store,
                 connection=connection,
-                options=PollOptions.from_settings(app.settings),
+                options=PollOptions.from_settings(
+                    app.settings, keep_fields={resource: app.rules.compared_fields(resource)}
+                ),
             )
             poller.poll(resource, holder["actors"].emit)
 
@@ -117,6 +132,7 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
                 log.info("event %s fired %d rule(s)", event_id, len(result.runs))
 
     def run(connection: str, run_id: str) -> None:
+        app.store.delete(in_flight_key(connection, run_id))  # picked up: no longer "on its way"
         outcome = runner.run(connection, run_id)
         if outcome.requeue_after is not None:
             holder["actors"].send_run(connection, run_id, delay=outcome.requeue_after)

@@ -15,9 +15,7 @@ Retries are decided by the actors themselves (they know which errors are transie
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
@@ -33,6 +31,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from worker.observability.middleware import LogContextMiddleware
 from worker.settings import Settings
 
 # Bounds for failures the actors did not classify themselves (they raise dramatiq.Retry with an
@@ -53,8 +52,7 @@ class BrokerURLError(ValueError):
 
 @dataclass(frozen=True)
 class BrokerOptions:
-    """Knobs that are not in :class:`~worker.settings.Settings` (yet): read from the settings object
-    when present, else from ``PPW_<NAME>`` environment variables, else the defaults.
+    """Broker knobs taken from :class:`~worker.settings.Settings` (``PPW_QUEUE_PREFIX`` ...).
 
     ``queue_prefix`` names the queues (``<prefix>.poll``, ``<prefix>.dispatch``, ``<prefix>.run``)
     so two deployments (or two tests) can share one Redis or RabbitMQ. ``heartbeat_timeout`` and
@@ -69,17 +67,10 @@ class BrokerOptions:
     @classmethod
     def from_settings(cls, settings: Settings) -> BrokerOptions:
         return cls(
-            queue_prefix=str(_extra(settings, "queue_prefix", DEFAULT_QUEUE_PREFIX)),
-            redis_heartbeat_timeout_ms=int(float(_extra(settings, "broker_heartbeat_timeout", 60.0)) * 1000),
-            redis_maintenance_chance=int(_extra(settings, "broker_maintenance_chance", 1_000)),
+            queue_prefix=settings.queue_prefix,
+            redis_heartbeat_timeout_ms=int(settings.broker_heartbeat_timeout * 1000),
+            redis_maintenance_chance=settings.broker_maintenance_chance,
         )
-
-
-def _extra(settings: Settings, name: str, default: Any) -> Any:
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(f"PPW_{name.upper()}")
-    return default if value in (None, "") else value
 
 
 def _middleware() -> list[Middleware]:
@@ -95,6 +86,8 @@ def _middleware() -> list[Middleware]:
             max_backoff=UNEXPECTED_MAX_BACKOFF_MS,
         ),
         CurrentMessage(),
+        # a clean log context per message: worker threads are reused across messages
+        LogContextMiddleware(),
     ]
 
 

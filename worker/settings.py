@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     http_port: int = 9000
     worker_threads: int = 8
     shutdown_grace: float = 30.0
+    queue_prefix: str = "ppw"
+    broker_heartbeat_timeout: float = 60.0
+    broker_maintenance_chance: int = 1000
 
     # Polling
     poll_interval: float = 60.0
@@ -80,9 +83,25 @@ class Settings(BaseSettings):
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     http_allowed_hosts: CommaList = Field(default_factory=list)
     run_retention_days: int = 30
+    retry_base: float = 2.0
+    retry_max: float = 300.0
+    run_lease: float = 30.0
+    breaker_pause: float = 900.0
+
+    # Inbound webhooks and schedules
+    webhook_max_body: int = 256 * 1024
+    webhook_replay_window: float = 300.0
+    webhook_rate_per_minute: int = 60
+    webhook_dedupe_window: float = 300.0
+    webhook_idempotency_ttl: float = 86_400.0
+    schedule_grace: float = 3_600.0
+    schedule_query_limit: int = 1_000
+    schedule_tick: float = 5.0
 
     # Observability
     sentry_dsn: SecretStr | None = None
+    sentry_environment: str = "production"
+    sentry_traces_sample_rate: float = 0.0
     log_format: str = "text"
     log_level: str = "INFO"
 

@@ -1,7 +1,1 @@
-"""Fixtures for the actions tests; the stub servers come from tests/fixtures/stubs.py."""
-
-from __future__ import annotations
-
-from tests.fixtures.stubs import slack_stub, stub_server
-
-__all__ = ["slack_stub", "stub_server"]
+"""The actions tests use the stub servers of tests/fixtures/stubs.py (loaded in tests/conftest.py)."""

@@ -8,7 +8,6 @@ to change records the way a person would and to wait for the results.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.fixtures.client import SandboxAdmin, connect, sandbox_settings
-from tests.fixtures.stubs import StubServer, slack_stub, stub_server
+from tests.fixtures.stubs import StubServer
 from worker.delivery.history import Run
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.runtime import Runtime, wait_until
@@ -27,8 +26,6 @@ from worker.practicepanther.client import PracticePantherClient
 from worker.sandbox import SandboxServer
 from worker.settings import Settings
 from worker.state import StateStore, open_store
-
-__all__ = ["slack_stub", "stub_server"]
 
 #: Fast retries so storms and failures finish within the test budget; the policy is production's.
 FAST = DeliveryOptions(max_attempts=8, retry_base=0.2, retry_max=1.5, run_lease=20.0, queued_wait=0.1)
@@ -111,8 +108,7 @@ class Scenario:
             "PPW_RATE_LIMIT_PER_SECOND": str(s.rate_limit_per_second),
             "PPW_SLACK_API_URL": s.slack_api_url,
             "PPW_QUEUE_PREFIX": self.queue_prefix,
-            # JSON: Settings cannot parse a comma-separated list from the environment (reported)
-            "PPW_HTTP_ALLOWED_HOSTS": json.dumps(s.http_allowed_hosts),
+            "PPW_HTTP_ALLOWED_HOSTS": ",".join(s.http_allowed_hosts),
         }
         for name, secret in s.slack_webhooks.items():
             env[f"PPW_SLACK_WEBHOOKS__{name.upper()}"] = secret.get_secret_value()

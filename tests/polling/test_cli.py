@@ -148,5 +148,5 @@ def test_held_list_show_release_discard(ppw: Invoke, harness: Harness) -> None:
 
 def test_scheduler_refuses_the_embedded_broker(ppw: Invoke) -> None:
     result = ppw("scheduler")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "ppw run" in result.output

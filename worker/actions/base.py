@@ -15,7 +15,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -71,12 +71,14 @@ class StepResult:
     response: dict[str, Any] = field(default_factory=dict)
 
 
-ParamsT = TypeVar("ParamsT", bound=BaseModel)
 ExecutorFn = Callable[[Any, StepContext], StepResult]
 
 
 @dataclass(frozen=True)
 class Executor:
+    """A registered executor. ``writes`` is False for steps that only read (finds, ``log``): those
+    act even in a dry run, so later steps render with real data."""
+
     step_type: str
     params_model: type[BaseModel] | None
     run: ExecutorFn

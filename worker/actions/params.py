@@ -174,6 +174,33 @@ class FindOrCreateParams(Params):
     data: RecordData = Field(default_factory=dict)
 
 
+class FindContactByEmailParams(Params):
+    """``find_contact_by_email``: the contact whose email is ``email`` (compared case-insensitively),
+    a shorthand for ``practicepanther.find`` on contacts."""
+
+    email: Annotated[str, Field(min_length=1, description="An email address; usually a template")]
+    not_found: Literal["fail", "continue", "stop"] = "fail"
+
+
+class FindMatterParams(Params):
+    """``find_matter``: the matter with this ``number`` and/or ``name``, a shorthand for
+    ``practicepanther.find`` on matters."""
+
+    number: int | Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="The matter number, e.g. 1042 or a template"
+    )
+    name: Annotated[str, Field(min_length=1)] | None = Field(None, description="The matter's name")
+    not_found: Literal["fail", "continue", "stop"] = "fail"
+
+    @model_validator(mode="after")
+    def _number_or_name(self) -> FindMatterParams:
+        if self.number is None and self.name is None:
+            raise PydanticCustomError(
+                "find_matter", "find_matter needs 'number' or 'name'", {"hint": "e.g. number: 1042"}
+            )
+        return self
+
+
 # -- Slack -----------------------------------------------------------------------------------------
 
 
@@ -243,6 +270,8 @@ STEP_TYPES: dict[str, type[BaseModel]] = {
     "practicepanther.update": UpdateParams,
     "practicepanther.find": FindParams,
     "practicepanther.find_or_create": FindOrCreateParams,
+    "find_contact_by_email": FindContactByEmailParams,
+    "find_matter": FindMatterParams,
     "slack.post": SlackPostParams,
     "http.request": HttpRequestParams,
     "log": LogParams,
@@ -256,6 +285,9 @@ SHORTHANDS: dict[str, str] = {
     "create_note": "notes",
     "create_event": "events",
 }
+
+#: Search shorthand step type -> the resource it finds (see :func:`search_as_find`).
+SEARCH_SHORTHANDS: dict[str, str] = {"find_contact_by_email": "contacts", "find_matter": "matters"}
 
 #: What a step's result looks like to later steps (``steps.<id>.<key>``) for step types whose result
 #: is not a PracticePanther record.
@@ -282,7 +314,37 @@ def result_resource(step_type: str, params: BaseModel) -> tuple[str, bool] | Non
     """``(resource, is_list)`` when the step's result is PracticePanther record(s), else None."""
     if step_type in SHORTHANDS:
         return SHORTHANDS[step_type], False
+    if step_type in SEARCH_SHORTHANDS:
+        return SEARCH_SHORTHANDS[step_type], False
     resource = getattr(params, "resource", None)
     if not isinstance(resource, str) or not step_type.startswith("practicepanther."):
         return None
     return resource, step_type == "practicepanther.find" and getattr(params, "result", "first") == "all"
+
+
+def search_as_find(step_type: str, params: BaseModel) -> FindParams:
+    """The ``practicepanther.find`` a search shorthand stands for, with its filter built from the
+    *rendered* values (quoted here, so a value from a webhook cannot change the filter's meaning)."""
+    from worker.practicepanther import odata
+
+    if isinstance(params, FindContactByEmailParams):
+        email = params.email.strip().lower()
+        clause = odata.Filter(f"tolower(email) eq {odata.literal(email)}")
+        return FindParams(resource="contacts", filter=clause, not_found=params.not_found)
+    if isinstance(params, FindMatterParams):
+        clauses: list[str] = []
+        if params.number is not None:
+            clauses.append(odata.eq("number", _matter_number(params.number)))
+        if params.name is not None:
+            clauses.append(odata.eq("name", params.name))
+        return FindParams(resource="matters", filter=odata.and_(*clauses), not_found=params.not_found)
+    raise KeyError(f"{step_type!r} is not a search shorthand")
+
+
+def _matter_number(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    text = value.strip().lstrip("#")
+    if not text.isdigit():
+        raise ValueError(f"{value!r} is not a matter number (e.g. 1042)")
+    return int(text)

@@ -17,7 +17,15 @@ from typing import Any
 
 from worker.actions import markers
 from worker.actions.base import StepContext, StepResult, executor
-from worker.actions.params import CreateParams, FindOrCreateParams, FindParams, UpdateParams
+from worker.actions.params import (
+    CreateParams,
+    FindContactByEmailParams,
+    FindMatterParams,
+    FindOrCreateParams,
+    FindParams,
+    UpdateParams,
+    search_as_find,
+)
 from worker.delivery.failures import PermanentStepError, StepError, StopRun
 from worker.polling.own_writes import remember_own_record
 from worker.practicepanther import odata, resources
@@ -165,6 +173,19 @@ def find(params: FindParams, ctx: StepContext) -> StepResult:
     if params.result == "first":
         return StepResult(output=found[0] if found else {}, request=request, response=response)
     return StepResult(output={"records": found, "count": len(found)}, request=request, response=response)
+
+
+@executor("find_contact_by_email", params=FindContactByEmailParams, writes=False)
+@executor("find_matter", params=FindMatterParams, writes=False)
+def find_shorthand(params: FindContactByEmailParams | FindMatterParams, ctx: StepContext) -> StepResult:
+    """``find_contact_by_email`` and ``find_matter``: a ``practicepanther.find`` with the filter
+    built (and quoted) from the rendered values."""
+    step_type = "find_matter" if isinstance(params, FindMatterParams) else "find_contact_by_email"
+    try:
+        expanded = search_as_find(step_type, params)
+    except ValueError as exc:
+        raise PermanentStepError(str(exc)) from None
+    return find(expanded, ctx)
 
 
 def match_filter(resource: resources.Resource, match: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""``ppw poll once``, ``ppw status``, ``ppw held list|show|release|discard`` and ``ppw scheduler``."""
+"""``ppw poll once``, ``ppw status`` and ``ppw held list|show|release|discard``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(poll_app, name="poll")
     app.add_typer(held_app, name="held")
     app.command("status")(status)
-    app.command("scheduler")(scheduler)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -314,14 +313,3 @@ def held_discard(
         except held.HeldBatchNotFound as exc:
             raise _fail(str(exc.args[0])) from None
     typer.echo(f"discarded {batch_id}: {count} event(s) dropped")
-
-
-# ppw scheduler ---------------------------------------------------------------------------------------
-def scheduler() -> None:
-    """Submit polls of every watched resource at PPW_POLL_INTERVAL; one leader among many processes."""
-    from worker.polling import operations
-
-    try:
-        operations.run_scheduler(_settings())
-    except ValueError as exc:
-        raise _fail(str(exc)) from None

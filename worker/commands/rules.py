@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -107,68 +108,206 @@ def test_rules(
         Path | None, typer.Option(help="The record before the change (makes it 'updated')")
     ] = None,
     resource: Annotated[str | None, typer.Option(help="Resource of --record (e.g. matters)")] = None,
+    payload: Annotated[
+        Path | None, typer.Option(help="A webhook body (JSON/YAML) delivered to the rules' hook")
+    ] = None,
+    hook: Annotated[
+        str | None, typer.Option(help="The hook --payload is delivered to (when the rules have several)")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Run schedule rules' slot at (or last before) this ISO time; the query uses the "
+            "configured PracticePanther (live or sandbox)"
+        ),
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="With --at: these records (JSON/YAML list) instead of the query")
+    ] = None,
     kind: Annotated[EventKind | None, typer.Option("--type", help="Force the event type")] = None,
     own: Annotated[bool, typer.Option("--own-change", help="Pretend ppw made the change")] = False,
     rule: Annotated[list[str] | None, typer.Option("--rule", help="Only these rule ids")] = None,
     now: Annotated[str | None, typer.Option(help="ISO time for now() (default: the real clock)")] = None,
     output: FormatOption = Format.text,
 ) -> None:
-    """Evaluate rules against an event with no side effects: checks, condition values, payloads."""
+    """Evaluate rules against an event, a webhook payload or a schedule slot, with no side effects."""
     from ruamel.yaml.error import YAMLError
 
-    from worker.rules import report
-    from worker.rules.engine import Engine
     from worker.rules.explain import event_from_data
     from worker.rules.filters import to_datetime
     from worker.rules.loader import load_rules
     from worker.rules.source import load_data
 
-    if (event is None) == (record is None):
-        raise typer.BadParameter("give exactly one of --event or --record")
+    given = [
+        name for name, value in (("--event", event), ("--record", record), ("--payload", payload)) if value
+    ]
+    if at is not None:
+        given.append("--at")
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --event or --record (or --payload, or --at)")
     if record is not None and not resource:
         raise typer.BadParameter("--record needs --resource (e.g. --resource matters)")
+    if results is not None and at is None:
+        raise typer.BadParameter("--results goes with --at")
     ruleset = load_rules([rules])
     for diagnostic in ruleset.diagnostics:
         typer.echo(diagnostic.format(), err=True)
+    selected = [r for r in ruleset if not rule or r.id in rule]
+    fixed = to_datetime(now) if now else None
+    if at is not None:
+        _test_schedules(ruleset, selected, at, results, fixed, output)
+        raise typer.Exit(1 if ruleset.errors else 0)
+    notes: list[str] = []
     try:
-        if event is not None:
-            data = load_data(event)
+        if payload is not None:
+            from worker.triggers.preview import payload_preview
+
+            preview = payload_preview(selected, load_data(payload), hook=hook)
+            sample = preview.event
+            notes = [f"schema: {problem}" for problem in preview.problems]
         else:
-            assert record is not None
-            data = {"record": load_data(record), "resource": resource}
-            if previous is not None:
-                data["previous"] = load_data(previous)
-        if not isinstance(data, dict):
-            raise ValueError("the file must hold a mapping")
-        if kind is not None:
-            data["type"] = kind.value
-        if own:
-            data["origin"] = "ppw"
-        sample = event_from_data(data, resource=resource)
+            if event is not None:
+                data = load_data(event)
+            else:
+                assert record is not None
+                data = {"record": load_data(record), "resource": resource}
+                if previous is not None:
+                    data["previous"] = load_data(previous)
+            if not isinstance(data, dict):
+                raise ValueError("the file must hold a mapping")
+            if kind is not None:
+                data["type"] = kind.value
+            if own:
+                data["origin"] = "ppw"
+            sample = event_from_data(data, resource=resource)
     except (OSError, ValueError, YAMLError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    fixed = to_datetime(now) if now else None
-    engine = Engine(
-        ruleset, clock=(lambda: fixed) if fixed is not None else (lambda: dt.datetime.now(dt.UTC))
-    )
-    selected = [r for r in ruleset if not rule or r.id in rule]
-    evaluations = [engine.evaluate(r, sample) for r in selected]
-    if output is Format.json:
-        _emit_json(
-            {
-                "event": sample.model_dump(mode="json"),
-                "matched": [e.rule.id for e in evaluations if e.matched],
-                "rules": [e.to_dict() for e in evaluations],
-            }
-        )
-    else:
+    _evaluate_and_print(ruleset, selected, [(sample, selected, notes)], fixed, output)
+    failed = bool(ruleset.errors) or (payload is not None and bool(notes))
+    raise typer.Exit(1 if failed else 0)
+
+
+def _test_schedules(
+    ruleset: Any, selected: list[Any], at: str, results: Path | None, fixed: Any, output: Format
+) -> None:
+    """``ppw rules test --at``: one slot event per selected schedule rule."""
+    from ruamel.yaml.error import YAMLError
+
+    from worker.rules.source import load_data
+    from worker.settings import get_settings
+    from worker.triggers.preview import slot_preview
+
+    settings = get_settings()
+    schedules = [r for r in selected if r.rule.schedule_trigger is not None]
+    if not schedules:
+        raise typer.BadParameter("--at needs schedule rules; none of the selected rules has one")
+    given: list[dict[str, Any]] | None = None
+    if results is not None:
+        try:
+            loaded = load_data(results)
+        except (OSError, ValueError, YAMLError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if not isinstance(loaded, list):
+            raise typer.BadParameter("--results must hold a list of records")
+        given = loaded
+    groups = []
+    with _pp_client(
+        settings, needed=given is None and any(r.rule.schedule_trigger.query for r in schedules)
+    ) as (client):
+        for loaded_rule in schedules:
+            try:
+                preview = slot_preview(loaded_rule, at, settings, client=client, results=given)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+            except Exception as exc:  # PracticePanther or the state store
+                typer.echo(f"error: {loaded_rule.id}: the query failed: {exc}", err=True)
+                raise typer.Exit(2) from None
+            upcoming = ", ".join(s.isoformat() for s in preview.next_slots)
+            notes = [f"slot {preview.slot.isoformat()}; next: {upcoming}"]
+            if preview.query is not None:
+                count = len(preview.event.record.get("results") or [])
+                notes.append(
+                    f"query {json.dumps(preview.query.describe(), default=str)}: {count} record(s)"
+                    + (" (truncated)" if preview.truncated else "")
+                )
+            groups.append((preview.event, [loaded_rule], notes))
+    _evaluate_and_print(ruleset, selected, groups, fixed, output, slot_clock=True)
+
+
+def _clock(moment: dt.datetime | None) -> Callable[[], dt.datetime]:
+    if moment is None:
+        return lambda: dt.datetime.now(dt.UTC)
+    return lambda: moment
+
+
+class _NoClient:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _pp_client(settings: Any, *, needed: bool) -> Any:
+    """A PracticePanther client context for --at queries (nothing when no query needs one)."""
+    if not needed:
+        return _NoClient()
+    from contextlib import contextmanager
+
+    from worker.practicepanther.client import PracticePantherClient
+    from worker.state import open_store
+
+    @contextmanager
+    def opened() -> Any:
+        store = open_store(settings.state_url)
+        try:
+            with PracticePantherClient(settings, store) as client:
+                yield lambda: client
+        finally:
+            store.close()
+
+    return opened()
+
+
+def _evaluate_and_print(
+    ruleset: Any,
+    selected: list[Any],
+    groups: list[tuple[Any, list[Any], list[str]]],
+    fixed: Any,
+    output: Format,
+    *,
+    slot_clock: bool = False,
+) -> None:
+    from worker.rules import report
+    from worker.rules.engine import Engine
+
+    rendered: list[dict[str, Any]] = []
+    for sample, rules_for_event, notes in groups:
+        moment: dt.datetime | None = fixed
+        if moment is None and slot_clock:
+            moment = sample.detected_at
+        engine = Engine(ruleset, clock=_clock(moment))
+        evaluations = [engine.evaluate(r, sample) for r in rules_for_event]
+        if output is Format.json:
+            rendered.append(
+                {
+                    "event": sample.model_dump(mode="json"),
+                    "notes": notes,
+                    "matched": [e.rule.id for e in evaluations if e.matched],
+                    "rules": [e.to_dict() for e in evaluations],
+                }
+            )
+            continue
         typer.echo(f"event: {sample.type} {sample.resource} {sample.record_id} (origin {sample.origin})")
+        for note in notes:
+            typer.echo(f"  {note}")
         for item in evaluations:
             typer.echo("")
             typer.echo(report.evaluation(item))
         if not evaluations:
             typer.echo("no rules to evaluate")
-    raise typer.Exit(1 if ruleset.errors else 0)
+    if output is Format.json:
+        _emit_json(rendered[0] if len(rendered) == 1 else {"events": rendered})
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``ppw worker`` (Dramatiq workers on a shared broker) and ``ppw run`` (all in one process)."""
+"""``ppw worker`` (Dramatiq workers), ``ppw scheduler`` (polls and schedules) and ``ppw run`` (all in one)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ NoHttpOpt = Annotated[bool, typer.Option("--no-http", help="Do not serve /health
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.command("worker")(worker)
+    app.command("scheduler")(scheduler)
     app.command("run")(run)
 
 
@@ -52,6 +53,22 @@ def worker(
             get_settings(),
             ProcessOptions(threads=threads, http=not no_http, http_port=http_port, stages=stages),
         )
+    except NeedsSharedBroker as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def scheduler(http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
+    """Submit polls of every watched resource every PPW_POLL_INTERVAL and fire schedule triggers.
+
+    Run one, or two for failover: a lease in the state store makes exactly one the leader, and
+    another takes over within two intervals if it dies. Needs a Redis or RabbitMQ broker.
+    """
+    from worker.delivery.process import NeedsSharedBroker, ProcessOptions, run_scheduler
+    from worker.settings import get_settings
+
+    try:
+        run_scheduler(get_settings(), ProcessOptions(http=not no_http, http_port=http_port))
     except NeedsSharedBroker as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

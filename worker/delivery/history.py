@@ -223,9 +223,3 @@ class RunHistory:
         if gone:
             self.store.zrem(index, *gone)
         return len(gone)
-
-    def delete(self, connection: str, run_id: str) -> None:
-        with self.store.batch() as batch:
-            batch.delete(self._key(connection, run_id))
-            batch.zrem(self._index(connection), run_id)
-            batch.zrem(self._active(connection), run_id)

@@ -159,9 +159,3 @@ class Ledger:
             }
         )
         return self._write(connection, event_id, rule_id, settled)
-
-    def forget(self, connection: str, event_id: str, rule_id: str, step_ids: Sequence[str]) -> None:
-        """Drop entries (``ppw dlq replay --restart`` style re-runs); never called on a normal retry."""
-        keys = [self._key(connection, event_id, rule_id, s) for s in step_ids]
-        if keys:
-            self.store.delete(*keys)

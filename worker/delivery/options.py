@@ -1,4 +1,4 @@
-"""Delivery knobs, read from the settings (with defaults for the ones not declared there yet).
+"""Delivery knobs, read from the settings.
 
 Kept as one frozen object handed to the actors, so a test can run the real machinery with short
 backoffs and leases without patching anything.
@@ -6,7 +6,6 @@ backoffs and leases without patching anything.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,21 +44,13 @@ class DeliveryOptions:
     def from_settings(cls, settings: Settings) -> DeliveryOptions:
         return cls(
             max_attempts=max(1, int(settings.max_retries) + 1),
-            retry_base=float(_extra(settings, "retry_base", cls.retry_base)),
-            retry_max=float(_extra(settings, "retry_max", cls.retry_max)),
+            retry_base=settings.retry_base,
+            retry_max=settings.retry_max,
             retention=float(settings.run_retention_days) * DAY,
-            run_lease=float(_extra(settings, "run_lease", cls.run_lease)),
+            run_lease=settings.run_lease,
             burst_per_minute=int(settings.rule_burst_per_minute),
-            breaker_pause=float(_extra(settings, "breaker_pause", cls.breaker_pause)),
+            breaker_pause=settings.breaker_pause,
         )
 
     def with_(self, **changes: Any) -> DeliveryOptions:
         return replace(self, **changes)
-
-
-def _extra(settings: Settings, name: str, default: Any) -> Any:
-    """A setting that may not be declared in :class:`Settings` yet: attribute, else ``PPW_<NAME>``."""
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(f"PPW_{name.upper()}")
-    return default if value in (None, "") else value

@@ -123,7 +123,10 @@ def _health(
         )
     if polls:
         checks["polls"] = health.polls_check(lambda: _last_polls(settings, runtime), settings.poll_interval)
-    server = health.HealthServer(settings, checks, port=options.http_port)
+    from worker.triggers import webhook_routes_for
+
+    routes = webhook_routes_for(settings, runtime)  # POST /hooks/<name> (inbound webhook triggers)
+    server = health.HealthServer(settings, checks, routes=routes, port=options.http_port)
     server.start()
     log.info("health and metrics on %s (/healthz, /readyz, /metrics)", server.url)
     return server
@@ -164,6 +167,36 @@ def run_worker(
             _shutdown(runtime, server, settings)
 
 
+def run_scheduler(
+    settings: Settings, options: ProcessOptions = ProcessOptions(), *, stop: threading.Event | None = None
+) -> None:
+    """``ppw scheduler``: submit polls and fire schedule triggers while this process leads.
+
+    Several may run for availability; a lease in the state store makes one the leader.
+    """
+    if settings.uses_embedded_broker:
+        raise NeedsSharedBroker(
+            "PPW_BROKER_URL is memory:// (embedded): its queue lives inside one process, so a separate "
+            "scheduler cannot reach the workers. Use `ppw run` (scheduler and workers together) or set "
+            "PPW_BROKER_URL to redis:// or amqp://"
+        )
+    _observability(settings)
+    stop = stop or threading.Event()
+    with (
+        _signals(stop),
+        Runtime.create(settings, watch_rules=True) as runtime,
+        _scheduling(settings, runtime),
+    ):
+        server = _health(settings, runtime, options, polls=True)
+        log.info("ppw scheduler: polling every %gs", settings.poll_interval)
+        try:
+            stop.wait()
+        finally:
+            if server is not None:
+                with suppress(Exception):
+                    server.stop()
+
+
 def run_all(
     settings: Settings,
     options: ProcessOptions = ProcessOptions(),
@@ -172,9 +205,6 @@ def run_all(
     say: Say = print,
 ) -> None:
     """``ppw run``: scheduler, workers and the health/metrics server in one process."""
-    from worker.polling.scheduler import PollScheduler
-    from worker.rules.engine import rules_by_resource
-
     _observability(settings)
     banner = embedded_banner(settings)
     if banner:
@@ -183,25 +213,41 @@ def run_all(
     with _signals(stop), Runtime.create(settings, watch_rules=True) as runtime:
         runtime.start_workers(options.threads)
         registry = runtime.registry
-
-        def watched() -> list[str]:
-            return sorted(rules_by_resource(registry.engine)) if registry is not None else []
-
-        scheduler = PollScheduler.from_settings(
-            settings, runtime.app.store, runtime.actors.send_poll, watched
-        )
-        scheduler.start()
-        server = _health(settings, runtime, options, polls=True)
-        say(
-            f"ppw run: {len(registry.ruleset) if registry else 0} rule(s), polling every "
-            f"{settings.poll_interval:g}s, {options.threads or settings.worker_threads} worker thread(s); "
-            "Ctrl-C to stop"
-        )
+        server: HealthServer | None = None
         try:
-            stop.wait()
+            with _scheduling(settings, runtime):  # leaving it stops polling first
+                server = _health(settings, runtime, options, polls=True)
+                say(
+                    f"ppw run: {len(registry.ruleset) if registry else 0} rule(s), polling every "
+                    f"{settings.poll_interval:g}s, {options.threads or settings.worker_threads} worker "
+                    "thread(s); Ctrl-C to stop"
+                )
+                stop.wait()
         finally:
-            scheduler.shutdown()  # polling stops first
             _shutdown(runtime, server, settings)
+
+
+@contextmanager
+def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
+    """The poll scheduler (leader-elected) and the schedule triggers that run while it leads."""
+    from worker.polling.scheduler import PollScheduler
+    from worker.rules.engine import rules_by_resource
+    from worker.triggers import start_schedules
+
+    registry = runtime.registry
+
+    def watched() -> list[str]:
+        return sorted(rules_by_resource(registry.engine)) if registry is not None else []
+
+    scheduler = PollScheduler.from_settings(settings, runtime.app.store, runtime.actors.send_poll, watched)
+    scheduler.start()
+    schedules = start_schedules(settings, runtime, lambda: scheduler.is_leader)
+    try:
+        yield
+    finally:
+        if schedules is not None:
+            schedules.stop()
+        scheduler.shutdown()
 
 
 def _shutdown(runtime: Runtime, server: HealthServer | None, settings: Settings) -> None:

@@ -71,6 +71,25 @@ def step_ids(rule: Rule) -> list[str]:
 class Runner:
     def __init__(self, app: DeliveryApp) -> None:
         self.app = app
+        self._unreleased: list[Lease] = []
+        self._unreleased_lock = threading.Lock()
+
+    def release_leftover_leases(self) -> int:
+        """Release run leases this process could not release when a run failed with the state store
+        down; until then they block the sweeper from re-sending those runs. Returns how many."""
+        with self._unreleased_lock:
+            pending, self._unreleased = self._unreleased, []
+        released, kept = 0, []
+        for lease in pending:
+            try:
+                lease.release()
+                released += 1
+            except StateError:
+                kept.append(lease)
+        if kept:
+            with self._unreleased_lock:
+                self._unreleased.extend(kept)
+        return released
 
     # entry point ----------------------------------------------------------------------------
     def run(self, connection: str, run_id: str) -> Outcome:
@@ -88,16 +107,22 @@ class Runner:
             event_id=run.event_id,
             resource=run.event.resource,
         ):
-            lease = Lease(app.store, key(connection, "run-lease", run_id), ttl=app.options.run_lease)
+            lease = Lease(app.store, run_lease_key(connection, run_id), ttl=app.options.run_lease)
             if not lease.acquire():
-                left = app.store.ttl(lease.key) or app.options.run_lease
-                log.info("run is being executed elsewhere; checking again in %.1fs", left)
-                return Outcome("busy", requeue_after=max(0.5, left), run=run)
+                left = app.store.ttl(lease.key)  # None: released meanwhile, look again soon
+                delay = max(0.5, left if left is not None else 0.5)
+                log.info("run is being executed elsewhere; checking again in %.1fs", delay)
+                return Outcome("busy", requeue_after=delay, run=run)
             try:
                 with keep_alive(lease):
                     return self._run_leased(run, lease)
             finally:
-                lease.release()
+                try:
+                    lease.release()
+                except StateError as exc:  # released by the sweeper once the store is back
+                    log.warning("could not release the run lease: %s", exc)
+                    with self._unreleased_lock:
+                        self._unreleased.append(lease)
 
     # one attempt, holding the run lease --------------------------------------------------------
     def _run_leased(self, run: Run, lease: Lease) -> Outcome:
@@ -113,28 +138,29 @@ class Runner:
 
         if run.mode not in ("queued", "single"):
             return self._attempt(run, rule, event, lease)
-        waiting, record_lease = self._claim_record(run)
-        if waiting is not None or record_lease is None:
-            return waiting or Outcome("waiting", requeue_after=app.options.queued_wait, run=run)
+        claim = self._claim_record(run)
+        if isinstance(claim, Outcome):
+            return claim
         try:
-            with keep_alive(record_lease):
+            with keep_alive(claim):
                 return self._attempt(run, rule, event, lease)
         finally:
-            record_lease.release()
+            claim.release()
 
-    def _claim_record(self, run: Run) -> tuple[Outcome | None, Lease | None]:
-        """The per-(rule, record) turn for ``queued`` and ``single`` modes."""
+    def _claim_record(self, run: Run) -> Lease | Outcome:
+        """The per-(rule, record) turn for ``queued`` and ``single`` modes: the lease that holds
+        it, or why this run cannot go now (waiting its turn, skipped)."""
         app = self.app
         parts = (run.rule_id, run.event.resource, run.event.record_id)
         if run.mode == "queued":
             head = self._queue_head(run)
             if head is not None:
-                return Outcome("waiting", requeue_after=self._wait_for(head), run=run), None
+                return Outcome("waiting", requeue_after=self._wait_for(head), run=run)
         record_lease = Lease(
             app.store, key(run.connection, "rule-record", *parts), ttl=app.options.run_lease, owner=run.id
         )
         if record_lease.acquire():
-            return None, record_lease
+            return record_lease
         if run.mode == "single":
             skipped = run.model_copy(
                 update={
@@ -146,8 +172,8 @@ class Runner:
             app.history.save(skipped)
             _count(skipped)
             log.info("skipped: %s", skipped.reason)
-            return Outcome("skipped", run=skipped), None
-        return Outcome("waiting", requeue_after=app.options.queued_wait, run=run), None
+            return Outcome("skipped", run=skipped)
+        return Outcome("waiting", requeue_after=app.options.queued_wait, run=run)
 
     def _queue_head(self, run: Run) -> Run | None:
         """The unfinished run ahead of ``run`` in its rule's queue for this record, if any.
@@ -385,6 +411,11 @@ class Runner:
         _count(done)
         log.info("run succeeded (%d step(s))", len(done.steps))
         return Outcome("succeeded", run=done)
+
+
+def run_lease_key(connection: str, run_id: str) -> str:
+    """The lease a worker holds while it executes the run."""
+    return key(connection, "run-lease", run_id)
 
 
 @contextmanager

@@ -22,16 +22,18 @@ from worker.broker import BrokerOptions, create_broker, is_embedded
 from worker.delivery.app import DeliveryApp
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
+from worker.delivery.runner import run_lease_key
 from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
-from worker.state import StateStore, open_store
+from worker.state import StateStore, key, open_store
+from worker.state.locks import Lease
 
 log = logging.getLogger(__name__)
 
 #: The queues a worker can consume, one per stage.
 STAGES: tuple[str, ...] = ("poll", "dispatch", "run")
 #: How often the embedded runtime re-sends runs and events nobody is working on (see :meth:`recover`).
-SWEEP_INTERVAL = 30.0
+SWEEP_INTERVAL = 10.0
 
 
 def open_rules(settings: Settings, *, watch: bool) -> tuple[EngineRuleBook, RuleRegistry]:
@@ -124,32 +126,45 @@ class Runtime:
         )
         self.worker.start()
         if self.embedded:
-            self.recover()
-            self._sweeper = threading.Thread(target=self._sweep, name="ppw-sweeper", daemon=True)
-            self._sweeper.start()
+            self.recover(fresh_broker=True)  # the memory broker starts empty: nothing is on its way
+        self._sweeper = threading.Thread(target=self._sweep, name="ppw-sweeper", daemon=True)
+        self._sweeper.start()
         return self.worker
 
-    def recover(self, *, older_than: float = 0.0) -> tuple[int, int]:
+    def recover(self, *, events_older_than: float = 0.0, fresh_broker: bool = False) -> tuple[int, int]:
         """Re-send work that lives only in the state store: undispatched events and unfinished runs.
 
-        The memory broker loses its messages when the process stops; the state store does not, so
-        on start (and periodically) the embedded runtime sends a dispatch message for every event
-        still pending and a run message for every run not finished whose next retry is due. Both
-        are safe to repeat (dispatch dedupes by event id; a run skips finished steps and waits for
-        a run lease another worker holds). Returns (events, runs) re-sent.
+        Messages can be lost: the memory broker's die with the process, and a retry Dramatiq could
+        not enqueue because the broker was down is gone too. The state store keeps the truth, so
+        this sends a dispatch message for every event still pending (for longer than
+        ``events_older_than`` seconds: a live dispatch message is handled within moments) and a
+        run message for every unfinished run that nobody holds and whose message is not known to
+        be on its way or due later. Repeats are harmless: dispatch dedupes by event id, and a run
+        skips finished steps and waits for a lease another worker holds. With ``fresh_broker`` (a
+        memory broker just created) no message can be on its way, whatever was noted. Returns
+        (events, runs) re-sent.
         """
+        from worker.actors import in_flight_key
+
         app, connection = self.app, self.app.settings.connection_id
-        events = app.events.pending(connection, older_than=older_than)
+        now = time.time()
+        events = app.events.pending(connection, older_than=events_older_than)
         for event_id in events:
             self.actors.dispatch.send(connection, event_id)
-        now, runs = time.time(), 0
-        for run_id in app.history.active(connection):
+        runs = 0
+        active = app.history.active(connection)
+        probes = [
+            k
+            for run_id in active
+            for k in (in_flight_key(connection, run_id), run_lease_key(connection, run_id))
+        ]
+        found = app.store.get_many(probes) if probes else []
+        for index, run_id in enumerate(active):
+            on_its_way = found[2 * index] is not None and not fresh_broker
+            if on_its_way or found[2 * index + 1] is not None:  # ... or being run right now
+                continue
             run = app.history.find(connection, run_id)
-            if run is None or run.terminal:
-                continue
-            if run.next_retry_at is not None and run.next_retry_at > now:
-                continue
-            if older_than and now - (run.started_at or run.created_at) < older_than:
+            if run is None or run.terminal or (run.next_retry_at is not None and run.next_retry_at > now):
                 continue
             self.actors.send_run(connection, run_id)
             runs += 1
@@ -160,9 +175,15 @@ class Runtime:
         return len(events), runs
 
     def _sweep(self) -> None:
+        """Every :data:`SWEEP_INTERVAL`, one process per connection (a lease elects it) recovers."""
+        turn = Lease(
+            self.app.store, key(self.app.settings.connection_id, "sweeper"), ttl=SWEEP_INTERVAL * 0.9
+        )
         while not self._stopping.wait(SWEEP_INTERVAL):
             try:
-                self.recover(older_than=SWEEP_INTERVAL * 2)
+                self.actors.runner.release_leftover_leases()
+                if turn.acquire():
+                    self.recover(events_older_than=SWEEP_INTERVAL * 2)
             except Exception:
                 log.exception("sweeping unfinished work failed; trying again in %.0fs", SWEEP_INTERVAL)
 

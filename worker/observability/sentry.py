@@ -149,13 +149,13 @@ def init_sentry(settings: Settings, **overrides: Any) -> bool:
     options: dict[str, Any] = {
         "dsn": dsn,
         "release": f"ppw@{worker.__version__}",
-        "environment": getattr(settings, "sentry_environment", None) or "production",
+        "environment": settings.sentry_environment or "production",
         **_privacy_options(),
         "max_request_body_size": "never",
         "before_send": scrub_event,
         "before_send_transaction": scrub_event,
         "before_breadcrumb": scrub_breadcrumb,
-        "traces_sample_rate": float(getattr(settings, "sentry_traces_sample_rate", 0.0) or 0.0),
+        "traces_sample_rate": settings.sentry_traces_sample_rate,
         "integrations": [
             DramatiqIntegration(),
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),

@@ -1,4 +1,4 @@
-"""What the polling commands (``ppw poll once``, ``ppw status``, ``ppw held``, ``ppw scheduler``) do.
+"""What the polling commands (``ppw poll once``, ``ppw status``, ``ppw held``) do.
 
 The CLI only parses and prints; assembling a poller, an emitter or a scheduler from the settings
 happens here, where ``ppw run`` and tests can reuse it.
@@ -7,15 +7,12 @@ happens here, where ``ppw run`` and tests can reuse it.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import FrameType
 
 from worker.polling.poller import Emit, Poller, PollOptions
-from worker.polling.scheduler import PollScheduler, polled_resources
+from worker.polling.scheduler import polled_resources
 from worker.polling.status import ResourceStatus, queue_depths, resource_statuses
 from worker.settings import Settings
 from worker.state import StateStore, open_store
@@ -132,50 +129,3 @@ def watched_resources(settings: Settings) -> list[str]:
     registry = RuleRegistry(settings=settings)
     registry.load()
     return sorted(rules_by_resource(registry.engine))
-
-
-def run_scheduler(settings: Settings, *, stop: threading.Event | None = None) -> None:
-    """``ppw scheduler``: submit polls through the configured broker until SIGINT/SIGTERM or ``stop``."""
-    from worker.delivery.runtime import Runtime
-    from worker.rules.engine import rules_by_resource
-
-    if settings.uses_embedded_broker:
-        raise ValueError(
-            "PPW_BROKER_URL is memory:// (embedded): its queue lives inside one process, so a separate "
-            "scheduler cannot reach the workers. Use `ppw run` (scheduler and workers together) or set "
-            "PPW_BROKER_URL to redis:// or amqp://"
-        )
-    stop = stop or threading.Event()
-    runtime = Runtime.create(settings, watch_rules=True)
-    registry = runtime.registry
-
-    def watched() -> list[str]:
-        return sorted(rules_by_resource(registry.engine)) if registry is not None else []
-
-    scheduler = PollScheduler.from_settings(settings, runtime.app.store, runtime.actors.send_poll, watched)
-    previous = _on_signals(stop)
-    try:
-        with scheduler:
-            stop.wait()
-    finally:
-        _restore_signals(previous)
-        runtime.close()
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _on_signals(stop: threading.Event) -> dict[int, object]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received signal %d; stopping the scheduler", signum)
-        stop.set()
-
-    return {sig: signal.signal(sig, handler) for sig in _SIGNALS}
-
-
-def _restore_signals(previous: dict[int, object]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)  # type: ignore[arg-type]

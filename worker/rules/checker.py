@@ -8,6 +8,7 @@ templates, at the line inside the template and the column of the offending name.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,10 @@ from worker.actions.params import RESULT_KEYS, result_resource
 from worker.practicepanther import resources
 from worker.practicepanther.resources import Definition, Resource
 from worker.rules import fieldcheck
-from worker.rules.context import allowed_env, env_view, event_view, rule_view, steps_view
+from worker.rules.context import allowed_env, env_view, event_view, payload_view, rule_view, steps_view
 from worker.rules.diagnostics import Diagnostic
 from worker.rules.fieldcheck import Issue
-from worker.rules.model import RecordTrigger, Rule, ScheduleTrigger
+from worker.rules.model import Query, RecordTrigger, Rule, ScheduleTrigger, WebhookTrigger
 from worker.rules.source import Path_, SourceMap
 from worker.rules.templatecheck import Scope, StepInfo, TemplateChecker
 from worker.rules.templating import (
@@ -116,9 +117,23 @@ class RuleChecker:
         self._at(issue.path, issue.message, issue.hint, at_key=issue.at_key, severity=issue.severity)
 
     # -- entry point ------------------------------------------------------------------------------
+    def _scope(self, steps: dict[str, StepInfo] | None, later: list[str]) -> Scope:
+        rule = self.rule
+        webhook, schedule = rule.webhook_trigger, rule.schedule_trigger
+        query = schedule.query if schedule is not None else None
+        return Scope(
+            self.resource,
+            steps,
+            later,
+            self.config.env_allowlist,
+            kind=rule.trigger_kind,
+            payload_schema=webhook.schema_ if webhook is not None else None,
+            results=resources.get(query.resource) if query is not None else None,
+        )
+
     def run(self) -> list[Diagnostic]:
         self._trigger()
-        condition_scope = Scope(self.resource, None, [], self.config.env_allowlist)
+        condition_scope = self._scope(None, [])
         for path, source in self._conditions(self.data.get("conditions"), ("conditions",)):
             self._expression(path, source, condition_scope)
         self._steps()
@@ -154,6 +169,14 @@ class RuleChecker:
                             spec, self.data["trigger"][key], ("trigger", key), resource.name
                         ):
                             self._issue(issue)
+            if "deleted" in trigger.on:
+                self._at(
+                    ("trigger", "on"),
+                    "polling cannot see deletions yet (PracticePanther has no feed of deleted records), "
+                    "so 'deleted' never fires from a poll",
+                    "fire on created/updated, or on a status such as to: Archived",
+                    severity="warning",
+                )
             if "deleted" in trigger.on and len(trigger.on) == 1 and trigger.changed:
                 self._at(
                     ("trigger", "changed"),
@@ -162,15 +185,36 @@ class RuleChecker:
                     severity="warning",
                 )
         elif isinstance(trigger, ScheduleTrigger) and trigger.query is not None:
-            resource = resources.get(trigger.query.resource)
-            if trigger.query.filter:
-                self._odata(
-                    ("trigger", "query", "filter"), trigger.query.filter, resource.model, resource.name
+            self._query(trigger.query)
+        elif isinstance(trigger, WebhookTrigger):
+            known = self.config.webhook_secrets
+            name = trigger.secret_name
+            if known is not None and not {name, name.replace("-", "_")} & known:
+                variable = "PPW_WEBHOOK_SECRETS__" + name.upper().replace("-", "_")
+                self._at(
+                    ("trigger", "secret" if trigger.secret else "webhook"),
+                    f"no secret {name!r} is configured here: every delivery to /hooks/{trigger.webhook} "
+                    "would be refused",
+                    f"set {variable} where the worker runs",
+                    severity="warning",
                 )
-            for issue in fieldcheck.check_params(
-                resource, trigger.query.params, ("trigger", "query", "params")
+
+    def _query(self, query: Query) -> None:
+        base: Path_ = ("trigger", "query")
+        resource = resources.get(query.resource)
+        if query.filter:
+            self._odata((*base, "filter"), query.filter, resource.model, resource.name)
+        if query.orderby:
+            for message, hint, needle in fieldcheck.check_orderby(
+                query.orderby, resource.model, resource.name
             ):
-                self._issue(issue)
+                self._at((*base, "orderby"), message, hint, needle=needle)
+        for issue in fieldcheck.check_params(resource, query.params, (*base, "params")):
+            self._issue(issue)
+        scope = Scope(None, None, [], self.config.env_allowlist, kind="query")
+        raw = self.data.get("trigger", {}).get("query", {})
+        for path, text in _template_strings({k: raw.get(k) for k in ("filter", "params") if k in raw}, base):
+            self._template(path, text, scope)
 
     # -- conditions and steps ---------------------------------------------------------------------
     def _conditions(self, value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
@@ -201,7 +245,7 @@ class RuleChecker:
                 first_use[step.id] = index
         for index, step in enumerate(self.rule.steps):
             later = [s.id for s in self.rule.steps[index:] if s.id]
-            scope = Scope(self.resource, dict(earlier), later, self.config.env_allowlist)
+            scope = self._scope(dict(earlier), later)
             raw = raw_steps[index] if index < len(raw_steps) else {}
             if step.if_ is not None:
                 self._expression(("steps", index, "if"), step.if_, scope)
@@ -303,6 +347,17 @@ class RuleChecker:
     def _odata(self, path: Path_, text: str, model: Definition, label: str) -> None:
         for message, hint, needle in fieldcheck.check_filter(text, model, label):
             self._at(path, message, hint, needle=needle)
+        for expression in _UNQUOTED_PAYLOAD.findall(text):
+            if "odata" not in expression:
+                self._at(
+                    path,
+                    "a value from the webhook's body goes into this filter unquoted",
+                    "write {{ payload.x | odata }}: it quotes the value, so a sender cannot change "
+                    "what the filter matches",
+                    severity="warning",
+                    needle="payload",
+                )
+                break
 
     # -- templates ----------------------------------------------------------------------------------
     def _expression(self, path: Path_, source: str, scope: Scope) -> None:
@@ -405,16 +460,26 @@ class RuleChecker:
         )
         steps = {name: Placeholder(f"steps.{name}") for name in (scope.steps or {})}
         env = env_view(allowed_env(self.config.env_allowlist, []), self.config.env_allowlist)
+        moment = dt.datetime(2026, 1, 5, 9, 0, tzinfo=self.env.firm_zone)
+        results = scope.results
         return {
             "event": event_view(event),
             "record": RecordView.of(record, resource.name if resource else None),
             "previous": RecordView.of(record, resource.name if resource else None),
             "changes": ChangesView.of({}, resource.name if resource else None),
             "env": env,
-            "now": lambda: dt.datetime(2026, 1, 5, 9, 0, tzinfo=self.env.firm_zone),
+            "now": lambda: moment,
             "steps": steps_view(steps),
             "rule": rule_view(self.rule.id, self.rule.description, "sample"),
+            "payload": payload_view({}),
+            "results": [RecordView(sample_record(results.model), results.model, results.name)]
+            if results is not None
+            else [],
+            "slot": moment,
         }
+
+
+_UNQUOTED_PAYLOAD = re.compile(r"\{\{([^}]*\bpayload\b[^}]*)\}\}")
 
 
 def _syntax_hint(message: str) -> str:
@@ -442,7 +507,8 @@ def _step_info(action: str, params: Any) -> StepInfo:
     if found is not None:
         name, is_list = found
         resource: Resource = resources.get(name)
-        return StepInfo(resource.model, name, is_list)
+        extra = frozenset({"created"}) if action == "practicepanther.find_or_create" else frozenset()
+        return StepInfo(resource.model, name, is_list, extra=extra)
     keys = RESULT_KEYS.get(action)
     return StepInfo(keys=keys) if keys is not None else StepInfo()
 

@@ -11,12 +11,28 @@ import datetime as dt
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from worker.events import Event
 from worker.rules.hints import did_you_mean
-from worker.rules.views import ChangesView, NamedView, RecordView
+from worker.rules.views import ChangesView, NamedView, RecordView, resource_definition
 
 Clock = Callable[[], dt.datetime]
+
+#: Event resources of the non-record triggers: ``webhook:<hook name>`` and ``schedule:<rule id>``.
+WEBHOOK_PREFIX = "webhook:"
+SCHEDULE_PREFIX = "schedule:"
+
+
+def webhook_resource(name: str) -> str:
+    """The event resource of deliveries to the hook ``name``."""
+    return WEBHOOK_PREFIX + name
+
+
+def schedule_resource(rule_id: str) -> str:
+    """The event resource of the slots of the schedule rule ``rule_id``."""
+    return SCHEDULE_PREFIX + rule_id
+
 
 EVENT_FIELDS = ("id", "type", "resource", "record_id", "revision", "origin", "connection", "detected_at")
 RULE_FIELDS = ("id", "description", "version")
@@ -75,6 +91,43 @@ def rule_view(rule_id: str, description: str, version: str) -> NamedView:
     return NamedView(values, "rule field", lambda name: did_you_mean(name, RULE_FIELDS))
 
 
+def payload_view(value: Any, path: str = "payload") -> Any:
+    """A webhook body as templates see it: mappings whose missing keys are errors naming the keys
+    that are there (``payload.nmae`` -> did you mean 'name'?), lists of the same."""
+    if isinstance(value, Mapping):
+        items = {str(k): payload_view(v, f"{path}.{k}") for k, v in value.items()}
+
+        def explain(name: str) -> str:
+            return did_you_mean(name, list(items)) or (
+                f"{path} has {', '.join(sorted(items))}" if items else f"{path} is empty"
+            )
+
+        return NamedView(items, f"field of {path}", explain)
+    if isinstance(value, list):
+        return [payload_view(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
+def results_view(event: Event) -> list[RecordView]:
+    """A schedule slot's query results as records of the query's resource."""
+    resource = event.record.get("resource")
+    definition = resource_definition(resource if isinstance(resource, str) else None)
+    label = str(resource or "record")
+    return [RecordView(item, definition, label) for item in event.record.get("results") or []]
+
+
+def slot_time(event: Event) -> dt.datetime | None:
+    """A schedule slot's time, in the schedule's time zone."""
+    raw = event.record.get("slot")
+    if not isinstance(raw, str):
+        return None
+    moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    zone = event.record.get("timezone")
+    return moment.astimezone(ZoneInfo(zone)) if isinstance(zone, str) and zone else moment
+
+
 def build(
     event: Event,
     *,
@@ -89,12 +142,27 @@ def build(
     def now() -> dt.datetime:
         return clock().astimezone(zone)
 
-    return {
+    variables: dict[str, Any] = {
         "event": event_view(event),
-        "record": RecordView.of(event.record, resource),
-        "previous": RecordView.of(event.previous, resource),
-        "changes": ChangesView.of(event.changes, resource),
         "env": env,
         "now": now,
         "steps": steps_view({}),
+        "payload": None,
+        "results": [],
+        "slot": None,
     }
+    if event.type == "webhook":
+        # a delivery has a body, not a record
+        variables.update(record=None, previous=None, changes=ChangesView.of({}, None))
+        variables["payload"] = payload_view(event.record.get("payload"))
+    elif event.type == "schedule":
+        variables.update(record=None, previous=None, changes=ChangesView.of({}, None))
+        variables["results"] = results_view(event)
+        variables["slot"] = slot_time(event)
+    else:
+        variables.update(
+            record=RecordView.of(event.record, resource),
+            previous=RecordView.of(event.previous, resource),
+            changes=ChangesView.of(event.changes, resource),
+        )
+    return variables

@@ -22,10 +22,20 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import nodes
 
+from worker.actions.params import result_resource
 from worker.events import Event
 from worker.observability.scrub import Scrubber
 from worker.rules import context as ctx
-from worker.rules.model import AllOf, AnyOf, NotOf, RecordTrigger, Rule, StepBase, WebhookTrigger
+from worker.rules.model import (
+    AllOf,
+    AnyOf,
+    NotOf,
+    RecordTrigger,
+    Rule,
+    ScheduleTrigger,
+    StepBase,
+    WebhookTrigger,
+)
 from worker.rules.preview import describe
 from worker.rules.ruleset import LoadedRule, RuleSet
 from worker.rules.templating import (
@@ -37,7 +47,7 @@ from worker.rules.templating import (
     environment,
     render_value,
 )
-from worker.rules.views import Placeholder, unwrap
+from worker.rules.views import Placeholder, RecordView, resource_definition, unwrap
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -325,7 +335,9 @@ class Engine:
     def watched(self) -> dict[str, list[str]]:
         """Rule ids by the resource they watch (enabled rules only), for status pages."""
         out: dict[str, list[str]] = {}
-        for (resource, _kind), rules in self._index.items():
+        for (resource, kind), rules in self._index.items():
+            if kind in _TRIGGER_EVENT_TYPES:
+                continue
             ids = out.setdefault(resource, [])
             ids.extend(c.loaded.id for c in rules if c.loaded.id not in ids)
         return out
@@ -339,6 +351,21 @@ class Engine:
                 for compiled in rules:
                     fields |= compiled.compared
         return fields
+
+    def webhooks(self) -> dict[str, list[LoadedRule]]:
+        """Enabled rules with a webhook trigger, by hook name (several rules may share a hook)."""
+        out: dict[str, list[LoadedRule]] = {}
+        for compiled in self._by_id.values():
+            trigger = compiled.rule.webhook_trigger
+            if trigger is not None and compiled.rule.enabled:
+                out.setdefault(trigger.webhook, []).append(compiled.loaded)
+        return out
+
+    def schedules(self) -> list[LoadedRule]:
+        """Enabled rules with a schedule trigger, in file order."""
+        return [
+            c.loaded for c in self._by_id.values() if c.rule.schedule_trigger is not None and c.rule.enabled
+        ]
 
     def rules_for(self, resource: str, event_type: str) -> tuple[LoadedRule, ...]:
         """The enabled rules that watch ``event_type`` events of ``resource``."""
@@ -401,13 +428,18 @@ class Engine:
         compiled = self._get(rule)
         variables = self._rule_context(self._base_context(event, compiled.rule.resource), compiled.loaded)
         if steps:
-            variables["steps"] = ctx.steps_view(dict(steps))
+            variables["steps"] = ctx.steps_view(
+                {name: _step_view(compiled, name, output) for name, output in steps.items()}
+            )
         return variables
 
-    def with_step_result(self, variables: dict[str, Any], step_id: str, result: Any) -> dict[str, Any]:
-        """A copy of ``variables`` where ``steps.<step_id>`` is ``result``."""
+    def with_step_result(
+        self, variables: dict[str, Any], step_id: str, result: Any, rule: LoadedRule | str | None = None
+    ) -> dict[str, Any]:
+        """A copy of ``variables`` where ``steps.<step_id>`` is ``result`` (shaped like the step's
+        records when ``rule`` is given)."""
         results = dict(variables["steps"])
-        results[step_id] = result
+        results[step_id] = _step_view(self._get(rule), step_id, result) if rule is not None else result
         return {**variables, "steps": ctx.steps_view(results)}
 
     def step_applies(
@@ -499,6 +531,10 @@ class Engine:
         return len(self._by_id)
 
 
+#: Event types of triggers that are not record changes (their index keys are not resources).
+_TRIGGER_EVENT_TYPES = frozenset({"webhook", "schedule"})
+
+
 def _index_keys(rule: Rule) -> list[tuple[str, str]]:
     if not rule.enabled:
         return []
@@ -506,8 +542,30 @@ def _index_keys(rule: Rule) -> list[tuple[str, str]]:
     if isinstance(trigger, RecordTrigger):
         return [(trigger.resource, kind) for kind in trigger.on]
     if isinstance(trigger, WebhookTrigger):
-        return [(trigger.webhook, "webhook")]
+        return [(ctx.webhook_resource(trigger.webhook), "webhook")]
+    if isinstance(trigger, ScheduleTrigger):
+        return [(ctx.schedule_resource(rule.id), "schedule")]
     return []
+
+
+def _step_view(compiled: CompiledRule, step_id: str, output: Any) -> Any:
+    """A finished step's output as later templates see it: a step that returns PracticePanther
+    records gives a record view (``none`` when it found nothing), or a list of them for
+    ``result: all``; other results stay as they are."""
+    step = next((c.step for c in compiled.steps if c.step.id == step_id), None)
+    if step is None or not isinstance(output, dict):
+        return output
+    found = result_resource(step.action, step.params)
+    if found is None:
+        return output
+    resource, is_list = found
+    definition = resource_definition(resource)
+    if is_list:
+        records = output.get("records", [])
+        return [RecordView(r, definition, resource) if isinstance(r, dict) else r for r in records]
+    if not output:
+        return None
+    return RecordView(output, definition, resource)
 
 
 # -- trigger checks ---------------------------------------------------------------------------------
@@ -552,14 +610,24 @@ def _trigger_checks(rule: Rule, event: Event, *, explain: bool) -> tuple[bool, l
     if not ok and not explain:
         return False, checks
     if isinstance(trigger, WebhookTrigger):
+        wanted = ctx.webhook_resource(trigger.webhook)
         ok &= check(
             "webhook",
-            event.type == "webhook" and event.resource == trigger.webhook,
-            f"webhook {trigger.webhook}",
+            event.type == "webhook" and event.resource == wanted,
+            f"a delivery to /hooks/{trigger.webhook}"
+            if event.resource == wanted
+            else f"rule listens on /hooks/{trigger.webhook}; event is {event.type} {event.resource}",
         )
         return ok, checks
-    if not isinstance(trigger, RecordTrigger):
-        ok &= check("schedule", event.type == "schedule", "runs on its schedule, not on record changes")
+    if isinstance(trigger, ScheduleTrigger):
+        wanted = ctx.schedule_resource(rule.id)
+        ok &= check(
+            "schedule",
+            event.type == "schedule" and event.resource == wanted,
+            f"slot {event.record.get('slot')}"
+            if event.resource == wanted
+            else "runs on its schedule, not on record changes",
+        )
         return ok, checks
     if not check(
         "resource",

@@ -131,7 +131,7 @@ def explain(
         event = synthesize_event(resource, record, record, type="updated")
         event = event.model_copy(update={"changes": {}, "previous": None})
     elif record is None:
-        notes.append("the record no longer exists: the next poll reports it deleted")
+        notes.append("the record no longer exists; polling does not report deletions: no rule fires")
         event = synthesize_event(resource, None, snapshot, type="deleted")
     elif snapshot is None:
         notes.append("no snapshot stored: the next poll reports this record as created")

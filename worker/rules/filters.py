@@ -162,7 +162,24 @@ def default(value: Any, fallback: Any = "", boolean: bool = False) -> Any:
     return value
 
 
+def odata_literal(value: Any) -> str:
+    """A value as an OData literal for a ``filter:``: text quoted (``O'Neil`` -> ``'O''Neil'``),
+    numbers and ``true``/``false`` bare, datetimes in UTC with ``Z``, none as ``null``. Use it on
+    anything a webhook sent, so the value cannot change what the filter means."""
+    from worker.practicepanther import odata
+
+    if isinstance(value, Undefined):
+        str(value)  # a missing name or field is an error (strict), never a silent null
+    if isinstance(value, str) and type(value) is not str:
+        value = str(value)  # a tag or another str subclass
+    try:
+        return odata.literal(value)
+    except TypeError:
+        return odata.literal(str(value))
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
+    "odata": odata_literal,
     "local": local,
     "in_timezone": local,
     "utc": utc,

@@ -34,7 +34,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from worker.actions.params import SHORTHANDS, STEP_TYPES, CreateParams, RecordData, ResourceName, canonical
+from worker.actions.params import (
+    SHORTHANDS,
+    STEP_TYPES,
+    CreateParams,
+    RecordData,
+    ResourceName,
+    SecretName,
+    canonical,
+)
 from worker.rules.hints import suggest
 
 EventKind = Literal["created", "updated", "deleted"]
@@ -127,11 +135,29 @@ class RecordTrigger(_Model):
         return self
 
 
-class WebhookTrigger(_Model):
-    """An inbound webhook named ``webhook`` was called; ``schema`` validates its JSON body."""
+WebhookAuth = Literal["hmac", "bearer"]
 
-    webhook: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+class WebhookTrigger(_Model):
+    """An inbound webhook: ``POST /hooks/<webhook>`` on the worker's HTTP server.
+
+    The sender authenticates with the secret ``PPW_WEBHOOK_SECRETS__<NAME>`` (``NAME`` is
+    ``secret``, default the hook's own name): ``auth: hmac`` (default) wants a timestamped
+    ``X-PPW-Signature`` header, ``auth: bearer`` an ``Authorization: Bearer <secret>`` header.
+    ``schema`` (a JSON Schema) validates the body before anything is queued.
+    """
+
+    webhook: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+    auth: WebhookAuth = Field("hmac", description="hmac (X-PPW-Signature) or bearer (Authorization)")
+    secret: SecretName | None = Field(
+        None, description="Name of PPW_WEBHOOK_SECRETS__<NAME> (default: the hook's name)"
+    )
     schema_: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema of the body")
+
+    @property
+    def secret_name(self) -> str:
+        """The name under ``PPW_WEBHOOK_SECRETS__`` the sender's secret is configured as."""
+        return self.secret or self.webhook
 
     @field_validator("schema_")
     @classmethod
@@ -149,11 +175,18 @@ class WebhookTrigger(_Model):
 
 
 class Query(_Model):
-    """Records a schedule trigger runs over: one run per record found."""
+    """Records a schedule trigger fetches at each slot (every page): the run sees them as ``results``.
+
+    ``filter`` and ``params`` may be templates over ``slot`` (the slot's time) and ``now()``.
+    """
 
     resource: ResourceName
-    filter: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    filter: str | None = Field(None, description="OData $filter; may use {{ slot }}")
+    params: dict[str, Any] = Field(default_factory=dict, description="List parameters of the resource")
+    orderby: str | None = Field(None, description="OData $orderby, e.g. 'due_date asc'")
+    limit: Annotated[int, Field(ge=1, le=5000)] | None = Field(
+        None, description="Most records fetched (default PPW_SCHEDULE_QUERY_LIMIT)"
+    )
 
 
 def _duration(value: Any) -> float:
@@ -171,6 +204,17 @@ def _duration(value: Any) -> float:
             "duration", "schedules run at most once a minute", {"hint": "use every: 1m or longer"}
         )
     return seconds
+
+
+def _grace(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(max(value, 0))
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise PydanticCustomError(
+            "duration", "'{value}' is not a duration", {"value": value, "hint": "e.g. 0, 10m, 2h"}
+        )
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def _cron(value: str) -> str:
@@ -205,8 +249,13 @@ class ScheduleTrigger(_Model):
     every: Annotated[float, BeforeValidator(_duration, json_schema_input_type=str | float)] | None = Field(
         None, description="e.g. 15m, 1h"
     )
-    timezone: Annotated[str, AfterValidator(_timezone)] | None = None
+    timezone: Annotated[str, AfterValidator(_timezone)] | None = Field(
+        None, description="Time zone of the cron expression (default PPW_TIMEZONE)"
+    )
     query: Query | None = None
+    grace: Annotated[float, BeforeValidator(_grace, json_schema_input_type=str | float)] | None = Field(
+        None, description="How late a missed slot may still run (default PPW_SCHEDULE_GRACE), e.g. 2h"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ScheduleTrigger:
@@ -424,12 +473,27 @@ class Rule(_Model):
 
     @property
     def resource(self) -> str | None:
-        """The resource whose records the templates see as ``record``."""
+        """The resource whose record the templates see as ``record`` (record triggers only: a
+        schedule's query records are ``results``, a webhook's body is ``payload``)."""
         if isinstance(self.trigger, RecordTrigger):
             return self.trigger.resource
-        if isinstance(self.trigger, ScheduleTrigger) and self.trigger.query is not None:
-            return self.trigger.query.resource
         return None
+
+    @property
+    def webhook_trigger(self) -> WebhookTrigger | None:
+        return self.trigger if isinstance(self.trigger, WebhookTrigger) else None
+
+    @property
+    def schedule_trigger(self) -> ScheduleTrigger | None:
+        return self.trigger if isinstance(self.trigger, ScheduleTrigger) else None
+
+    @property
+    def trigger_kind(self) -> Literal["record", "webhook", "schedule"]:
+        if isinstance(self.trigger, WebhookTrigger):
+            return "webhook"
+        if isinstance(self.trigger, ScheduleTrigger):
+            return "schedule"
+        return "record"
 
 
 #: Keys a rule file may use at the top of a rule (for did-you-mean on typos).

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
+from worker.actions.params import SEARCH_SHORTHANDS, STEP_TYPES, search_as_find
 from worker.observability.scrub import Scrubber
 from worker.practicepanther import resources
 from worker.settings import Settings
@@ -21,6 +24,12 @@ def describe(action: str, params: dict[str, Any], settings: Settings) -> dict[st
 
 
 def _describe(action: str, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    if action in SEARCH_SHORTHANDS:
+        try:
+            expanded = search_as_find(action, STEP_TYPES[action].model_validate(params))
+        except (ValueError, ValidationError):
+            return {"params": params}
+        return _practicepanther("practicepanther.find", expanded.model_dump(exclude_none=True))
     if action.startswith("practicepanther."):
         return _practicepanther(action, params)
     if action == "slack.post":

@@ -66,16 +66,44 @@ class StepInfo:
     label: str = ""
     is_list: bool = False
     keys: frozenset[str] | None = None
+    #: result keys besides the record's fields (``created`` of find_or_create)
+    extra: frozenset[str] = frozenset()
 
 
 @dataclass
 class Scope:
-    """What a template can see: the record's resource, earlier steps (None in conditions)."""
+    """What a template can see: the record's resource, earlier steps (None in conditions), and
+    what the trigger provides (``kind``: ``record``, ``webhook``, ``schedule`` or ``query`` for the
+    templates of a schedule's own query, which run before there are results)."""
 
     resource: Resource | None
     steps: dict[str, StepInfo] | None = None
     later_steps: list[str] = field(default_factory=list)
     env_allowlist: list[str] = field(default_factory=list)
+    kind: str = "record"
+    payload_schema: dict[str, Any] | None = None
+    results: Resource | None = None
+
+
+#: Names that only some triggers provide, and what to say when a rule uses one it does not have.
+_TRIGGER_NAMES: dict[str, tuple[frozenset[str], str]] = {
+    "record": (
+        frozenset({"record"}),
+        "only record triggers have a record; a webhook's body is payload, a schedule's records are results",
+    ),
+    "previous": (frozenset({"record"}), "only record triggers have a previous version"),
+    "changes": (frozenset({"record"}), "only record triggers have changes"),
+    "payload": (
+        frozenset({"webhook"}),
+        "payload is the body of a webhook delivery (trigger: {webhook: ...})",
+    ),
+    "results": (
+        frozenset({"schedule"}),
+        "results are the records a schedule's query found (trigger: {schedule: ..., query: ...})",
+    ),
+    "slot": (frozenset({"schedule", "query"}), "slot is the time a schedule trigger fired"),
+    "steps": (frozenset({"record", "webhook", "schedule"}), "a schedule's query runs before any step"),
+}
 
 
 # Types the resolver tracks through attribute chains -------------------------------------------
@@ -85,6 +113,7 @@ class Scope:
 class _Def:
     definition: Definition
     label: str
+    extra: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -118,6 +147,14 @@ class _Keys:
 @dataclass(frozen=True)
 class _Steps:
     pass
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """A value described by (part of) a webhook's JSON Schema."""
+
+    schema: dict[str, Any]
+    label: str
 
 
 def _field_type(spec: FieldSpec) -> Any:
@@ -165,7 +202,20 @@ class TemplateChecker:
                 continue
             hint = did_you_mean(name, known) or f"templates can use {one_of(CONTEXT_NAMES)}"
             yield Finding(line, f"unknown name {name!r}", hint, name)
-        if scope.steps is None:
+        for name in sorted(undeclared & set(_TRIGGER_NAMES)):
+            kinds, hint = _TRIGGER_NAMES[name]
+            line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), 1)
+            if scope.kind not in kinds:
+                where = "a schedule's query" if scope.kind == "query" else f"a {scope.kind} rule"
+                yield Finding(line, f"{name!r} is not available in {where}", hint, name)
+            elif name == "results" and scope.results is None:
+                yield Finding(
+                    line,
+                    "results is always empty: this schedule has no query",
+                    "add query: {resource: ..., filter: ...} to the trigger",
+                    name,
+                )
+        if scope.steps is None and scope.kind != "query":
             for node in tree.find_all(nodes.Name):
                 if node.name == "steps":
                     yield Finding(
@@ -266,12 +316,19 @@ class _Resolver:
                     return self._member(base, node.arg.value, node.lineno)
                 if isinstance(node.arg.value, int) and isinstance(base, _List):
                     return base.item
+                if isinstance(node.arg.value, int) and isinstance(base, _Schema):
+                    items = base.schema.get("items")
+                    return _Schema(items, f"{base.label}[]") if isinstance(items, dict) else None
             return None
         return None
 
     def _root(self, name: str) -> Any:
         scope = self.scope
         resource = scope.resource
+        if name == "payload" and scope.kind == "webhook" and scope.payload_schema is not None:
+            return _Schema(scope.payload_schema, "payload")
+        if name == "results" and scope.results is not None:
+            return _List(_Def(scope.results.model, scope.results.name))
         if name in ("record", "previous"):
             return _Def(resource.model, resource.name) if resource is not None else None
         if name == "changes":
@@ -295,6 +352,8 @@ class _Resolver:
             return None
         if isinstance(base, _Def):
             spec = base.definition.fields.get(name)
+            if spec is None and name in base.extra:
+                return None
             if spec is None:
                 self._report(
                     line,
@@ -330,8 +389,30 @@ class _Resolver:
             return None
         if isinstance(base, _Steps):
             return self._step(name, line)
+        if isinstance(base, _Schema):
+            return self._schema_member(base, name, line)
         if isinstance(base, _List | _Scalar):
             return None
+        return None
+
+    def _schema_member(self, base: _Schema, name: str, line: int) -> Any:
+        """``payload.X`` checked against the schema's ``properties``: an error when the schema
+        forbids other properties, a warning when it merely does not list ``X``."""
+        properties = base.schema.get("properties")
+        if not isinstance(properties, dict):
+            return None
+        if name in properties:
+            nested = properties[name]
+            return _Schema(nested, f"{base.label}.{name}") if isinstance(nested, dict) else None
+        closed = base.schema.get("additionalProperties") is False
+        hint = did_you_mean(name, list(properties)) or f"the schema lists {one_of(list(properties))}"
+        self._report(
+            line,
+            f"{base.label} has no field {name!r} in the hook's schema",
+            hint,
+            name,
+            "error" if closed else "warning",
+        )
         return None
 
     def _step(self, name: str, line: int) -> Any:
@@ -355,7 +436,7 @@ class _Resolver:
                 self._report(line, f"no earlier step with id {name!r}", hint, name)
             return None
         if info.definition is not None:
-            item = _Def(info.definition, info.label)
+            item = _Def(info.definition, info.label, info.extra)
             return _List(item) if info.is_list else item
         if info.keys is not None:
             return _Keys(tuple(sorted(info.keys)), f"result key of step {name!r}")

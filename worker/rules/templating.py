@@ -33,7 +33,19 @@ from worker.rules.filters import FILTERS
 from worker.rules.views import LOOKUP_TYPES, Missing
 
 #: Names every template can use (besides the loop variables it defines itself).
-CONTEXT_NAMES = ("event", "record", "previous", "changes", "steps", "env", "now", "rule")
+CONTEXT_NAMES = (
+    "event",
+    "record",
+    "previous",
+    "changes",
+    "steps",
+    "env",
+    "now",
+    "rule",
+    "payload",
+    "results",
+    "slot",
+)
 
 
 @dataclass(frozen=True)
