@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from email.utils import parsedate_to_datetime
-
 import httpx
 
 from worker.delivery.failures import PermanentStepError, StepError, TransientStepError
+from worker.practicepanther.retry import retry_after
+
+__all__ = ["PREVIEW", "TRANSIENT_STATUSES", "preview", "retry_after", "status_error", "transport_error"]
 
 #: Statuses worth another try: the receiver is overloaded, restarting or rate limiting us.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PREVIEW = 300
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date); None when absent or garbled."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def preview(response: httpx.Response) -> str:

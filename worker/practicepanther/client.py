@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -42,7 +41,7 @@ from worker.practicepanther.errors import (
     ValidationError,
 )
 from worker.practicepanther.ratelimit import RateLimiter
-from worker.practicepanther.retry import RetryPolicy
+from worker.practicepanther.retry import RetryPolicy, retry_after
 from worker.settings import Settings
 from worker.state.base import StateStore
 
@@ -463,21 +462,6 @@ def _model_state(body: Any) -> dict[str, list[str]]:
     return {str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in raw.items()}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _payload(response: httpx.Response, method: str, path: str) -> Any:
     """The decoded body of a 2xx response; the typed error for anything else."""
     status = response.status_code
@@ -493,7 +477,7 @@ def _payload(response: httpx.Response, method: str, path: str) -> Any:
     if status in (400, 422):
         raise ValidationError(_message(body, "request refused"), model_state=_model_state(body), **where)
     if status == 429:
-        raise RateLimited(_message(body, "rate limited"), retry_after=_retry_after(response), **where)
+        raise RateLimited(_message(body, "rate limited"), retry_after=retry_after(response), **where)
     if status >= 500:
         raise ServerError(_message(body, "server error"), **where)
     if status == 403:

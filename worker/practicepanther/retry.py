@@ -20,13 +20,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 
+import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
 from worker.practicepanther.errors import PracticePantherError, RateLimited
 
-__all__ = ["IDEMPOTENT_METHODS", "RetryPolicy", "retryable"]
+__all__ = ["IDEMPOTENT_METHODS", "RetryPolicy", "retry_after", "retryable"]
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +102,18 @@ def _log_retry(retry_state: RetryCallState) -> None:
         retry_state.attempt_number,
         retry_state.upcoming_sleep,
     )
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
