@@ -70,7 +70,9 @@ def open_matter(admin: SandboxAdmin) -> dict[str, Any]:
 
 
 def store_snapshot(store: StateStore, connection: str, record: dict[str, Any]) -> None:
-    snapshot = Snapshotter(resources.get("matters")).take(record)
+    """The snapshot the poll actor stores: the fields the rules compare are kept in full."""
+    engine = Engine(load_rules([RULES_DIR], settings=make_settings()), settings=make_settings())
+    snapshot = Snapshotter(resources.get("matters"), keep=engine.compared_fields("matters")).take(record)
     with store.batch() as batch:
         write_snapshots(batch, connection, "matters", {record["id"]: snapshot})
 

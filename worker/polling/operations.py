@@ -35,10 +35,26 @@ def open_poller(settings: Settings, store: StateStore, connection: str) -> Itera
     from worker.practicepanther.client import PracticePantherClient
 
     client = PracticePantherClient(settings, store, connection=connection)
+    options = PollOptions.from_settings(settings, keep_fields=_compared_fields(settings))
     try:
-        yield Poller(client, store, connection=connection, options=PollOptions.from_settings(settings))
+        yield Poller(client, store, connection=connection, options=options)
     finally:
         client.close()
+
+
+def _compared_fields(settings: Settings) -> dict[str, set[str]]:
+    """Per resource, the fields whose old values the rules read: snapshots written by
+    ``ppw poll once`` must keep them just as the poll actor's do, or a ``from:`` rule would miss
+    the record's next change."""
+    from worker.rules.engine import Engine
+    from worker.rules.loader import load_rules
+
+    try:
+        engine = Engine(load_rules(settings=settings), settings=settings)
+    except Exception as exc:  # a broken rules directory must not stop a manual poll
+        log.warning("could not read the rules to choose the fields snapshots keep: %s", exc)
+        return {}
+    return {name: engine.compared_fields(name) for name in engine.watched()}
 
 
 @dataclass
