@@ -6,8 +6,10 @@ lease every third of its time-to-live; when it dies, the lease lapses and anothe
 over within ``leader_ttl`` plus one renewal period (less than two poll intervals by default). A
 scheduler shutting down cleanly hands the lease over at once.
 
-Each (connection, resource) is one APScheduler interval job with jitter, so polls of many
-resources spread out instead of hitting PracticePanther together. A job skips its turn while the
+Each (connection, resource) is one APScheduler interval job. Jitter is a random phase given to
+each job once, not a delay added to every run: polls of many resources spread out instead of
+hitting PracticePanther together, while each resource is still polled exactly every interval, so a
+change waits at most one interval (plus the poll itself) to be seen. A job skips its turn while the
 previous poll of that resource is still queued or running (the poller's own lock guarantees at
 most one poll in flight; the skip keeps the queue from filling with polls nobody needs).
 
@@ -18,11 +20,12 @@ every heartbeat, so a rule reload adds or removes jobs without a restart.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -140,7 +143,7 @@ class PollScheduler:
         )
         self._scheduler.start()
         log.info(
-            "scheduler started for connection %s: every %gs (+ up to %gs jitter), leader lease %gs",
+            "scheduler started for connection %s: every %gs (phases spread over %gs), leader lease %gs",
             self.connection,
             self.interval,
             self.jitter,
@@ -203,12 +206,13 @@ class PollScheduler:
             self._scheduler.remove_job(job_id)
             log.info("no longer polling %s", job_id.rsplit(":", 1)[-1])
         for job_id in sorted(set(wanted) - current):
+            first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, self.jitter))
             self._scheduler.add_job(
                 self.tick,
-                IntervalTrigger(seconds=self.interval, jitter=self.jitter or None),
+                IntervalTrigger(seconds=self.interval, start_date=first),
                 args=[wanted[job_id]],
                 id=job_id,
-                next_run_time=datetime.now(UTC),
+                next_run_time=first,
             )
             log.info("polling %s every %gs", wanted[job_id], self.interval)
 
