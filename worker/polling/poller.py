@@ -428,8 +428,8 @@ class _Run:
     def _position(self, old: datetime | None, newest: datetime | None, reader: PageReader) -> datetime | None:
         """The new cursor: the greatest ``updated_at`` read, never earlier than the old one.
 
-        Record times are used, not the local clock, except as a ceiling: a timestamp more than the
-        overlap ahead of this host's clock is not trusted as a cursor.
+        Record times are used, not the local clock, except as a ceiling: a timestamp ahead of this
+        host's clock is not trusted as a cursor (the clock that stamped it may be corrected later).
 
         Resources without ``updated_at`` have no record time, so their cursor is this poll's start
         (read against ``updated_since`` with the overlap covering clock differences). Offset paging
@@ -440,17 +440,21 @@ class _Run:
             candidate: datetime | None = self.now
         else:
             candidate = newest
-            horizon = self.now + timedelta(seconds=self.options.overlap)
-            if candidate is not None and candidate > horizon:
-                # A timestamp from the future (a server clock ahead of ours, or one that will jump
-                # back): trusting it could skip the changes stamped after the clock is corrected.
-                log.warning(
-                    "%s: PracticePanther timestamps run %.0fs ahead of this host's clock; the cursor "
-                    "stops at now + overlap and the newest changes are re-read until the clocks agree",
-                    self.resource.name,
-                    (candidate - self.now).total_seconds(),
-                )
-                candidate = horizon
+            if candidate is not None and candidate > self.now:
+                # A timestamp from the future (a server clock ahead of ours, which may later be
+                # corrected to behind ours): the cursor stops at our clock, so the overlap still
+                # covers changes stamped after the correction. Small leads are routine; say so
+                # only when the lead exceeds the overlap.
+                ahead = (candidate - self.now).total_seconds()
+                if ahead > self.options.overlap:
+                    log.warning(
+                        "%s: PracticePanther timestamps run %.0fs ahead of this host's clock; the "
+                        "cursor stops at this host's time and recent changes are re-read until the "
+                        "clocks agree",
+                        self.resource.name,
+                        ahead,
+                    )
+                candidate = self.now
             if candidate is not None and reader.query.use_updated_since:
                 excess = time.monotonic() - self.started - self.options.overlap
                 if excess > 0:

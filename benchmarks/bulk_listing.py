@@ -1,0 +1,165 @@
+"""A read-only PracticePanther list endpoint over a large, fixed set of records, at O(page) per request.
+
+The sandbox evaluates a listing over the whole table on every request (render, filter, sort), which
+is right for a simulator of a few thousand records and makes a 100,000-record priming measure the
+simulator instead of the worker (a page costs ~1.5 s there at that size). A real PracticePanther
+answers from an index. This server does too: records are made and rendered by the sandbox's own
+code (so they have exactly the sandbox's shape), sorted once by ``(updated_at, id)``, encoded once,
+and each request is a binary search plus a slice.
+
+It answers what the poller asks while priming and polling one resource:
+
+``GET /api/v2/<resource>?$filter=updated_at ge <timestamp>&$orderby=updated_at,id&$top=&$skip=``
+
+with any bearer token (the benchmark stores a token set beforehand, so the worker never needs the
+OAuth endpoints). Everything else is 404. Requests are counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from worker.polling.snapshots import parse_revision, revision_text
+from worker.practicepanther import resources
+from worker.sandbox import SandboxConfig
+from worker.sandbox.state import SandboxState
+
+_FILTER = re.compile(r"^\s*updated_at\s+ge\s+(\S+)\s*$")
+MAX_PAGE_SIZE = 5000
+
+
+def make_records(resource: str, count: int, *, spread_seconds: float = 86_400.0) -> list[dict[str, Any]]:
+    """``count`` records of ``resource`` created through the sandbox (validation, defaults, rendering).
+
+    Their ``updated_at`` values spread evenly over the ``spread_seconds`` before now, several
+    records sharing each millisecond now and then as on a busy account.
+    """
+    state = SandboxState(SandboxConfig(seed=None))
+    now = state.clock.now()
+    step = spread_seconds / max(count, 1)
+    body = _body_for(resource)
+    out: list[dict[str, Any]] = []
+    with state.db.lock:
+        for index in range(count):
+            at = now - timedelta(seconds=spread_seconds - index * step)
+            row = state.records.create(resource, body(index), at=at, trusted=True)
+            out.append(dict(state.records.render(resource, row)))
+    return out
+
+
+def _body_for(resource: str) -> Callable[[int], dict[str, Any]]:
+    statuses = ("Open", "Pending", "Closed", "Archived")
+    if resource == "matters":
+        return lambda i: {
+            "name": f"Client {i} - Contract Dispute",
+            "status": statuses[i % 4],
+            "notes": "Opened from the intake form." if i % 3 == 0 else None,
+            "tags": ["Litigation"] if i % 5 == 0 else [],
+        }
+    if resource in ("tasks", "notes"):
+        return lambda i: {"subject": f"Follow up {i}", "description": "Call the client about next steps."}
+    raise ValueError(f"the bulk listing benchmark makes matters, tasks or notes, not {resource!r}")
+
+
+class BulkListing:
+    """The sorted, pre-encoded records of one resource and the page logic over them."""
+
+    def __init__(self, resource: str, records: list[dict[str, Any]]) -> None:
+        self.resource = resources.get(resource)
+
+        def order(record: dict[str, Any]) -> tuple[str, str]:
+            stamp = parse_revision(record.get("updated_at")) or datetime.min.replace(tzinfo=UTC)
+            return revision_text(stamp), str(record.get("id"))
+
+        ordered = sorted(records, key=order)
+        self.keys = [order(r)[0] for r in ordered]
+        self.encoded = [json.dumps(r, separators=(",", ":")).encode() for r in ordered]
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def page(self, query: dict[str, str]) -> bytes:
+        start = 0
+        raw_filter = query.get("$filter")
+        if raw_filter:
+            match = _FILTER.match(raw_filter)
+            if match is None:
+                raise ValueError(f"unsupported $filter {raw_filter!r}")
+            bound = parse_revision(match.group(1))
+            if bound is None:
+                raise ValueError(f"bad timestamp in $filter {raw_filter!r}")
+            start = bisect.bisect_left(self.keys, revision_text(bound))
+        skip = int(query.get("$skip") or 0)
+        top = min(int(query.get("$top") or MAX_PAGE_SIZE), MAX_PAGE_SIZE)
+        first = start + skip
+        return b"[" + b",".join(self.encoded[first : first + top]) + b"]"
+
+
+class BulkListingServer:
+    """Serves one :class:`BulkListing` on 127.0.0.1 (free port) from a thread; a context manager."""
+
+    def __init__(self, listing: BulkListing) -> None:
+        self.listing = listing
+        self.requests = 0
+        self._lock = threading.Lock()
+        server = self
+        path = listing.resource.path
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                with server._lock:
+                    server.requests += 1
+                if parts.path != path or not self.headers.get("Authorization", "").startswith("Bearer "):
+                    self._send(404 if parts.path != path else 401, b'{"message":"no"}')
+                    return
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                try:
+                    body = server.listing.page(query)
+                except ValueError as exc:
+                    self._send(400, json.dumps({"message": str(exc)}).encode())
+                    return
+                self._send(200, body)
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def server_bind(self) -> None:
+                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                super().server_bind()
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> BulkListingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,348 @@
+"""The benchmarks ``python -m benchmarks`` runs, each turned into a :class:`~benchmarks.report.Section`.
+
+Each entry runs one harness module and states its figures beside the baseline measured in the
+same run, with the target from the issue ("Benchmarks and a fault suite"). Harness modules stay
+usable on their own (``python -m benchmarks.priming``); this module only sizes them (full or quick)
+and reads their results.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.report import Figure, Section, Target
+from worker.settings import Settings
+
+Progress = Callable[[str], None]
+
+DEFAULT_RATE: float = Settings.model_fields["rate_limit_per_second"].default
+
+
+@dataclass
+class Context:
+    """What one benchmark measured that a later one compares against (the engine ceiling)."""
+
+    quick: bool
+    ceilings: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    sections: dict[str, Section] = field(default_factory=dict)
+
+
+def _sizes(quick: bool, full: int, short: int) -> int:
+    return short if quick else full
+
+
+# engine ceiling -----------------------------------------------------------------------------------
+def engine_ceiling(section: Section, ctx: Context) -> None:
+    from benchmarks import engine_ceiling as harness
+
+    n = _sizes(ctx.quick, 20_000, 5_000)
+    result = harness.run(n)
+    section.details.update(result)
+    ctx.ceilings = {"memory": result["memory"], "redis": result["redis"]}
+    memory = result["memory"]
+    section.add(Figure("no-op msgs/s, memory (StubBroker + Worker)", memory["messages_per_second"], "msg/s"))
+    if result["redis"]:
+        redis = result["redis"]
+        section.add(
+            Figure(
+                "no-op msgs/s, redis",
+                redis["messages_per_second"],
+                "msg/s",
+                baseline=memory["messages_per_second"],
+                baseline_name="memory broker",
+            )
+        )
+    else:
+        section.details["note"] = result.get("redis_skipped")
+
+
+def ensure_ceilings(ctx: Context) -> dict[str, dict[str, Any] | None]:
+    if not ctx.ceilings:
+        engine_ceiling(Section("engine_ceiling", "engine ceiling (for comparison)"), ctx)
+    return ctx.ceilings
+
+
+# rule matching ------------------------------------------------------------------------------------
+def rule_matching(section: Section, ctx: Context) -> None:
+    from benchmarks import rule_matching as harness
+
+    result = harness.run(n_events=_sizes(ctx.quick, 20_000, 5_000), n_rules=100)
+    section.details.update(result)
+    section.add(
+        Figure(
+            f"events/s matched against {result['rules']} rules, one core",
+            result["events_per_second"],
+            "events/s",
+            baseline=result["bare_loop_events_per_second"],
+            baseline_name="bare dict-lookup loop",
+            target=Target(">=", harness.TARGET_EVENTS_PER_SECOND),
+        )
+    )
+
+
+# priming ------------------------------------------------------------------------------------------
+def priming(section: Section, ctx: Context) -> None:
+    from benchmarks import priming as harness
+
+    result = harness.run_benchmark(_sizes(ctx.quick, 100_000, 10_000))
+    section.details.update(result)
+    records = result["records"]
+    idle = result["empty_list_run"]
+    scale = 100_000 / records  # quick runs are judged on the time they would take at 100k
+    for run in result["runs"]:
+        if run.get("skipped"):
+            section.details.setdefault("notes", []).append(
+                f"{run['backend']} {run['label']}: {run['skipped']}"
+            )
+            continue
+        label = f"{run['backend']}, {run['label']}"
+        seconds = run["seconds"]
+        rate = run["rate_limit_per_second"] or DEFAULT_RATE
+        note = (
+            f"{run['requests']} requests; PPW_RATE_LIMIT_PER_SECOND={rate:g} alone takes "
+            f"{run['requests'] / rate:.0f}s"
+        )
+        section.add(
+            Figure(
+                f"time to prime {records:,} records ({label})",
+                seconds,
+                "s",
+                baseline=run["floor_seconds"],
+                baseline_name="bare HTTP loop over the same pages",
+                target=Target("<=", harness.TARGET_SECONDS / scale),
+                note=note + (f"; target scaled to {records:,} records" if scale != 1 else ""),
+            )
+        )
+        section.add(
+            Figure(
+                f"worker peak RSS ({label})",
+                run["peak_rss_mb"],
+                "MB",
+                baseline=idle["peak_rss_mb"],
+                baseline_name="same command, empty list",
+                target=Target("<=", harness.TARGET_RSS_MB),
+            )
+        )
+        section.add(
+            Figure(
+                f"state bytes per tracked record ({label})",
+                run["state_bytes_per_record"],
+                "B",
+                baseline=result["record_json_bytes"],
+                baseline_name="the record's own JSON",
+                target=Target("<=", harness.TARGET_BYTES_PER_RECORD),
+            )
+        )
+
+
+# API efficiency -----------------------------------------------------------------------------------
+def api_efficiency(section: Section, ctx: Context) -> None:
+    from benchmarks import api_efficiency as harness
+
+    result = harness.run(1_000)
+    section.details.update(result)
+    section.add(
+        Figure(
+            "requests per idle poll",
+            result["requests_per_idle_poll"],
+            "req",
+            target=Target("==", 1),
+        )
+    )
+    minimum = result["minimum_requests_per_1000_changes"]
+    section.add(
+        Figure(
+            "requests per 1,000 changes, one poll",
+            result["burst_requests_per_1000_changes"],
+            "req",
+            baseline=minimum,
+            baseline_name="ceil(changes / page size)",
+        )
+    )
+    section.add(
+        Figure(
+            "requests per 1,000 changes, over 10 polls",
+            result["spread_requests_per_1000_changes"],
+            "req",
+            baseline=minimum,
+            baseline_name="ceil(changes / page size)",
+            note="each poll re-reads the changes inside the overlap window",
+        )
+    )
+    section.add(
+        Figure(
+            "requests per idle poll just after a 1,000-change burst",
+            max(result["idle_after_burst_requests"]),
+            "req",
+            baseline=result["requests_per_idle_poll"],
+            baseline_name="idle poll",
+            note="the overlap window is anchored at the newest change, so the burst is re-read",
+        )
+    )
+
+
+# end-to-end throughput ----------------------------------------------------------------------------
+def throughput(section: Section, ctx: Context) -> None:
+    from benchmarks import throughput as harness
+    from benchmarks.pipeline import BrokerKind
+
+    ceilings = ensure_ceilings(ctx)
+    changes = _sizes(ctx.quick, 20_000, 2_000)
+    kinds: tuple[BrokerKind, ...] = ("redis", "memory")
+    for kind in kinds:
+        ceiling = ceilings.get(kind)
+        if ceiling is None:
+            section.details[kind] = {"skipped": "the broker is not available"}
+            continue
+        result = harness.run(changes, kind)
+        section.details[kind] = result
+        label = "redis broker + redis state" if kind == "redis" else "memory broker + sqlite state"
+        section.add(
+            Figure(
+                f"events/s sustained over {changes:,} changes ({label})",
+                result["events_per_second"] or 0.0,
+                "events/s",
+                baseline=ceiling["messages_per_second"],
+                baseline_name=f"no-op ceiling, {kind}",
+                baseline_unit="msg/s",
+                target=Target(">=", harness.TARGET_RATIO),
+                target_on_ratio=True,
+                note=f"{result['state_calls_per_event']} state-store calls per event",
+            )
+        )
+        section.add(
+            Figure(
+                f"changes lost or delivered twice ({kind})",
+                (changes - result["distinct"]) + result["duplicates"],
+                "events",
+                target=Target("==", 0),
+            )
+        )
+
+
+# detection latency --------------------------------------------------------------------------------
+def latency(section: Section, ctx: Context) -> None:
+    from benchmarks import latency as harness
+
+    cases: list[tuple[float, float, float]] = [(5.0, 30.0, harness.DEFAULT_JITTER), (5.0, 30.0, 0.0)]
+    if not ctx.quick:
+        cases = [
+            (harness.DEFAULT_INTERVAL, 240.0, harness.DEFAULT_JITTER),
+            (5.0, 90.0, harness.DEFAULT_JITTER),
+            (5.0, 60.0, 0.0),
+        ]
+    else:
+        section.details["note"] = (
+            f"quick run: the default interval ({harness.DEFAULT_INTERVAL:g}s) is measured in full runs"
+        )
+    for interval, seconds, jitter in cases:
+        result = harness.run(interval, seconds, jitter=jitter, per_second=2.0 if interval < 30 else 1.0)
+        label = f"interval {interval:g}s, jitter {jitter:g}s"
+        section.details[label] = result
+        section.add(
+            Figure(
+                f"p50 change → enqueued ({label})",
+                result["p50"],
+                "s",
+                baseline=interval,
+                baseline_name="poll interval",
+            )
+        )
+        section.add(
+            Figure(
+                f"p99 change → enqueued ({label})",
+                result["p99"],
+                "s",
+                baseline=interval,
+                baseline_name="poll interval",
+                target=Target("<=", interval + 1.0),
+                note=f"{result['detected']} changes",
+            )
+        )
+
+
+# idle footprint -----------------------------------------------------------------------------------
+def footprint(section: Section, ctx: Context) -> None:
+    from benchmarks import footprint as harness
+
+    result = harness.run(_sizes(ctx.quick, 60, 15))
+    section.details.update(result)
+    idle, floor = result["idle"], result["imports_only"]
+    section.add(
+        Figure(
+            "idle RSS of `ppw run`, example rules",
+            idle["rss_mb_max"],
+            "MB",
+            baseline=floor["rss_mb_max"],
+            baseline_name="same imports, idle interpreter",
+            target=Target("<=", harness.TARGET_RSS_MB),
+        )
+    )
+    section.add(
+        Figure(
+            "idle CPU of `ppw run`, example rules",
+            idle["cpu_percent"],
+            "% of a core",
+            baseline=floor["cpu_percent"],
+            baseline_name="same imports, idle interpreter",
+        )
+    )
+
+
+# profile of the slowest stage ---------------------------------------------------------------------
+def profile(section: Section, ctx: Context) -> None:
+    from benchmarks import profiling as harness
+
+    if harness.py_spy() is None:
+        section.skipped = "py-spy is not installed (pip install py-spy)"
+        return
+    result = harness.profile_throughput(2_000, "redis")
+    section.details.update(result)
+    stages = result["stage_cpu_percent"]
+    slowest = max(stages, key=lambda name: stages[name])
+    for name, percent in stages.items():
+        section.add(
+            Figure(
+                f"CPU share of the {name} stage (end-to-end, redis)",
+                percent,
+                "%",
+                note="slowest stage" if name == slowest else "",
+            )
+        )
+
+
+BENCHMARKS: dict[str, tuple[str, Callable[[Section, Context], None]]] = {
+    "engine_ceiling": ("raw Dramatiq no-op throughput (memory and Redis)", engine_ceiling),
+    "rule_matching": ("rule matching with 100 rules, one core", rule_matching),
+    "priming": ("priming 100,000 records: time, peak RSS, state bytes", priming),
+    "api_efficiency": ("PracticePanther requests per idle poll and per 1,000 changes", api_efficiency),
+    "throughput": ("end-to-end throughput, sandbox → rules → HTTP sink", throughput),
+    "latency": ("detection latency, change → event enqueued", latency),
+    "footprint": ("idle footprint of `ppw run` with the example rules", footprint),
+    "profile": ("py-spy profile of the end-to-end pipeline", profile),
+}
+
+
+def run(names: list[str], *, quick: bool, progress: Progress = lambda _text: None) -> list[Section]:
+    """Run ``names`` in order; a benchmark that raises is reported as failed, the rest still run."""
+    ctx = Context(quick=quick)
+    sections: list[Section] = []
+    for name in names:
+        title, fn = BENCHMARKS[name]
+        section = Section(name, title)
+        progress(f"[bench] {name}: {title} ...")
+        started = time.perf_counter()
+        try:
+            fn(section, ctx)
+        except Exception as exc:
+            section.error = f"{type(exc).__name__}: {exc}"
+            section.details["traceback"] = traceback.format_exc()
+        section.seconds = time.perf_counter() - started
+        progress(f"[bench] {name}: {'failed' if section.error else 'done'} in {section.seconds:.1f}s")
+        ctx.sections[name] = section
+        sections.append(section)
+    return sections

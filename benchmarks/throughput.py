@@ -1,0 +1,75 @@
+"""End-to-end throughput: changes in the sandbox → events → rules → a local HTTP sink.
+
+``changes`` new matters are created in the sandbox (500 per request, as fast as it takes them)
+while the whole worker runs (:mod:`benchmarks.pipeline`: scheduler polling every second, poll,
+dispatch and run actors, one ``http.request`` step per event). The clock runs from the first
+change to the sink receiving the last delivery; the rate is ``changes / seconds`` and is compared
+with the engine ceiling (no-op Dramatiq messages on the same broker, measured in the same run).
+Target: ratio ≥ 0.5.
+
+Every delivery carries an ``Idempotency-Key`` (event, rule, step), so the sink also proves
+nothing was lost (``distinct == changes``) and nothing was delivered twice
+(``received == distinct``).
+
+    python -m benchmarks.throughput [changes] [memory|redis]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from benchmarks.instruments import CountingStore, StageClock
+from benchmarks.pipeline import BrokerKind, pipeline, produce
+from worker.delivery.runtime import wait_until
+
+TARGET_RATIO = 0.5
+
+
+def run(changes: int = 20_000, kind: BrokerKind = "memory", *, threads: int = 8) -> dict[str, Any]:
+    """One sustained run of ``changes`` changes; rates, and the loss/duplicate check."""
+    clock = StageClock()
+    with pipeline(kind, threads=threads, middleware=[clock], count_state_calls=True) as running:
+        store = running.store
+        assert isinstance(store, CountingStore)
+        calls_before = store.total()
+        started = produce(running.admin, changes)
+        produced = time.time()
+        deadline = max(600.0, changes / 10)
+        delivered = wait_until(lambda: running.sink()["distinct"] >= changes, deadline, interval=0.25)
+        sink = running.sink()
+        state_calls = store.total() - calls_before
+        by_method = dict(store.calls.most_common())
+        runs = running.runtime.app.history.recent(running.connection, limit=5)
+    last = sink["last"] or time.time()
+    seconds = last - started
+    return {
+        "broker": kind,
+        "state": "sqlite" if kind == "memory" else "redis",
+        "changes": changes,
+        "threads": threads,
+        "seconds": round(seconds, 2),
+        "produce_seconds": round(produced - started, 2),
+        "events_per_second": round(changes / seconds, 1) if delivered else None,
+        "received": sink["received"],
+        "distinct": sink["distinct"],
+        "complete": delivered,
+        "duplicates": sink["received"] - sink["distinct"],
+        "sample_run_status": [r.status for r in runs],
+        "stages": clock.summary(),
+        "state_calls_per_event": round(state_calls / changes, 1),
+        "state_calls_by_method": by_method,
+    }
+
+
+def main(argv: list[str]) -> int:
+    changes = int(argv[0]) if argv else 20_000
+    kind: BrokerKind = "redis" if len(argv) > 1 and argv[1] == "redis" else "memory"
+    print(json.dumps(run(changes, kind), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
