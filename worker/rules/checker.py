@@ -295,16 +295,26 @@ class RuleChecker:
         elif action == "http.request":
             self._http(base, params)
 
-    def _slack(self, base: Path_, params: dict[str, Any]) -> None:
-        webhook = params.get("webhook")
-        known = self.config.slack_webhooks
-        if webhook and known is not None and webhook not in known:
+    def _unconfigured(
+        self, path: Path_, what: str, name: Any, known: Any, variable: str, *, also: str = ""
+    ) -> None:
+        """Warn when a secret a rule names by ``name`` is not configured where the check runs."""
+        if name and known is not None and name not in known:
             self._at(
-                (*base, "webhook"),
-                f"Slack webhook {webhook!r} is not configured here",
-                f"set PPW_SLACK_WEBHOOKS__{webhook.upper()} where the worker runs",
+                path,
+                f"{what} {name!r} is not configured here{also}",
+                f"set {variable}__{str(name).upper().replace('-', '_')} where the worker runs",
                 severity="warning",
             )
+
+    def _slack(self, base: Path_, params: dict[str, Any]) -> None:
+        self._unconfigured(
+            (*base, "webhook"),
+            "Slack webhook",
+            params.get("webhook"),
+            self.config.slack_webhooks,
+            "PPW_SLACK_WEBHOOKS",
+        )
         if params.get("channel") and self.config.has_bot_token is False:
             self._at(
                 (*base, "channel"),
@@ -314,15 +324,13 @@ class RuleChecker:
             )
 
     def _http(self, base: Path_, params: dict[str, Any]) -> None:
-        secret = params.get("secret")
-        known = self.config.webhook_secrets
-        if secret and known is not None and secret not in known:
-            self._at(
-                (*base, "secret"),
-                f"signing secret {secret!r} is not configured here",
-                f"set PPW_WEBHOOK_SECRETS__{secret.upper()} where the worker runs",
-                severity="warning",
-            )
+        self._unconfigured(
+            (*base, "secret"),
+            "signing secret",
+            params.get("secret"),
+            self.config.webhook_secrets,
+            "PPW_WEBHOOK_SECRETS",
+        )
         for name, value in (params.get("headers") or {}).items():
             if name.lower() in ("authorization", "x-api-key", "api-key", "cookie") and not is_template(
                 str(value)
