@@ -15,6 +15,11 @@ not the client's claim) while a real :class:`~worker.polling.poller.Poller` with
 - spread: the same 1,000 changes arriving over ten polls, 100 between each (the usual case, where
   the overlap window makes each poll re-read the previous poll's changes).
 
+Run with ``sweep_interval=0`` every poll is a sweep and re-reads the overlap (what every poll does
+at the default 60-second interval, ``PPW_POLL_SWEEP_INTERVAL`` being 30); with a long
+``sweep_interval`` the polls after the first are the ones between sweeps (a short poll interval),
+which read from the cursor on.
+
 Baseline (same run): the fewest requests that could carry those changes, ``ceil(changes / page)``.
 
     python -m benchmarks.api_efficiency [changes]
@@ -46,12 +51,14 @@ BACKDATE = 3_600
 SPACING = 2.0
 
 
-def _poller(client: PracticePantherClient, store: Any, connection: str, page_size: int) -> Poller:
-    options = PollOptions(page_size=page_size, flood_limit=10**9)
+def _poller(
+    client: PracticePantherClient, store: Any, connection: str, page_size: int, sweep_interval: float
+) -> Poller:
+    options = PollOptions(page_size=page_size, flood_limit=10**9, sweep_interval=sweep_interval)
     return Poller(client, store, connection=connection, options=options)
 
 
-def run(changes: int = 1_000, page_size: int = 200) -> dict[str, Any]:
+def run(changes: int = 1_000, page_size: int = 200, sweep_interval: float = 0.0) -> dict[str, Any]:
     """Idle, burst and spread request counts for ``changes`` changed records."""
     connection = unique()
     emitted: list[Event] = []
@@ -66,7 +73,7 @@ def run(changes: int = 1_000, page_size: int = 200) -> dict[str, Any]:
         client = PracticePantherClient(settings, store, connection=connection)
         try:
             connect(sandbox, store, connection)
-            poller = _poller(client, store, connection, page_size)
+            poller = _poller(client, store, connection, page_size, sweep_interval)
             created = admin.mutate(
                 [
                     {
@@ -108,6 +115,7 @@ def run(changes: int = 1_000, page_size: int = 200) -> dict[str, Any]:
     return {
         "resource": RESOURCE,
         "page_size": page_size,
+        "sweep_interval": sweep_interval,
         "primed_records": primed.records,
         "idle_polls": IDLE_POLLS,
         "idle_requests": idle,

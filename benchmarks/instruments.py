@@ -38,8 +38,11 @@ class StageClock(Middleware):
 
     def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int) -> None:
         if message.actor_name == self.dispatch_actor and len(message.args) >= 2:
+            ids = message.args[1]  # a batch of event ids (one id from older senders)
+            now = time.time()
             with self._lock:
-                self.enqueued.setdefault(str(message.args[1]), time.time())
+                for event_id in [ids] if isinstance(ids, str) else ids:
+                    self.enqueued.setdefault(str(event_id), now)
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._local.started = time.perf_counter()
@@ -102,6 +105,24 @@ class CountingStore(StateStore):
     def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
         self._hit("set_if_absent")
         return self.inner.set_if_absent(key, value, ttl)
+
+    def set_many_if_absent(self, values: Mapping[str, str], ttl: float | None = None) -> frozenset[str]:
+        self._hit("set_many_if_absent")
+        return self.inner.set_many_if_absent(values, ttl)
+
+    def incr_many(self, keys: Sequence[str], ttl: float | None = None) -> list[int]:
+        self._hit("incr_many")
+        return self.inner.incr_many(keys, ttl)
+
+    def acquire_lease_and_get(
+        self, key: str, owner: str, ttl: float, keys: Sequence[str]
+    ) -> tuple[bool, list[str | None]]:
+        self._hit("acquire_lease_and_get")
+        return self.inner.acquire_lease_and_get(key, owner, ttl, keys)
+
+    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
+        self._hit("take_turn")
+        return self.inner.take_turn(queue, member, score, lease, ttl)
 
     def delete(self, *keys: str) -> int:
         self._hit("delete")

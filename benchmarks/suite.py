@@ -183,6 +183,27 @@ def api_efficiency(section: Section, ctx: Context) -> None:
             note="the overlap window is anchored at the newest change, so the burst is re-read",
         )
     )
+    between = harness.run(1_000, sweep_interval=3600)
+    section.details["between_sweeps"] = between
+    section.add(
+        Figure(
+            "requests per idle poll after a 1,000-change burst, between sweeps",
+            max(between["idle_after_burst_requests"]),
+            "req",
+            baseline=result["requests_per_idle_poll"],
+            baseline_name="idle poll",
+            note="polls between sweeps (a short PPW_POLL_INTERVAL) read from the cursor on",
+        )
+    )
+    section.add(
+        Figure(
+            "requests per 1,000 changes over 10 polls, between sweeps",
+            between["spread_requests_per_1000_changes"],
+            "req",
+            baseline=minimum,
+            baseline_name="ceil(changes / page size)",
+        )
+    )
 
 
 # end-to-end throughput ----------------------------------------------------------------------------

@@ -5,9 +5,16 @@ broker), so one process can hold a memory, a Redis and a RabbitMQ broker at once
 actors run on each. They are thin: every decision is made by
 :class:`~worker.delivery.dispatch.Dispatcher` and :class:`~worker.delivery.runner.Runner`.
 
-Messages carry ids only: ``poll(connection, resource)``, ``dispatch(connection, event_id)``,
-``run(connection, run_id)``. The event (with the record's privileged data) stays in the state
+Messages carry ids only: ``poll(connection, resource)``, ``dispatch(connection, event_ids)``,
+``run(connection, run_ids)``. The event (with the record's privileged data) stays in the state
 store, out of broker logs, dumps and management UIs.
+
+Dispatch and run messages carry a *batch* of ids (``DeliveryOptions.dispatch_batch`` events,
+``run_batch`` runs): a broker message costs about as much as the work of a simple rule, so one
+message per event would spend most of the worker on the broker. A run message that has worked
+longer than ``run_batch_seconds`` (slow steps) hands the runs it has not started to new messages,
+one run each, so slow destinations still spread over every worker thread. A single id (a message
+sent by an older version) is accepted too.
 
 A run that must come back later (a transient failure, a queued run waiting for its turn, a run
 another worker holds) is sent again with a delay rather than raised as :class:`dramatiq.Retry`,
@@ -18,6 +25,7 @@ classified (the state store down ...).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +43,16 @@ log = logging.getLogger(__name__)
 
 #: Seconds past its due time a run message that has not been picked up counts as lost.
 IN_FLIGHT_MARGIN = 120.0
+
+Ids = list[str] | str
+
+
+def _ids(value: Ids) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def in_flight_key(connection: str, run_id: str) -> str:
@@ -63,8 +81,8 @@ class Actors:
     app: DeliveryApp
     queues: QueueNames
     poll: dramatiq.Actor[[str, str], None]
-    dispatch: dramatiq.Actor[[str, str], None]
-    run: dramatiq.Actor[[str, str], None]
+    dispatch: dramatiq.Actor[[str, Ids], None]
+    run: dramatiq.Actor[[str, Ids], None]
     dispatcher: Dispatcher
     runner: Runner
     #: called with every batch of events emitted (the demo's live view, tests)
@@ -74,21 +92,45 @@ class Actors:
         self.poll.send(connection, resource)
 
     def send_run(self, connection: str, run_id: str, delay: float | None = None) -> None:
-        # Note that the message is on its way (until it is picked up, or its due time plus a margin
-        # passes), so the sweeper (Runtime.recover) re-sends only runs whose message was lost: the
-        # memory broker's die with its process, and a retry Dramatiq could not enqueue (the broker
-        # down at that moment) is gone too.
-        self.app.store.set(in_flight_key(connection, run_id), "1", ttl=(delay or 0) + IN_FLIGHT_MARGIN)
-        if delay is None:
-            self.run.send(connection, run_id)
-        else:
-            self.run.send_with_options(args=(connection, run_id), delay=int(delay * 1000))
+        """One run, now or after ``delay`` seconds (a retry, a run waiting for its turn)."""
+        self.send_runs(connection, [run_id], delay=delay)
+
+    def send_runs(
+        self,
+        connection: str,
+        run_ids: list[str],
+        delay: float | None = None,
+        *,
+        per_message: int | None = None,
+    ) -> None:
+        """Runs in messages of up to ``per_message`` runs (default ``DeliveryOptions.run_batch``).
+
+        Each run is noted as on its way (until it is picked up, or its due time plus a margin
+        passes), so the sweeper (Runtime.recover) re-sends only runs whose message was lost: the
+        memory broker's die with its process, and a retry Dramatiq could not enqueue (the broker
+        down at that moment) is gone too.
+        """
+        if not run_ids:
+            return
+        with self.app.store.batch() as batch:
+            for run_id in run_ids:
+                batch.set(in_flight_key(connection, run_id), "1", ttl=(delay or 0) + IN_FLIGHT_MARGIN)
+        for chunk in chunks(run_ids, per_message or self.app.options.run_batch):
+            if delay is None:
+                self.run.send(connection, chunk)
+            else:
+                self.run.send_with_options(args=(connection, chunk), delay=int(delay * 1000))
+
+    def send_dispatch(self, connection: str, event_ids: list[str]) -> None:
+        """Dispatch messages for ``event_ids``, ``DeliveryOptions.dispatch_batch`` per message."""
+        for chunk in chunks(event_ids, self.app.options.dispatch_batch):
+            self.dispatch.send(connection, chunk)
 
     def emit(self, events: list[Event]) -> None:
-        """Store ``events`` and send one dispatch message each (the poller's ``emit``)."""
-        for event in events:
-            self.app.events.save(event)
-            self.dispatch.send(event.connection, event.id)
+        """Store ``events`` and send their dispatch messages (the poller's ``emit``)."""
+        self.app.events.save_many(events)
+        for connection in dict.fromkeys(e.connection for e in events):
+            self.send_dispatch(connection, [e.id for e in events if e.connection == connection])
         for listener in self.listeners:
             try:
                 listener(events)
@@ -125,17 +167,25 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
             )
             poller.poll(resource, holder["actors"].emit)
 
-    def dispatch(connection: str, event_id: str) -> None:
-        with log_context(connection=connection, event_id=event_id):
-            result = dispatcher.dispatch(connection, event_id, holder["actors"].send_run)
-            if result.runs:
-                log.info("event %s fired %d rule(s)", event_id, len(result.runs))
+    def dispatch(connection: str, event_ids: Ids) -> None:
+        with log_context(connection=connection):
+            results = dispatcher.dispatch_many(connection, _ids(event_ids), holder["actors"].send_runs)
+            for result in results:
+                if result.runs:
+                    log.info("event %s fired %d rule(s)", result.event_id, len(result.runs))
 
-    def run(connection: str, run_id: str) -> None:
-        app.store.delete(in_flight_key(connection, run_id))  # picked up: no longer "on its way"
-        outcome = runner.run(connection, run_id)
-        if outcome.requeue_after is not None:
-            holder["actors"].send_run(connection, run_id, delay=outcome.requeue_after)
+    def run(connection: str, run_ids: Ids) -> None:
+        ids = _ids(run_ids)
+        app.store.delete(*(in_flight_key(connection, r) for r in ids))  # picked up: no longer "on its way"
+        started = time.monotonic()
+        for index, run_id in enumerate(ids):
+            if index and time.monotonic() - started > app.options.run_batch_seconds:
+                # slow steps: one message per run left, so every worker thread can take one
+                holder["actors"].send_runs(connection, ids[index:], per_message=1)
+                return
+            outcome = runner.run(connection, run_id)
+            if outcome.requeue_after is not None:
+                holder["actors"].send_run(connection, run_id, delay=outcome.requeue_after)
 
     actors = Actors(
         broker=broker,

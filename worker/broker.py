@@ -144,3 +144,30 @@ def describe(url: str) -> str:
 def is_embedded(broker: dramatiq.Broker) -> bool:
     """Whether messages live only in this process (memory broker)."""
     return isinstance(broker, StubBroker)
+
+
+def queue_backlog(broker: dramatiq.Broker, queue_name: str) -> int | None:
+    """Messages waiting, delayed or being worked on in ``queue_name``; None when it cannot be told.
+
+    The sweeper asks before re-sending pending events: a backlog means their messages are merely
+    waiting their turn, and re-sending them would only add duplicates for dispatch to drop.
+    """
+    from dramatiq.common import dq_name
+
+    try:
+        if isinstance(broker, StubBroker):
+            queues = broker.queues
+            return sum(queues[q].unfinished_tasks for q in (queue_name, dq_name(queue_name)) if q in queues)
+        from dramatiq.brokers.redis import RedisBroker
+
+        if isinstance(broker, RedisBroker):  # every message not yet acked sits in the queue's .msgs hash
+            names = (queue_name, dq_name(queue_name))
+            return sum(int(broker.client.hlen(f"{broker.namespace}:{q}.msgs")) for q in names)
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        if isinstance(broker, RabbitmqBroker):
+            ready, delayed, _dead = broker.get_queue_message_counts(queue_name)
+            return int(ready) + int(delayed)
+    except Exception:  # the broker is down: nothing can be sent now anyway
+        return None
+    return None

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     poll_interval: float = 60.0
     poll_jitter: float = 5.0
     poll_overlap: float = 120.0
+    poll_sweep_interval: float = 30.0
     poll_page_size: int = 1000
     poll_timeout: float = 300.0
     poll_resources: CommaList = Field(default_factory=list)

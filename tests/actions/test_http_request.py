@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from tests.actions.helpers import execute
 from tests.fixtures.stubs import Reply, StubServer
+from worker.actions.http import check_destination, host_allowed
 from worker.actions.services import Services
 from worker.actions.signing import verify
 from worker.delivery.failures import StepError
@@ -115,3 +116,39 @@ def test_json_response_is_available_to_later_steps(services: Services, stub_serv
     stub_server.script("/api", Reply(201, {"ticket": 42}))
     result = execute(services, "http.request", {"url": f"{stub_server.url}/api", "json": {}}, connection="c")
     assert result.output["status"] == 201 and result.output["json"] == {"ticket": 42}
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "expected"),
+    [
+        ("https://hooks.example.com/x", ["hooks.example.com"], True),
+        ("https://HOOKS.example.com./x", [" Hooks.Example.com ", ""], True),
+        ("https://a.b.corp.example/x", ["*.corp.example"], True),
+        ("https://corp.example/x", ["*.corp.example"], False),
+        ("https://hooks.example.com:8443/x", ["hooks.example.com:8443"], True),
+        ("https://hooks.example.com/x", ["hooks.example.com:8443"], False),
+        ("http://hooks.example.com/x", ["hooks.example.com:80"], True),
+        ("https://hooks.example.com/x", ["hooks.example.com:443"], True),
+        ("https://evil.example.net/x", ["hooks.example.com", "*.corp.example"], False),
+        ("https:///no-host", ["hooks.example.com"], False),
+    ],
+)
+def test_host_allowed(url: str, allowed: list[str], expected: bool) -> None:
+    assert host_allowed(url, allowed) is expected
+    assert host_allowed(url, allowed) is expected, "the parsed allow list is reused"
+
+
+def test_a_changed_allow_list_is_read_afresh() -> None:
+    url = "https://hooks.example.com/x"
+    assert host_allowed(url, ["hooks.example.com"])
+    assert not host_allowed(url, ["other.example.com"])
+    assert host_allowed(url, ("other.example.com", "hooks.example.com"))
+
+
+def test_check_destination_hands_back_the_host() -> None:
+    assert (
+        check_destination("https://Hooks.Example.com:8443/x", ["hooks.example.com:8443"])
+        == "hooks.example.com"
+    )
+    with pytest.raises(StepError, match="http:// or https://"):
+        check_destination("ftp://hooks.example.com/x", ["hooks.example.com"])

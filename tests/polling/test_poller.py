@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,83 @@ def test_late_commit_inside_the_overlap_is_caught(harness: Harness) -> None:
         ]
     )
     assert [e.record_id for e in harness.poll().events] == [late["id"]]
+
+
+# sweeps: the overlap re-read every PPW_POLL_SWEEP_INTERVAL, not on every poll ------------------
+def _backdated(harness: Harness, seconds: int, name: str) -> dict[str, Any]:
+    [made] = harness.admin.mutate(
+        [
+            {
+                "op": "create",
+                "resource": "matters",
+                "backdate_seconds": seconds,
+                "data": {"name": name, "status": "Open", "account_ref": {"id": harness.account()}},
+            }
+        ]
+    )
+    return made
+
+
+def test_between_sweeps_a_poll_reads_only_past_the_cursor(harness: Harness) -> None:
+    harness.create("matters", 3)
+    harness.poll(sweep_interval=3600)  # primes
+    harness.poll(sweep_interval=3600)  # the first incremental poll sweeps
+    burst = harness.create("matters", 40)
+    result = harness.poll(sweep_interval=3600)
+    assert {e.record_id for e in result.events} == {r["id"] for r in burst}
+    after = harness.poll(sweep_interval=3600)
+    # only the records at the cursor's own timestamp come back, not the whole burst
+    assert after.events == [] and after.records < len(burst)
+    swept = harness.poll(sweep_interval=0)
+    assert swept.events == [] and swept.records >= len(burst)
+
+
+def test_a_late_commit_is_caught_by_the_next_sweep(harness: Harness) -> None:
+    harness.create("matters", 3)
+    harness.poll(sweep_interval=3600)
+    harness.poll(sweep_interval=3600)  # swept now; the next sweep is an hour away
+    harness.create("matters")
+    harness.poll(sweep_interval=3600)
+    late = _backdated(harness, 60, "late")
+    assert harness.poll(sweep_interval=3600).events == []  # behind the cursor: not read yet
+    cursor = cursors.load_cursor(harness.store, harness.connection, "matters")
+    assert cursor is not None and cursor.swept_at is not None
+    assert [e.record_id for e in harness.poll(sweep_interval=0.001).events] == [late["id"]]
+
+
+def test_a_sweep_reaches_back_from_where_the_previous_sweep_started(harness: Harness) -> None:
+    options: dict[str, Any] = {"overlap": 1.0, "sweep_interval": 3600}
+    harness.create("matters", 2)
+    harness.poll(**options)
+    harness.poll(**options)  # a sweep: it remembers the cursor it started from
+    swept = cursors.load_cursor(harness.store, harness.connection, "matters")
+    assert swept is not None and swept.swept_from is not None
+    time.sleep(1.6)  # the cursor moves on by more than the overlap before the next sweep
+    harness.create("matters")
+    harness.poll(**options)
+    moved = cursors.load_cursor(harness.store, harness.connection, "matters")
+    assert moved is not None and moved.position is not None and swept.position is not None
+    assert (moved.position - swept.position).total_seconds() > 1.0
+    # committed late, stamped after the previous sweep's cursor but before the cursor minus the
+    # overlap: a sweep reaching back from the cursor alone would never see it
+    late = _backdated(harness, 1.3, "late after a long gap")
+    found = harness.poll(overlap=1.0, sweep_interval=0.001)
+    assert [e.record_id for e in found.events] == [late["id"]]
+
+
+def test_while_the_server_clock_runs_ahead_every_poll_sweeps(harness: Harness) -> None:
+    options: dict[str, Any] = {"sweep_interval": 3600}
+    harness.create("matters", 2)
+    harness.poll(**options)
+    harness.poll(**options)
+    harness.faults(clock_skew=600)
+    harness.create("matters")
+    harness.poll(**options)
+    cursor = cursors.load_cursor(harness.store, harness.connection, "matters")
+    assert cursor is not None and cursor.swept_at is None  # capped at our clock: sweep next time
+    harness.faults(clock_skew=-60)  # corrected to behind ours
+    [after] = harness.create("matters", name="after the correction")
+    assert after["id"] in [e.record_id for e in harness.poll(**options).events]
 
 
 # flood hold ---------------------------------------------------------------------------------

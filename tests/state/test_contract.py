@@ -50,6 +50,70 @@ def test_set_if_absent(store: StateStore, connection_id: str) -> None:
     assert store.get(k) == "first"
 
 
+def test_set_many_if_absent_decides_each_key(store: StateStore, connection_id: str) -> None:
+    a, b, c = (key(connection_id, "many", n) for n in "abc")
+    store.set(a, "taken")
+    assert store.set_many_if_absent({a: "1", b: "2", c: "3"}, ttl=60) == {b, c}
+    assert store.get_many([a, b, c]) == ["taken", "2", "3"]
+    assert 0 < (store.ttl(b) or 0) <= 60
+    assert store.ttl(a) is None  # an existing key is left exactly as it was
+    assert store.set_many_if_absent({a: "x", b: "y"}) == frozenset()
+    assert store.get_many([a, b]) == ["taken", "2"]
+    assert store.set_many_if_absent({}) == frozenset()
+
+
+def test_set_many_if_absent_after_expiry(store: StateStore, connection_id: str) -> None:
+    a = key(connection_id, "many-expiring")
+    store.set(a, "old", ttl=0.05)
+    time.sleep(0.1)
+    assert store.set_many_if_absent({a: "new"}) == {a}
+    assert store.get(a) == "new"
+
+
+def test_incr_many(store: StateStore, connection_id: str) -> None:
+    a, b = key(connection_id, "incr-many", "a"), key(connection_id, "incr-many", "b")
+    store.incr(a, 4)
+    assert store.incr_many([a, b, b], ttl=30) == [5, 1, 2]
+    assert store.ttl(a) is None  # the ttl applies to counters this call creates
+    assert 0 < (store.ttl(b) or 0) <= 30
+    assert store.incr_many([]) == []
+
+
+def test_acquire_lease_and_get(store: StateStore, connection_id: str) -> None:
+    lease, a, b = (key(connection_id, "claim", n) for n in ("lease", "a", "b"))
+    store.set(a, "")
+    assert store.acquire_lease_and_get(lease, "me", 5, [a, b]) == (True, ["", None])
+    assert store.acquire_lease_and_get(lease, "me", 5, []) == (True, [])  # renewing
+    assert store.acquire_lease_and_get(lease, "you", 5, [a]) == (False, [])
+    assert store.release_lease(lease, "me") is True
+    assert store.acquire_lease_and_get(lease, "you", 5, [a]) == (True, [""])
+
+
+def test_batch_releases_only_its_own_lease(store: StateStore, connection_id: str) -> None:
+    mine, theirs, other = (key(connection_id, "rel", n) for n in ("mine", "theirs", "other"))
+    assert store.acquire_lease(mine, "me", 5) and store.acquire_lease(theirs, "them", 5)
+    with store.batch() as batch:
+        batch.release_lease(mine, "me")
+        batch.release_lease(theirs, "me")
+        batch.release_lease(key(connection_id, "rel", "none"), "me")
+        batch.set(other, "1")
+    assert store.get(mine) is None
+    assert store.get(theirs) == "them"
+    assert store.get(other) == "1"
+
+
+def test_take_turn(store: StateStore, connection_id: str) -> None:
+    queue, lease = key(connection_id, "queue"), key(connection_id, "turn")
+    assert store.take_turn(queue, "b", 2.0, lease, 5) == ("b", True)  # first in line: the lease
+    assert store.take_turn(queue, "c", 3.0, lease, 5) == ("b", False)  # waits behind b
+    assert store.take_turn(queue, "b", 2.0, lease, 5) == ("b", True)  # b again: renewed
+    assert store.take_turn(queue, "a", 1.0, lease, 5) == ("a", False)  # first, but b holds it
+    assert store.get(lease) == "b"
+    assert store.release_lease(lease, "b")
+    assert store.take_turn(queue, "a", 1.0, lease, 5) == ("a", True)
+    assert [m for m, _ in store.zrange_by_score(queue)] == ["a", "b", "c"]
+
+
 def test_incr(store: StateStore, connection_id: str) -> None:
     k = key(connection_id, "counter")
     assert store.incr(k) == 1

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
@@ -39,26 +41,43 @@ def idempotency_key(event_id: str, rule_id: str, step_id: str) -> str:
     return hashlib.sha256(f"ppw\x1f{event_id}\x1f{rule_id}\x1f{step_id}".encode()).hexdigest()[:32]
 
 
-def host_allowed(url: str, allowed: list[str]) -> bool:
+@lru_cache(maxsize=16)
+def _allow_list(allowed: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``(name, port)`` of each entry, parsed once: the allow list comes from settings and every
+    request checks its destination against it."""
+    entries = []
+    for raw in allowed:
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        name, _, port = entry.partition(":") if not entry.startswith("[") else (entry, "", "")
+        entries.append((name, port))
+    return tuple(entries)
+
+
+def host_allowed(url: str, allowed: Sequence[str]) -> bool:
     """Whether ``url``'s host (optionally host:port) matches an entry of ``allowed``."""
-    parts = urlsplit(url)
+    return _allowed(urlsplit(url), allowed)
+
+
+def _allowed(parts: SplitResult, allowed: Sequence[str]) -> bool:
     host = (parts.hostname or "").lower().rstrip(".")
     if not host:
         return False
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    for entry in allowed:
-        entry = entry.strip().lower()
-        if not entry:
-            continue
-        name, _, want_port = entry.partition(":") if not entry.startswith("[") else (entry, "", "")
-        if want_port and want_port != str(port):
+    port = str(parts.port or (443 if parts.scheme == "https" else 80))
+    for name, want_port in _allow_list(tuple(allowed)):
+        if want_port and want_port != port:
             continue
         if name == host or (name.startswith("*.") and host.endswith(name[1:])):
             return True
     return False
 
 
-def check_destination(url: str, allowed: list[str]) -> None:
+def check_destination(url: str, allowed: Sequence[str]) -> str:
+    """Refuse ``url`` unless it is http(s) to an allowed host; its host name otherwise.
+
+    The host is handed back so callers need not parse the URL again for their messages.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise PermanentStepError(
@@ -70,10 +89,11 @@ def check_destination(url: str, allowed: list[str]) -> None:
             f"http.request to {host!r} refused: no destinations are allowed "
             f"(set PPW_HTTP_ALLOWED_HOSTS, e.g. PPW_HTTP_ALLOWED_HOSTS={host})"
         )
-    if not host_allowed(url, allowed):
+    if not _allowed(parts, allowed):
         raise PermanentStepError(
             f"http.request to {host!r} refused: not in PPW_HTTP_ALLOWED_HOSTS ({', '.join(allowed)})"
         )
+    return host
 
 
 def _body(params: HttpRequestParams) -> tuple[bytes, str | None]:
@@ -87,7 +107,7 @@ def request(params: HttpRequestParams, ctx: StepContext) -> StepResult:
     settings = ctx.services.settings
     method = params.method.upper()
     url = str(params.url)
-    check_destination(url, settings.http_allowed_hosts)
+    host = check_destination(url, settings.http_allowed_hosts)
     body, content_type = _body(params)
     headers: dict[str, str] = {str(k): str(v) for k, v in (params.headers or {}).items()}
     if content_type and not any(k.lower() == "content-type" for k in headers):
@@ -114,9 +134,8 @@ def request(params: HttpRequestParams, ctx: StepContext) -> StepResult:
     if ctx.dry_run:
         return StepResult(output={"status": None, "dry_run": True}, request=summary)
     response = _send(ctx, method, url, headers, body, timeout, settings.http_allowed_hosts)
-    what = f"{method} {urlsplit(url).hostname}"
     if response.status_code >= 300:
-        raise status_error(what, response)
+        raise status_error(f"{method} {host}", response)
     return StepResult(
         output=_output(response),
         request=summary,

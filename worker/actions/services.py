@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from worker.observability.scrub import Scrubber, get_scrubber
+from worker.observability.scrub import Scrubber, get_scrubber, text_through, value_through
 from worker.settings import Settings
 from worker.state.base import StateStore
 
@@ -71,11 +71,16 @@ class Services:
             return client
 
     def mask(self, value: Any) -> Any:
-        """``value`` with this deployment's secrets and secret-shaped text masked."""
-        return get_scrubber().value(self.scrubber.value(value))
+        """``value`` with this deployment's secrets and secret-shaped text masked.
+
+        Both this deployment's scrubber and the process-wide one (which also knows the tokens
+        learned at run time) apply, in that order, in a single walk over ``value``.
+        """
+        return value_through((self.scrubber, get_scrubber()), value)
 
     def mask_text(self, value: str) -> str:
-        return get_scrubber().text(self.scrubber.text(value))
+        """``value`` masked as :meth:`mask` masks strings."""
+        return text_through((self.scrubber, get_scrubber()), value)
 
     def close(self) -> None:
         with self._lock:

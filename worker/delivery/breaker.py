@@ -11,6 +11,7 @@ record and rule carries on.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.state.base import StateStore, key
@@ -33,20 +34,34 @@ class CircuitBreaker:
 
     def check(self, connection: str, rule_id: str, resource: str, record_id: str) -> Verdict:
         """Count one fire and say whether it may run."""
-        paused_key = key(connection, "breaker", "paused", rule_id, resource, record_id)
-        paused = self.store.get(paused_key)
-        if paused is not None:
-            return Verdict(allowed=False, fires=0, paused_until=float(paused))
+        return self.check_many(connection, [(rule_id, resource, record_id)])[0]
+
+    def check_many(self, connection: str, fires: Sequence[tuple[str, str, str]]) -> list[Verdict]:
+        """Count one fire for each (rule id, resource, record id) and say whether each may run.
+
+        Three round trips for a whole dispatch batch, whatever its size: the pause flags, the fire
+        counters, and (only when this batch trips the breaker) the new pause flags.
+        """
+        if not fires:
+            return []
+        paused_keys = [key(connection, "breaker", "paused", *fire) for fire in fires]
+        paused = self.store.get_many(paused_keys)
+        verdicts: list[Verdict | None] = [
+            Verdict(allowed=False, fires=0, paused_until=float(p)) if p is not None else None for p in paused
+        ]
         if self.limit <= 0:
-            return Verdict(allowed=True, fires=0)
-        window = int(time.time() // self.period)
-        counter = key(connection, "breaker", "fires", rule_id, resource, record_id, str(window))
-        fires = self.store.incr(counter, ttl=self.period * 2)
-        if fires <= self.limit:
-            return Verdict(allowed=True, fires=fires)
-        until = time.time() + self.pause
-        tripped = self.store.set_if_absent(paused_key, f"{until:.3f}", ttl=self.pause)
-        return Verdict(allowed=False, fires=fires, paused_until=until, tripped_now=tripped)
+            return [v or Verdict(allowed=True, fires=0) for v in verdicts]
+        open_ = [i for i, v in enumerate(verdicts) if v is None]
+        window = str(int(time.time() // self.period))
+        counters = [key(connection, "breaker", "fires", *fires[i], window) for i in open_]
+        for index, count in zip(open_, self.store.incr_many(counters, ttl=self.period * 2), strict=True):
+            if count <= self.limit:
+                verdicts[index] = Verdict(allowed=True, fires=count)
+                continue
+            until = time.time() + self.pause
+            tripped = self.store.set_if_absent(paused_keys[index], f"{until:.3f}", ttl=self.pause)
+            verdicts[index] = Verdict(allowed=False, fires=count, paused_until=until, tripped_now=tripped)
+        return [v for v in verdicts if v is not None]
 
     def reset(self, connection: str, rule_id: str, resource: str, record_id: str) -> None:
         self.store.delete(key(connection, "breaker", "paused", rule_id, resource, record_id))

@@ -1,4 +1,8 @@
-"""Dispatch: one event in, one run per matching rule out.
+"""Dispatch: events in, one run per matching rule out.
+
+A dispatch message names a batch of event ids (a poll emits its events a chunk at a time), and
+the state-store work is done for the batch as a whole: a handful of round trips per message, not
+a handful per event.
 
 - **Dedupe.** The event id is deterministic, so an overlapping poll or a redelivered message brings
   the same id again; a marker per event id (kept for the retention period) makes the second
@@ -15,20 +19,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from worker.delivery.app import DeliveryApp
-from worker.delivery.eventstore import EventNotFound
+from worker.delivery.breaker import Verdict
+from worker.delivery.eventstore import EventStore
 from worker.delivery.history import EventSummary, Run, run_id_for
-from worker.delivery.rulebook import Matched
+from worker.delivery.rulebook import SNAPSHOT_CACHE, Matched
 from worker.events import Event
 from worker.state.base import key
 
 log = logging.getLogger(__name__)
 
 SendRun = Callable[[str, str], None]
+SendRuns = Callable[[str, list[str]], None]
 
 
 @dataclass
@@ -42,42 +49,86 @@ class Dispatched:
     paused: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Candidate:
+    """A run a matched rule asks for, before the breaker and the run history have had their say."""
+
+    event: Event
+    matched: Matched
+    run: Run
+    result: Dispatched
+
+
 class Dispatcher:
     def __init__(self, app: DeliveryApp) -> None:
         self.app = app
+        self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _marker(self, connection: str, event_id: str) -> str:
         return key(connection, "dispatched", event_id)
 
     def dispatch(self, connection: str, event_id: str, send_run: SendRun) -> Dispatched:
         """Match the stored event ``event_id`` and send one run message per matching rule."""
-        app = self.app
-        marker = self._marker(connection, event_id)
-        if app.store.get(marker) == "done":
-            log.info("event %s was dispatched before; ignoring the duplicate", event_id)
-            app.events.dispatched(connection, event_id)
-            return Dispatched(event_id, duplicate=True)
-        try:
-            event = app.events.load(connection, event_id)
-        except EventNotFound:
-            log.warning("event %s is not in the state store (expired?); nothing to dispatch", event_id)
-            app.events.dispatched(connection, event_id)
-            return Dispatched(event_id)
-        app.store.set_if_absent(marker, "started", ttl=app.options.retention)
-        result = Dispatched(event_id)
-        for matched in app.rules.match(event):
-            self._one(event, matched, result, send_run)
-        app.store.set(marker, "done", ttl=app.options.retention)
-        app.events.dispatched(connection, event_id)
-        return result
 
-    def _one(self, event: Event, matched: Matched, result: Dispatched, send_run: SendRun) -> None:
-        app, rule = self.app, matched.rule
-        if event.origin == "ppw" and not rule.allow_own_changes:
-            log.debug("rule %s skipped: the change was made by ppw (allow_own_changes is off)", rule.id)
-            result.own_change_skipped.append(rule.id)
-            return
-        run = Run(
+        def send_runs(conn: str, run_ids: list[str]) -> None:
+            for run_id in run_ids:
+                send_run(conn, run_id)
+
+        return self.dispatch_many(connection, [event_id], send_runs)[0]
+
+    def dispatch_many(
+        self, connection: str, event_ids: Sequence[str], send_runs: SendRuns
+    ) -> list[Dispatched]:
+        """Match the stored events ``event_ids`` and send the runs of the rules they match.
+
+        The state-store work is done for the whole batch at once (markers and events read
+        together, runs created together, one closing write), so its cost hardly grows with the
+        number of events a poll found.
+        """
+        app = self.app
+        ids = list(dict.fromkeys(event_ids))
+        markers = [self._marker(connection, event_id) for event_id in ids]
+        raws = app.store.get_many([*markers, *(app.events.key(connection, e) for e in ids)])
+        results = {event_id: Dispatched(event_id) for event_id in ids}
+        settled: list[str] = []  # dispatched before, or gone: nothing more to do
+        events: list[Event] = []
+        for event_id, marker, raw in zip(ids, raws[: len(ids)], raws[len(ids) :], strict=True):
+            if marker == "done":
+                log.info("event %s was dispatched before; ignoring the duplicate", event_id)
+                results[event_id].duplicate = True
+                settled.append(event_id)
+            elif raw is None:
+                log.warning("event %s is not in the state store (expired?); nothing to dispatch", event_id)
+                settled.append(event_id)
+            else:
+                events.append(EventStore.parse(event_id, raw))
+        if events:
+            app.store.set_many_if_absent(
+                {self._marker(connection, e.id): "started" for e in events}, ttl=app.options.retention
+            )
+            candidates = [c for event in events for c in self._candidates(event, results[event.id])]
+            send_runs(connection, self._create_runs(connection, candidates))
+        with app.store.batch() as batch:
+            for event in events:
+                batch.set(self._marker(connection, event.id), "done", ttl=app.options.retention)
+            app.events.dispatched(connection, *settled, *(e.id for e in events), batch=batch)
+        return [results[event_id] for event_id in ids]
+
+    def _candidates(self, event: Event, result: Dispatched) -> list[_Candidate]:
+        """The runs ``event`` asks for: one per matching rule, but for ppw's own changes (loop guard)."""
+        found = []
+        for matched in self.app.rules.match(event):
+            rule = matched.rule
+            if event.origin == "ppw" and not rule.allow_own_changes:
+                log.debug("rule %s skipped: the change was made by ppw (allow_own_changes is off)", rule.id)
+                result.own_change_skipped.append(rule.id)
+                continue
+            found.append(_Candidate(event, matched, self._run(event, matched), result))
+        return found
+
+    def _run(self, event: Event, matched: Matched) -> Run:
+        rule = matched.rule
+        return Run(
             id=run_id_for(event.id, rule.id),
             connection=event.connection,
             event_id=event.id,
@@ -90,42 +141,82 @@ class Dispatcher:
             ),
             rule_id=rule.id,
             rule_version=matched.version,
-            rule_snapshot=app.rules.snapshot(rule),
+            rule_snapshot=self._snapshot(matched),
             mode=rule.mode,
             conditions=matched.conditions,
             queued_at=_timestamp(event.detected_at),
             dry_run=rule.dry_run,
         )
-        existing = app.history.find(event.connection, run.id)
-        if existing is not None:
-            if existing.status == "queued":  # a crashed dispatch made it but may not have sent it
-                send_run(event.connection, run.id)
-                result.runs.append(run.id)
-            return
-        limit, period = (
-            (rule.rate_limit.max, rule.rate_limit.period_seconds) if rule.rate_limit else (None, 60)
+
+    def _snapshot(self, matched: Matched) -> dict[str, Any]:
+        """The rule's stored form, made once per rule version (every run of it carries a copy)."""
+        cache_key = (matched.rule.id, matched.version)
+        snapshot = self._snapshots.get(cache_key)
+        if snapshot is None:
+            if len(self._snapshots) >= SNAPSHOT_CACHE:
+                self._snapshots.clear()
+            snapshot = self._snapshots[cache_key] = self.app.rules.snapshot(matched.rule)
+        return snapshot
+
+    def _create_runs(self, connection: str, candidates: list[_Candidate]) -> list[str]:
+        """Create the candidates' runs (or find those an earlier, crashed dispatch made); ids to send."""
+        app = self.app
+        if not candidates:
+            return []
+        existing = app.store.get_many([app.history.key(connection, c.run.id) for c in candidates])
+        send: list[str] = []
+        fresh: list[_Candidate] = []
+        for candidate, raw in zip(candidates, existing, strict=True):
+            if raw is None:
+                fresh.append(candidate)
+            elif Run.model_validate_json(raw).status == "queued":  # made, but maybe never sent
+                send.append(candidate.run.id)
+                candidate.result.runs.append(candidate.run.id)
+        verdicts = self._breaker_verdicts(connection, fresh)
+        runs = [self._paused(c, v) if not v.allowed else c.run for c, v in zip(fresh, verdicts, strict=True)]
+        created = app.history.create_many(runs)
+        for candidate, verdict, run in zip(fresh, verdicts, runs, strict=True):
+            if verdict.allowed:
+                if run.id in created:
+                    send.append(run.id)
+                    candidate.result.runs.append(run.id)
+                continue
+            if run.id in created:
+                _count_paused(run.rule_id)
+                if verdict.tripped_now:
+                    log.warning("%s", run.reason)
+            candidate.result.paused.append(run.rule_id)
+        return send
+
+    def _breaker_verdicts(self, connection: str, candidates: list[_Candidate]) -> list[Verdict]:
+        """One breaker verdict per candidate, asked of each rule's own limit in one go per limit."""
+        verdicts: list[Verdict | None] = [None] * len(candidates)
+        by_limit: dict[tuple[int | None, float], list[int]] = {}
+        for index, candidate in enumerate(candidates):
+            rate = candidate.matched.rule.rate_limit
+            by_limit.setdefault((rate.max, rate.period_seconds) if rate else (None, 60), []).append(index)
+        for (limit, period), indexes in by_limit.items():
+            fires = [(candidates[i].run.rule_id, *_record(candidates[i].run)) for i in indexes]
+            checked = self.app.breaker(limit, period).check_many(connection, fires)
+            for index, verdict in zip(indexes, checked, strict=True):
+                verdicts[index] = verdict
+        return [v for v in verdicts if v is not None]
+
+    @staticmethod
+    def _paused(candidate: _Candidate, verdict: Verdict) -> Run:
+        run = candidate.run
+        paused_until = datetime.fromtimestamp(verdict.paused_until or 0, UTC).isoformat(timespec="seconds")
+        return run.model_copy(
+            update={
+                "status": "paused",
+                "reason": f"circuit breaker: rule {run.rule_id} fired too often for {run.event.resource} "
+                f"{run.event.record_id}; paused for this record until {paused_until}",
+            }
         )
-        verdict = app.breaker(limit, period).check(event.connection, rule.id, event.resource, event.record_id)
-        if not verdict.allowed:
-            paused_until = datetime.fromtimestamp(verdict.paused_until or 0, UTC).isoformat(
-                timespec="seconds"
-            )
-            run = run.model_copy(
-                update={
-                    "status": "paused",
-                    "reason": f"circuit breaker: rule {rule.id} fired too often for {event.resource} "
-                    f"{event.record_id}; paused for this record until {paused_until}",
-                }
-            )
-            if app.history.create(run):
-                _count_paused(rule.id)
-            if verdict.tripped_now:
-                log.warning("%s", run.reason)
-            result.paused.append(rule.id)
-            return
-        if app.history.create(run):
-            send_run(event.connection, run.id)
-            result.runs.append(run.id)
+
+
+def _record(run: Run) -> tuple[str, str]:
+    return run.event.resource, run.event.record_id
 
 
 def _timestamp(value: datetime) -> float:

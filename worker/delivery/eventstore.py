@@ -9,9 +9,10 @@ with the in-process memory broker, ``ppw run`` re-sends them after a restart.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from worker.events import Event
-from worker.state.base import StateStore, key
+from worker.state.base import StateStore, WriteBatch, key
 
 
 class EventNotFound(LookupError):
@@ -24,7 +25,7 @@ class EventStore:
         self.ttl = ttl
 
     @staticmethod
-    def _key(connection: str, event_id: str) -> str:
+    def key(connection: str, event_id: str) -> str:
         return key(connection, "event", event_id)
 
     @staticmethod
@@ -33,22 +34,43 @@ class EventStore:
 
     def save(self, event: Event) -> None:
         """Store ``event`` (kept for the retention period) and mark it pending dispatch."""
+        self.save_many([event])
+
+    def save_many(self, events: Sequence[Event]) -> None:
+        """Store ``events`` and mark them pending, in one atomic write (a poll emits a chunk at once)."""
+        if not events:
+            return
+        now = time.time()
         with self.store.batch() as batch:
-            batch.set(self._key(event.connection, event.id), event.model_dump_json(), ttl=self.ttl)
-            batch.zadd(self._pending_key(event.connection), {event.id: time.time()})
+            for event in events:
+                batch.set(self.key(event.connection, event.id), event.model_dump_json(), ttl=self.ttl)
+            for connection in {e.connection for e in events}:
+                batch.zadd(
+                    self._pending_key(connection), {e.id: now for e in events if e.connection == connection}
+                )
 
     def load(self, connection: str, event_id: str) -> Event:
-        raw = self.store.get(self._key(connection, event_id))
+        return self.parse(event_id, self.store.get(self.key(connection, event_id)))
+
+    @staticmethod
+    def parse(event_id: str, raw: str | None) -> Event:
+        """The event stored as ``raw`` (read with other keys in one round trip by the caller)."""
         if raw is None:
             raise EventNotFound(f"event {event_id} is not in the state store (expired or never stored)")
         return Event.model_validate_json(raw)
 
     def keep(self, event: Event) -> None:
         """Keep ``event`` past retention: a dead-lettered run still needs it for a replay."""
-        self.store.set(self._key(event.connection, event.id), event.model_dump_json())
+        self.store.set(self.key(event.connection, event.id), event.model_dump_json())
 
-    def dispatched(self, connection: str, event_id: str) -> None:
-        self.store.zrem(self._pending_key(connection), event_id)
+    def dispatched(self, connection: str, *event_ids: str, batch: WriteBatch | None = None) -> None:
+        """No longer pending; written into ``batch`` when given (dispatch's closing write)."""
+        if not event_ids:
+            return
+        if batch is not None:
+            batch.zrem(self._pending_key(connection), *event_ids)
+        else:
+            self.store.zrem(self._pending_key(connection), *event_ids)
 
     def pending(self, connection: str, older_than: float = 0.0) -> list[str]:
         """Ids of events not yet fully dispatched, oldest first."""

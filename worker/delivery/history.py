@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from worker.state.base import StateStore, key
+from worker.state.base import StateStore, WriteBatch, key
 
 RunStatus = Literal["queued", "running", "retrying", "succeeded", "skipped", "paused", "dead"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "skipped", "paused", "dead"})
@@ -123,27 +123,51 @@ class RunHistory:
     def _active(connection: str) -> str:
         return key(connection, "runs-active")
 
+    def key(self, connection: str, run_id: str) -> str:
+        return self._key(connection, run_id)
+
     def create(self, run: Run) -> bool:
         """Store a new run; False (and nothing written) when a run with this id already exists."""
-        if not self.store.set_if_absent(
-            self._key(run.connection, run.id), run.model_dump_json(), self.retention
-        ):
-            return False
-        with self.store.batch() as batch:
-            batch.zadd(self._index(run.connection), {run.id: run.created_at})
-            batch.zadd(self._active(run.connection), {run.id: run.created_at})
-        return True
+        return run.id in self.create_many([run])
+
+    def create_many(self, runs: Sequence[Run]) -> frozenset[str]:
+        """Store the runs whose ids are new; returns those ids (a run that exists is left alone).
+
+        Two round trips for a whole dispatch batch: the records, then their index entries.
+        """
+        if not runs:
+            return frozenset()
+        by_key = {self._key(r.connection, r.id): r for r in runs}
+        made = self.store.set_many_if_absent(
+            {k: r.model_dump_json() for k, r in by_key.items()}, self.retention
+        )
+        created = [by_key[k] for k in made]
+        if created:
+            with self.store.batch() as batch:
+                for run in created:
+                    batch.zadd(self._index(run.connection), {run.id: run.created_at})
+                    if not run.terminal:
+                        batch.zadd(self._active(run.connection), {run.id: run.created_at})
+        return frozenset(r.id for r in created)
 
     def save(self, run: Run) -> None:
         """Write ``run`` back; dead runs are kept without expiry until replayed or discarded."""
-        ttl = None if run.status == "dead" else self.retention
         with self.store.batch() as batch:
-            batch.set(self._key(run.connection, run.id), run.model_dump_json(), ttl=ttl)
-            batch.zadd(self._index(run.connection), {run.id: run.created_at})
-            if run.terminal:
-                batch.zrem(self._active(run.connection), run.id)
-            else:
-                batch.zadd(self._active(run.connection), {run.id: run.created_at})
+            self.write(batch, run)
+
+    def write(self, batch: WriteBatch, run: Run) -> None:
+        """:meth:`save` into ``batch``, so the runner writes a run and its ledger entry together."""
+        ttl = None if run.status == "dead" else self.retention
+        batch.set(self._key(run.connection, run.id), run.model_dump_json(), ttl=ttl)
+        batch.zadd(self._index(run.connection), {run.id: run.created_at})
+        if run.terminal:
+            batch.zrem(self._active(run.connection), run.id)
+        else:
+            batch.zadd(self._active(run.connection), {run.id: run.created_at})
+
+    def parse(self, run_id: str, raw: str | None) -> Run | None:
+        """The run stored as ``raw`` (read by the caller with other keys), None when gone."""
+        return Run.model_validate_json(raw) if raw is not None else None
 
     def get(self, connection: str, run_id: str) -> Run:
         raw = self.store.get(self._key(connection, run_id))

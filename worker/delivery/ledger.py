@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from worker.state.base import StateStore, key
+from worker.state.base import StateStore, WriteBatch, key
 
 StepStatus = Literal["started", "done", "skipped", "failed", "errored"]
 #: ``errored``: failed for good, but the step has ``continue_on_error`` so the run went on.
@@ -57,12 +57,19 @@ class Ledger:
     def _key(connection: str, event_id: str, rule_id: str, step_id: str) -> str:
         return key(connection, "ledger", event_id, rule_id, step_id)
 
+    def keys(self, connection: str, event_id: str, rule_id: str, step_ids: Sequence[str]) -> list[str]:
+        return [self._key(connection, event_id, rule_id, s) for s in step_ids]
+
     def entries(
         self, connection: str, event_id: str, rule_id: str, step_ids: Sequence[str]
     ) -> dict[str, LedgerEntry]:
         """The recorded entries of ``step_ids`` (steps never started are absent)."""
-        keys = [self._key(connection, event_id, rule_id, s) for s in step_ids]
-        raws = self.store.get_many(keys) if keys else []
+        keys = self.keys(connection, event_id, rule_id, step_ids)
+        return self.parse(step_ids, self.store.get_many(keys) if keys else [])
+
+    @staticmethod
+    def parse(step_ids: Sequence[str], raws: Sequence[str | None]) -> dict[str, LedgerEntry]:
+        """Entries read by the caller (with other keys, in one round trip) for ``step_ids``."""
         return {
             step_id: LedgerEntry.model_validate_json(raw)
             for step_id, raw in zip(step_ids, raws, strict=True)
@@ -73,10 +80,20 @@ class Ledger:
         raw = self.store.get(self._key(connection, event_id, rule_id, step_id))
         return LedgerEntry.model_validate_json(raw) if raw is not None else None
 
-    def _write(self, connection: str, event_id: str, rule_id: str, entry: LedgerEntry) -> LedgerEntry:
-        self.store.set(
-            self._key(connection, event_id, rule_id, entry.step_id), entry.model_dump_json(), ttl=self.ttl
-        )
+    def _write(
+        self,
+        connection: str,
+        event_id: str,
+        rule_id: str,
+        entry: LedgerEntry,
+        batch: WriteBatch | None = None,
+    ) -> LedgerEntry:
+        """Write ``entry`` now, or into ``batch`` (the runner writes it with the run's history)."""
+        k, value = self._key(connection, event_id, rule_id, entry.step_id), entry.model_dump_json()
+        if batch is not None:
+            batch.set(k, value, ttl=self.ttl)
+        else:
+            self.store.set(k, value, ttl=self.ttl)
         return entry
 
     def start(
@@ -87,6 +104,8 @@ class Ledger:
         step_id: str,
         rule_version: str,
         previous: LedgerEntry | None,
+        *,
+        batch: WriteBatch | None = None,
     ) -> LedgerEntry:
         """Record that a step is about to act; written *before* the side effect."""
         entry = LedgerEntry(
@@ -97,10 +116,17 @@ class Ledger:
             # a crash or an uncertain failure before stays uncertain until this attempt settles it
             may_have_applied=bool(previous and previous.uncertain),
         )
-        return self._write(connection, event_id, rule_id, entry)
+        return self._write(connection, event_id, rule_id, entry, batch)
 
     def finish(
-        self, connection: str, event_id: str, rule_id: str, entry: LedgerEntry, output: dict[str, Any]
+        self,
+        connection: str,
+        event_id: str,
+        rule_id: str,
+        entry: LedgerEntry,
+        output: dict[str, Any],
+        *,
+        batch: WriteBatch | None = None,
     ) -> LedgerEntry:
         done = entry.model_copy(
             update={
@@ -111,10 +137,18 @@ class Ledger:
                 "may_have_applied": False,
             }
         )
-        return self._write(connection, event_id, rule_id, done)
+        return self._write(connection, event_id, rule_id, done, batch)
 
     def skip(
-        self, connection: str, event_id: str, rule_id: str, step_id: str, rule_version: str, why: str
+        self,
+        connection: str,
+        event_id: str,
+        rule_id: str,
+        step_id: str,
+        rule_version: str,
+        why: str,
+        *,
+        batch: WriteBatch | None = None,
     ) -> LedgerEntry:
         """Record a step whose ``if:`` was false, so a retry does not re-evaluate it differently."""
         entry = LedgerEntry(
@@ -124,7 +158,7 @@ class Ledger:
             finished_at=time.time(),
             error=why,
         )
-        return self._write(connection, event_id, rule_id, entry)
+        return self._write(connection, event_id, rule_id, entry, batch)
 
     def fail(
         self,

@@ -29,6 +29,10 @@ class DeliveryOptions:
         pauses that rule for that record.
       breaker_pause: seconds the breaker keeps a rule paused for a record.
       queued_wait: seconds between checks when a ``mode: queued`` run waits for its turn.
+      dispatch_batch: events named by one dispatch message.
+      run_batch: runs named by one run message.
+      run_batch_seconds: how long one run message works through its runs before it hands the ones
+        it has not started to new messages (one run each), so slow steps spread over every thread.
     """
 
     max_attempts: int = 6
@@ -39,6 +43,9 @@ class DeliveryOptions:
     burst_per_minute: int = 10
     breaker_pause: float = 900.0
     queued_wait: float = 1.0
+    dispatch_batch: int = 50
+    run_batch: int = 10
+    run_batch_seconds: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryOptions:

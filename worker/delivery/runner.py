@@ -25,8 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +42,8 @@ from worker.delivery.rulebook import PreparedRule, steps_of
 from worker.events import Event
 from worker.observability import log_context
 from worker.rules.model import Rule, StepBase
-from worker.state.base import StateError, key
-from worker.state.locks import Lease
+from worker.state.base import StateError, WriteBatch, key
+from worker.state.locks import Lease, keep_alive, stop_keeping
 
 log = logging.getLogger(__name__)
 
@@ -94,56 +93,69 @@ class Runner:
     # entry point ----------------------------------------------------------------------------
     def run(self, connection: str, run_id: str) -> Outcome:
         app = self.app
-        run = app.history.find(connection, run_id)
+        lease = Lease(app.store, run_lease_key(connection, run_id), ttl=app.options.run_lease)
+        found = lease.acquire_and_read([app.history.key(connection, run_id)])
+        if found is None:
+            return self._busy(connection, run_id, lease)
+        try:
+            run = app.history.parse(run_id, found[0])  # read under the lease: no one else writes it
+            if run is None:
+                log.warning("run %s is gone (older than the retention period?); nothing to do", run_id)
+                return Outcome("missing")
+            if run.terminal:
+                return Outcome("already", run=run)
+            with (
+                log_context(
+                    connection=connection,
+                    run_id=run_id,
+                    rule_id=run.rule_id,
+                    event_id=run.event_id,
+                    resource=run.event.resource,
+                ),
+                keep_alive(lease),
+            ):
+                return self._run_leased(run, lease)
+        finally:
+            try:
+                lease.release()  # nothing to do when the run's last write released it
+            except StateError as exc:  # released by the sweeper once the store is back
+                log.warning("could not release the run lease: %s", exc)
+                with self._unreleased_lock:
+                    self._unreleased.append(lease)
+
+    def _busy(self, connection: str, run_id: str, lease: Lease) -> Outcome:
+        """Another worker holds the run: look again when its lease would lapse (unless it finished)."""
+        run = self.app.history.find(connection, run_id)
         if run is None:
-            log.warning("run %s is gone (older than the retention period?); nothing to do", run_id)
             return Outcome("missing")
         if run.terminal:
             return Outcome("already", run=run)
-        with log_context(
-            connection=connection,
-            run_id=run_id,
-            rule_id=run.rule_id,
-            event_id=run.event_id,
-            resource=run.event.resource,
-        ):
-            lease = Lease(app.store, run_lease_key(connection, run_id), ttl=app.options.run_lease)
-            if not lease.acquire():
-                left = app.store.ttl(lease.key)  # None: released meanwhile, look again soon
-                delay = max(0.5, left if left is not None else 0.5)
-                log.info("run is being executed elsewhere; checking again in %.1fs", delay)
-                return Outcome("busy", requeue_after=delay, run=run)
-            try:
-                with keep_alive(lease):
-                    return self._run_leased(run, lease)
-            finally:
-                try:
-                    lease.release()
-                except StateError as exc:  # released by the sweeper once the store is back
-                    log.warning("could not release the run lease: %s", exc)
-                    with self._unreleased_lock:
-                        self._unreleased.append(lease)
+        left = self.app.store.ttl(lease.key)  # None: released meanwhile, look again soon
+        delay = max(0.5, left if left is not None else 0.5)
+        log.info("run %s is being executed elsewhere; checking again in %.1fs", run_id, delay)
+        return Outcome("busy", requeue_after=delay, run=run)
 
     # one attempt, holding the run lease --------------------------------------------------------
     def _run_leased(self, run: Run, lease: Lease) -> Outcome:
         app = self.app
-        run = app.history.get(run.connection, run.id)  # re-read under the lease
-        if run.terminal:
-            return Outcome("already", run=run)
         try:
             rule = app.rules.prepare(run.rule_snapshot, run.rule_version)
-            event = app.events.load(run.connection, run.event_id)
+            ids = step_ids(rule.rule)
+            ledger_keys = app.ledger.keys(run.connection, run.event_id, run.rule_id, ids)
+            raws = app.store.get_many([app.events.key(run.connection, run.event_id), *ledger_keys])
+            event = app.events.parse(run.event_id, raws[0])
         except (EventNotFound, PydanticValidationError, ValueError) as exc:
             return self._dead(run, classify(exc), failed_step=None, event=None)
+        entries = app.ledger.parse(ids, raws[1:])
 
         if run.mode not in ("queued", "single"):
-            return self._attempt(run, rule, event, lease)
+            return self._attempt(run, rule, event, entries, (lease,))
         claim = self._claim_record(run)
         if isinstance(claim, Outcome):
             return claim
         try:
             with keep_alive(claim):
-                return self._attempt(run, rule, event, lease)
+                return self._attempt(run, rule, event, entries, (lease, claim))
         finally:
             claim.release()
 
@@ -152,45 +164,45 @@ class Runner:
         it, or why this run cannot go now (waiting its turn, skipped)."""
         app = self.app
         parts = (run.rule_id, run.event.resource, run.event.record_id)
-        if run.mode == "queued":
-            head = self._queue_head(run)
-            if head is not None:
-                return Outcome("waiting", requeue_after=self._wait_for(head), run=run)
         record_lease = Lease(
             app.store, key(run.connection, "rule-record", *parts), ttl=app.options.run_lease, owner=run.id
         )
+        if run.mode == "queued":
+            return self._take_turn(run, record_lease)
         if record_lease.acquire():
             return record_lease
-        if run.mode == "single":
-            skipped = run.model_copy(
-                update={
-                    "status": "skipped",
-                    "reason": "mode single: another run of this rule for this record was in progress",
-                    "finished_at": time.time(),
-                }
-            )
-            app.history.save(skipped)
-            _count(skipped)
-            log.info("skipped: %s", skipped.reason)
-            return Outcome("skipped", run=skipped)
-        return Outcome("waiting", requeue_after=app.options.queued_wait, run=run)
+        skipped = run.model_copy(
+            update={
+                "status": "skipped",
+                "reason": "mode single: another run of this rule for this record was in progress",
+                "finished_at": time.time(),
+            }
+        )
+        app.history.save(skipped)
+        _count(skipped)
+        log.info("skipped: %s", skipped.reason)
+        return Outcome("skipped", run=skipped)
 
-    def _queue_head(self, run: Run) -> Run | None:
-        """The unfinished run ahead of ``run`` in its rule's queue for this record, if any.
+    def _take_turn(self, run: Run, record_lease: Lease) -> Lease | Outcome:
+        """Join the rule's queue for this record; the record lease when it is this run's turn.
 
-        Runs join the queue in the order their events were detected; finished (or expired) runs
-        at the head are dropped as they are found.
+        Runs join in the order their events were detected; finished (or expired) runs at the
+        head are dropped as they are found.
         """
         store, queue = self.app.store, queue_key(run)
-        store.zadd(queue, {run.id: run.queued_at or run.created_at})
         while True:
-            head = store.zrange_by_score(queue, limit=1)
-            if not head or head[0][0] == run.id:
-                return None
-            other = self.app.history.find(run.connection, head[0][0])
+            head, taken = store.take_turn(
+                queue, run.id, run.queued_at or run.created_at, record_lease.key, record_lease.ttl
+            )
+            if taken:
+                record_lease.held = True
+                return record_lease
+            if head == run.id:  # its turn, but the record is still held (by a run just finishing)
+                return Outcome("waiting", requeue_after=self.app.options.queued_wait, run=run)
+            other = self.app.history.find(run.connection, head)
             if other is not None and not other.terminal:
-                return other
-            store.zrem(queue, head[0][0])
+                return Outcome("waiting", requeue_after=self._wait_for(other), run=run)
+            store.zrem(queue, head)
 
     def _wait_for(self, head: Run) -> float:
         """How long a queued run waits before looking again: until the head's next retry, if it has one."""
@@ -200,46 +212,58 @@ class Runner:
         return wait
 
     # the steps ----------------------------------------------------------------------------------
-    def _attempt(self, run: Run, rule: PreparedRule, event: Event, lease: Lease) -> Outcome:
-        app = self.app
+    def _attempt(
+        self,
+        run: Run,
+        rule: PreparedRule,
+        event: Event,
+        entries: dict[str, LedgerEntry],
+        leases: tuple[Lease, ...],
+    ) -> Outcome:
+        """One attempt at the steps. ``leases``: the run's lease first, then the record's (modes
+        ``queued``/``single``); the run's last write releases them."""
+        app, lease = self.app, leases[0]
         ids = step_ids(rule.rule)
         now = time.time()
         traces = {t.id: t for t in run.steps}
-        run = run.model_copy(
-            update={
-                "status": "running",
-                "attempts": run.attempts + 1,
-                "started_at": run.started_at or now,
-                "next_retry_at": None,
-                "steps": [
-                    traces.get(sid) or StepTrace(id=sid, type=step.action)
-                    for sid, step in zip(ids, steps_of(rule.rule), strict=True)
-                ],
-            }
+        journal = _Journal(
+            app,
+            run.model_copy(
+                update={
+                    "status": "running",
+                    "attempts": run.attempts + 1,
+                    "started_at": run.started_at or now,
+                    "next_retry_at": None,
+                    "steps": [
+                        traces.get(sid) or StepTrace(id=sid, type=step.action)
+                        for sid, step in zip(ids, steps_of(rule.rule), strict=True)
+                    ],
+                }
+            ),
+            leases,
         )
-        app.history.save(run)
-        entries = app.ledger.entries(run.connection, run.event_id, run.rule_id, ids)
         outputs: dict[str, Any] = {}
         for index, (sid, step) in enumerate(zip(ids, steps_of(rule.rule), strict=True)):
             entry = entries.get(sid)
             if entry is not None and entry.finished:
                 outputs[sid] = entry.output or {}
-                run = _trace(run, sid, reused=True, status=entry.status)
+                journal.trace(sid, reused=True, status=entry.status)
                 continue
             if not lease.held:
                 log.warning("lost the run lease before step %s; another worker has taken the run over", sid)
-                return Outcome("busy", requeue_after=app.options.run_lease, run=run)
+                journal.flush()
+                return Outcome("busy", requeue_after=app.options.run_lease, run=journal.run)
             with log_context(step=sid):
-                run, outcome = self._step(run, rule, event, index, step, sid, entry, outputs)
+                outcome = self._step(journal, rule, event, index, step, sid, entry, outputs)
             if outcome is not None and outcome.status == "stopped":
-                return self._succeeded(run, reason=outcome.reason, skip_from=index + 1)
+                return self._succeeded(journal, reason=outcome.reason, skip_from=index + 1)
             if outcome is not None:
                 return outcome
-        return self._succeeded(run)
+        return self._succeeded(journal)
 
     def _step(
         self,
-        run: Run,
+        journal: _Journal,
         rule: PreparedRule,
         event: Event,
         index: int,
@@ -247,35 +271,49 @@ class Runner:
         sid: str,
         previous: LedgerEntry | None,
         outputs: dict[str, Any],
-    ) -> tuple[Run, Outcome | None]:
-        """Run one step; returns the updated run and an outcome when the run must stop here."""
-        app = self.app
+    ) -> Outcome | None:
+        """Run one step; returns an outcome when the run must stop here.
+
+        What the step did is left in ``journal`` for the next write (the next step's start, or the
+        run's ending): the ledger entry saying ``done`` goes out with the run's history in one batch.
+        """
+        app, run = self.app, journal.run
         context = rule.context(event, outputs)
         dry_run = rule.rule.dry_run or run.dry_run
         try:
             if step.if_ is not None and not rule.applies(index, context):
-                app.ledger.skip(run.connection, run.event_id, run.rule_id, sid, run.rule_version, "if: false")
+                app.ledger.skip(
+                    run.connection,
+                    run.event_id,
+                    run.rule_id,
+                    sid,
+                    run.rule_version,
+                    "if: false",
+                    batch=journal.pending,
+                )
                 outputs[sid] = {}
-                run = _trace(run, sid, status="skipped", condition=False)
-                app.history.save(run)
-                return run, None
+                journal.trace(sid, status="skipped", condition=False)
+                return None
             params = _params(step, rule.render(index, context))
         except Exception as exc:  # a template or parameter error: the rule needs fixing
             failure = classify(exc)
             failure = Failure(f"step {sid}: {failure.reason}", transient=failure.transient, kind=failure.kind)
-            run = _trace(run, sid, status="failed", error=failure.reason)
-            return self._failed(run, rule, step, sid, failure, event)
+            journal.trace(sid, status="failed", error=failure.reason)
+            journal.flush()
+            journal.run, outcome = self._failed(journal.run, rule, step, sid, failure, event)
+            return outcome
 
         executor = get_executor(step.action)
-        entry = app.ledger.start(run.connection, run.event_id, run.rule_id, sid, run.rule_version, previous)
-        run = _trace(
-            run,
+        entry = app.ledger.start(
+            run.connection, run.event_id, run.rule_id, sid, run.rule_version, previous, batch=journal.pending
+        )
+        journal.trace(
             sid,
             status="started",
             condition=True if step.if_ is not None else None,
             attempts=entry.attempts,
         )
-        app.history.save(run)
+        journal.flush()  # the ledger says "started" before the step acts
         ctx = StepContext(
             services=app.services,
             connection=run.connection,
@@ -291,10 +329,10 @@ class Runner:
             result = executor.run(params, ctx)
         except StopRun as stop:
             seconds = time.perf_counter() - started
-            app.ledger.finish(run.connection, run.event_id, run.rule_id, entry, {})
+            app.ledger.finish(run.connection, run.event_id, run.rule_id, entry, {}, batch=journal.pending)
             outputs[sid] = {}
-            run = _trace(run, sid, status="done", duration_ms=seconds * 1000, response={"stopped": str(stop)})
-            return run, Outcome("stopped", run=run, reason=str(stop))
+            journal.trace(sid, status="done", duration_ms=seconds * 1000, response={"stopped": str(stop)})
+            return Outcome("stopped", run=journal.run, reason=str(stop))
         except Exception as exc:
             seconds = time.perf_counter() - started
             failure = classify(exc)
@@ -303,7 +341,7 @@ class Runner:
             entry = app.ledger.fail(
                 run.connection, run.event_id, run.rule_id, entry, failure.reason, may_have_applied=applied
             )
-            run = _trace(run, sid, status="failed", error=failure.reason, duration_ms=seconds * 1000)
+            journal.trace(sid, status="failed", error=failure.reason, duration_ms=seconds * 1000)
             log.warning(
                 "step %s (%s) failed (%s): %s",
                 sid,
@@ -311,14 +349,14 @@ class Runner:
                 "transient" if failure.transient else "permanent",
                 failure.reason,
             )
-            return self._failed(run, rule, step, sid, failure, event, entry=entry)
+            journal.run, outcome = self._failed(journal.run, rule, step, sid, failure, event, entry=entry)
+            return outcome
         seconds = time.perf_counter() - started
         _observe(step.action, seconds, params, result="ok")
         output = app.services.mask(result.output) if step.action in ("http.request",) else result.output
-        app.ledger.finish(run.connection, run.event_id, run.rule_id, entry, output)
+        app.ledger.finish(run.connection, run.event_id, run.rule_id, entry, output, batch=journal.pending)
         outputs[sid] = output
-        run = _trace(
-            run,
+        journal.trace(
             sid,
             status="done",
             request=app.services.mask(result.request),
@@ -326,9 +364,10 @@ class Runner:
             duration_ms=seconds * 1000,
             error=None,
         )
-        app.history.save(run)
+        if index + 1 < len(rule.rule.steps):
+            journal.flush()  # a later step may fail or wait: this one's result is recorded now
         log.info("step %s (%s) done in %.0f ms", sid, step.action, seconds * 1000)
-        return run, None
+        return None
 
     # endings --------------------------------------------------------------------------------------
     def _failed(
@@ -388,15 +427,18 @@ class Runner:
         _dlq_size(app, run.connection)
         return Outcome("dead", run=dead)
 
-    def _succeeded(self, run: Run, *, reason: str | None = None, skip_from: int | None = None) -> Outcome:
+    def _succeeded(
+        self, journal: _Journal, *, reason: str | None = None, skip_from: int | None = None
+    ) -> Outcome:
         now = time.time()
+        run = journal.run
         steps = run.steps
         if skip_from is not None:
             steps = [
                 s.model_copy(update={"status": "skipped"}) if i >= skip_from and s.status == "pending" else s
                 for i, s in enumerate(steps)
             ]
-        done = run.model_copy(
+        journal.run = run.model_copy(
             update={
                 "status": "succeeded",
                 "reason": reason,
@@ -407,42 +449,82 @@ class Runner:
                 "steps": steps,
             }
         )
-        self.app.history.save(done)
+        journal.flush(last=True)  # with the last step's ledger entry, releasing the leases
+        done = journal.run
         _count(done)
         log.info("run succeeded (%d step(s))", len(done.steps))
         return Outcome("succeeded", run=done)
 
 
+class _Journal:
+    """The writes of one attempt, batched: the run's history rides along with its ledger entries.
+
+    The ledger entry saying a step *started* is flushed before the step acts; the one saying it is
+    *done* goes out right after (with the run's ending, when it was the last step), so a crash can
+    cost at most a repeat of the uncertain step, which its executor checks for (markers,
+    ``Idempotency-Key``). Two writes per step instead of four.
+    """
+
+    def __init__(self, app: DeliveryApp, run: Run, leases: tuple[Lease, ...] = ()) -> None:
+        self.app = app
+        self.run = run
+        self.leases = leases
+        self.pending = _Deferred()
+
+    def trace(self, step_id: str, **changes: Any) -> None:
+        self.run = _trace(self.run, step_id, **changes)
+
+    def flush(self, *, last: bool = False) -> None:
+        """Write what is pending and the run as it is now, in one atomic batch; the ``last`` write
+        of a run also gives up its leases (no renewal may follow, so the keeper lets go first)."""
+        releasing = self.leases if last else ()
+        for lease in releasing:
+            stop_keeping(lease)
+        with self.app.store.batch() as batch:
+            self.pending.replay(batch)
+            self.app.history.write(batch, self.run)
+            for lease in releasing:
+                lease.release_in(batch)
+        for lease in releasing:
+            lease.released_by_batch()
+        self.pending = _Deferred()
+
+
+class _Deferred(WriteBatch):
+    """Writes held back until the journal's next flush."""
+
+    def __init__(self) -> None:
+        self.ops: list[Callable[[WriteBatch], None]] = []
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.ops.append(lambda b: b.set(key, value, ttl))
+
+    def delete(self, *keys: str) -> None:
+        self.ops.append(lambda b: b.delete(*keys))
+
+    def hset(self, key: str, mapping: Mapping[str, str]) -> None:
+        self.ops.append(lambda b: b.hset(key, mapping))
+
+    def hdel(self, key: str, *fields: str) -> None:
+        self.ops.append(lambda b: b.hdel(key, *fields))
+
+    def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
+        self.ops.append(lambda b: b.zadd(key, mapping))
+
+    def zrem(self, key: str, *members: str) -> None:
+        self.ops.append(lambda b: b.zrem(key, *members))
+
+    def release_lease(self, key: str, owner: str) -> None:
+        self.ops.append(lambda b: b.release_lease(key, owner))
+
+    def replay(self, batch: WriteBatch) -> None:
+        for op in self.ops:
+            op(batch)
+
+
 def run_lease_key(connection: str, run_id: str) -> str:
     """The lease a worker holds while it executes the run."""
     return key(connection, "run-lease", run_id)
-
-
-@contextmanager
-def keep_alive(lease: Lease) -> Iterator[Lease]:
-    """Renew ``lease`` every third of its time-to-live until the block ends.
-
-    If a renewal finds the lease taken (this process stalled longer than the ttl), ``lease.held``
-    turns False and the runner stops before its next step.
-    """
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(lease.ttl / 3):
-            try:
-                if not lease.renew():
-                    log.warning("lease %s was taken over while this worker held it", lease.key)
-                    return
-            except StateError as exc:  # the store is down: keep trying, the ttl is the limit
-                log.warning("could not renew lease %s: %s", lease.key, exc)
-
-    keeper = threading.Thread(target=renew, name=f"lease-keeper-{lease.key[-12:]}", daemon=True)
-    keeper.start()
-    try:
-        yield lease
-    finally:
-        stop.set()
-        keeper.join()
 
 
 def queue_key(run: Run) -> str:

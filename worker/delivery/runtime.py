@@ -18,7 +18,7 @@ import dramatiq
 
 from worker.actions.services import Services
 from worker.actors import Actors, declare_actors
-from worker.broker import BrokerOptions, create_broker, is_embedded
+from worker.broker import BrokerOptions, create_broker, is_embedded, queue_backlog
 from worker.delivery.app import DeliveryApp
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
@@ -148,10 +148,11 @@ class Runtime:
 
         app, connection = self.app, self.app.settings.connection_id
         now = time.time()
-        events = app.events.pending(connection, older_than=events_older_than)
-        for event_id in events:
-            self.actors.dispatch.send(connection, event_id)
-        runs = 0
+        events = (
+            [] if self._dispatch_backlog(fresh_broker) else app.events.pending(connection, events_older_than)
+        )
+        self.actors.send_dispatch(connection, events)
+        runs: list[str] = []
         active = app.history.active(connection)
         probes = [
             k
@@ -166,13 +167,23 @@ class Runtime:
             run = app.history.find(connection, run_id)
             if run is None or run.terminal or (run.next_retry_at is not None and run.next_retry_at > now):
                 continue
-            self.actors.send_run(connection, run_id)
-            runs += 1
+            runs.append(run_id)
+        self.actors.send_runs(connection, runs)
         if events or runs:
             log.info(
-                "re-sent %d pending event(s) and %d unfinished run(s) from the state store", len(events), runs
+                "re-sent %d pending event(s) and %d unfinished run(s) from the state store",
+                len(events),
+                len(runs),
             )
-        return len(events), runs
+        return len(events), len(runs)
+
+    def _dispatch_backlog(self, fresh_broker: bool) -> bool:
+        """Whether dispatch messages are still waiting (or cannot be counted): then pending events
+        are on their way, not lost, and re-sending them would only make duplicates."""
+        if fresh_broker:
+            return False
+        backlog = queue_backlog(self.broker, self.actors.queues.dispatch)
+        return backlog is None or backlog > 0
 
     def _sweep(self) -> None:
         """Every :data:`SWEEP_INTERVAL`, one process per connection (a lease elects it) recovers."""

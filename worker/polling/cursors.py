@@ -47,11 +47,18 @@ def _from_iso(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class Cursor:
-    """How far a resource's changes have been turned into events."""
+    """How far a resource's changes have been turned into events.
+
+    ``swept_at`` is when a poll last re-read the whole overlap window (this host's clock) and
+    ``swept_from`` the cursor position that poll started from: the next sweep reaches back from
+    there, so the polls in between may read from the cursor itself (see ``PPW_POLL_SWEEP_INTERVAL``).
+    """
 
     position: datetime | None
     primed_at: datetime
     advanced_at: datetime
+    swept_at: datetime | None = None
+    swept_from: datetime | None = None
 
     def dumps(self) -> str:
         return json.dumps(
@@ -59,6 +66,8 @@ class Cursor:
                 "position": _iso(self.position),
                 "primed_at": _iso(self.primed_at),
                 "advanced_at": _iso(self.advanced_at),
+                "swept_at": _iso(self.swept_at),
+                "swept_from": _iso(self.swept_from),
             }
         )
 
@@ -70,6 +79,8 @@ class Cursor:
             position=_from_iso(data.get("position")),
             primed_at=primed_at,
             advanced_at=_from_iso(data.get("advanced_at")) or primed_at,
+            swept_at=_from_iso(data.get("swept_at")),
+            swept_from=_from_iso(data.get("swept_from")),
         )
 
 

@@ -122,6 +122,8 @@ class Detector:
         now: datetime,
     ) -> tuple[Event | None, Snapshot | None]:
         """The event for one record (or None) and its new snapshot (None when nothing moved)."""
+        if old is not None and self._seen_revision(old, record):
+            return None, None  # the usual re-read of the overlap: known without a snapshot
         new = self.snapshotter.take(record)
         if old is not None and self._seen(old, new):
             return None, None
@@ -142,6 +144,19 @@ class Detector:
             changes={name: Change(old=o, new=n) for name, (o, n) in changes.items()},
         )
         return event, new
+
+    def _seen_revision(self, old: Snapshot, record: Mapping[str, Any]) -> bool:
+        """:meth:`_seen` decided from the record's revision alone, before any snapshot is taken.
+
+        Every poll re-reads the records changed within the overlap, so most records it reads
+        were seen at this revision; building and hashing their snapshots would be thrown away.
+        False means "not known from the revision": content-hash resources, and records whose
+        ``updated_at`` is missing or unreadable, take the full comparison in :meth:`_seen`.
+        """
+        if old.revision is None:
+            return False
+        revision = self.snapshotter.revision(record)
+        return revision is not None and revision <= old.revision
 
     def _seen(self, old: Snapshot, new: Snapshot) -> bool:
         """This revision (or a newer one) was processed before."""

@@ -83,6 +83,19 @@ def _revision_key(record: Record) -> tuple[Any, datetime | None]:
     return record.get("id"), _stamp(record)
 
 
+def _unread(
+    page: list[Record], stamps: list[datetime | None], read: set[tuple[Any, datetime | None]]
+) -> list[Record]:
+    """The page's records whose (id, ``updated_at``) is not in ``read``, which then holds them all.
+
+    ``stamps`` are the page's parsed ``updated_at``, in order, so each is parsed once per page.
+    """
+    keys = [(record.get("id"), stamp) for record, stamp in zip(page, stamps, strict=True)]
+    fresh = [record for record, revision in zip(page, keys, strict=True) if revision not in read]
+    read.update(keys)
+    return fresh
+
+
 class PageReader:
     """Iterates one query's pages, yielding only records not yielded before (see module docstring).
 
@@ -143,28 +156,27 @@ class PageReader:
                 self._step_back()
                 position = max(position - self.query.page_size, 0)
                 continue
-            self._check_order(page, lower)
-            fresh = [r for r in page if _revision_key(r) not in read]
-            read.update(_revision_key(r) for r in fresh)
+            stamps = [_stamp(r) for r in page]  # once per record: pages are mostly re-reads
+            self._check_order(stamps, lower)
+            fresh = _unread(page, stamps, read)
             if fresh:
                 self._stalled = 0
                 yield fresh
             if len(page) < self.query.page_size:
                 return
-            stamp = _stamp(page[-1])
+            stamp = stamps[-1]
             if stamp is None:
                 raise PagingError(
                     f"{self.query.resource.name}: a record without updated_at in an ordered list"
                 )
             if lower is None or stamp > lower:
                 lower = stamp
-                position = sum(1 for record in page if _stamp(record) == stamp)
+                position = stamps.count(stamp)
             else:
                 position = skip + len(page)
 
-    def _check_order(self, page: list[Record], lower: datetime | None) -> None:
+    def _check_order(self, stamps: list[datetime | None], lower: datetime | None) -> None:
         """Keyset paging is only safe if the service honours ``$filter`` and ``$orderby``."""
-        stamps = [_stamp(r) for r in page]
         ordered = all(a is not None and b is not None and a <= b for a, b in pairwise(stamps))
         in_range = lower is None or all(s is not None and s >= lower for s in stamps)
         if not (ordered and in_range):
@@ -187,8 +199,7 @@ class PageReader:
                 self._step_back()
                 position = max(position - self.query.page_size, 0)
                 continue
-            fresh = [r for r in page if _revision_key(r) not in read]
-            read.update(_revision_key(r) for r in fresh)
+            fresh = _unread(page, [_stamp(r) for r in page], read)
             read_ids.update(r.get("id") for r in fresh)
             if fresh:
                 self._stalled = 0

@@ -92,6 +92,7 @@ class PollOptions:
 
     page_size: int = 200
     overlap: float = 120.0
+    sweep_interval: float = 0.0
     timeout: float = 300.0
     flood_limit: int = 100
     use_updated_since: frozenset[str] = frozenset()
@@ -106,6 +107,7 @@ class PollOptions:
         return cls(
             page_size=settings.poll_page_size,
             overlap=settings.poll_overlap,
+            sweep_interval=settings.poll_sweep_interval,
             timeout=settings.poll_timeout,
             flood_limit=settings.flood_limit,
             use_updated_since=frozenset(_names(settings.poll_use_updated_since)),
@@ -265,6 +267,8 @@ class _Run:
         self.on_progress = on_progress or (lambda _count: None)
         self.started = started
         self.now = datetime.now(UTC)
+        #: this poll read a timestamp ahead of this host's clock (see :meth:`_position`)
+        self.ahead = False
         self.lease: Lease | None = None
         self.detector = Detector(
             resource,
@@ -280,7 +284,10 @@ class _Run:
         return self._incremental(cursor)
 
     def _incremental(self, cursor: Cursor) -> PollResult:
-        since = cursor.position - timedelta(seconds=self.options.overlap) if cursor.position else None
+        sweep = self._sweep_due(cursor)
+        since = cursor.position
+        if sweep and since is not None:
+            since = min(since, cursor.swept_from or since) - timedelta(seconds=self.options.overlap)
         reader = self._reader(since)
         records: list[Record] = []
         for page in reader:
@@ -288,12 +295,33 @@ class _Run:
         latest = self.detector.collapse(records)
         previous = cursors.load_snapshots(self.store, self.connection, self.resource.name, latest)
         detection = self.detector.detect(latest.values(), previous, detected_at=self.now)
+        position = self._position(cursor.position, _newest(records), reader)
         advanced = Cursor(
-            position=self._position(cursor.position, _newest(records), reader),
+            position=position,
             primed_at=cursor.primed_at,
             advanced_at=self.now,
+            # records stamped ahead of our clock: the cursor stopped at our clock, and every poll
+            # sweeps until the clocks agree, so a change stamped after a correction is not missed
+            swept_at=None if self.ahead else self.now if sweep else cursor.swept_at,
+            swept_from=cursor.position if sweep else cursor.swept_from,
         )
         return self._finish("ok", detection, advanced, records=len(records), reader=reader)
+
+    def _sweep_due(self, cursor: Cursor) -> bool:
+        """Whether this poll re-reads the overlap window before the cursor (a *sweep*).
+
+        Changes committed late carry a timestamp behind the cursor; only a read reaching back over
+        the overlap finds them. After a burst of changes that read returns the whole burst again
+        on every poll, so it is done every ``sweep_interval`` seconds, reaching back from where
+        the previous sweep started (what any poll in between would have reached), and the polls in
+        between read from the cursor. Resources without ``updated_at`` and ``updated_since``
+        paging always sweep: their cursor is this host's clock, not a record's.
+        """
+        if not self.resource.has_timestamps or self.resource.name in self.options.use_updated_since:
+            return True
+        if cursor.swept_at is None or self.options.sweep_interval <= 0:
+            return True
+        return (self.now - cursor.swept_at).total_seconds() >= self.options.sweep_interval
 
     def _prime(self) -> PollResult:
         backfill = self.options.backfill_since.get(self.resource.name)
@@ -455,6 +483,7 @@ class _Run:
                         ahead,
                     )
                 candidate = self.now
+                self.ahead = True
             if candidate is not None and reader.query.use_updated_since:
                 excess = time.monotonic() - self.started - self.options.overlap
                 if excess > 0:

@@ -29,9 +29,10 @@ import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from worker.practicepanther.odata import parse_timestamp
+from worker.practicepanther.odata import TIMESTAMP_CACHE, parse_timestamp
 from worker.practicepanther.resources import FieldSpec, Resource
 
 #: Never compared: they move on every save, or never change.
@@ -68,6 +69,22 @@ def parse_revision(value: Any) -> datetime | None:
         return parse_timestamp(value)
     except ValueError:
         return None
+
+
+def revision_of(value: Any) -> str | None:
+    """``value`` (an ``updated_at``) as :func:`revision_text`; None when absent or unreadable.
+
+    This is how a snapshot's revision is derived, and how a re-read record is recognised as seen
+    without a snapshot (:meth:`~worker.polling.detector.Detector.observe`), so both stay one rule.
+    """
+    return _revision_of_text(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=TIMESTAMP_CACHE)
+def _revision_of_text(value: str) -> str | None:
+    """Remembered per string: every poll re-reads the ``updated_at`` of the last minutes."""
+    parsed = parse_revision(value)
+    return revision_text(parsed) if parsed is not None else None
 
 
 def _canonical(value: Any) -> str:
@@ -132,8 +149,8 @@ def normal_form(value: Any, spec: FieldSpec | None) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if spec is not None and spec.kind == "datetime" and isinstance(value, str):
-        parsed = parse_revision(value)
-        return revision_text(parsed) if parsed is not None else value
+        revision = _revision_of_text(value)
+        return revision if revision is not None else value
     if spec is not None and spec.kind == "uuid" and isinstance(value, str):
         return value.lower()
     return value
@@ -248,6 +265,7 @@ class Snapshotter:
     def __init__(self, resource: Resource, *, keep: Collection[str] = ()) -> None:
         self.resource = resource
         self.specs = resource.fields
+        self.has_timestamps = resource.has_timestamps  # asked for every record read
         self.keep = frozenset(keep)
         self.layout = tuple(n for n in self.specs if n not in VOLATILE_FIELDS and n != "id")
         self.tag = layout_tag(self.layout)
@@ -258,10 +276,10 @@ class Snapshotter:
         return [n for n in names if n not in VOLATILE_FIELDS and n != "id"]
 
     def revision(self, record: Mapping[str, Any]) -> str | None:
-        if not self.resource.has_timestamps:
+        """The revision :meth:`take` stores: the record's ``updated_at`` (None without one)."""
+        if not self.has_timestamps:
             return None
-        parsed = parse_revision(record.get("updated_at"))
-        return revision_text(parsed) if parsed is not None else None
+        return revision_of(record.get("updated_at"))
 
     def normals(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Every compared field the record has, in its normal form."""

@@ -162,7 +162,9 @@ class PracticePantherClient:
             data = data["value"]  # an OData envelope, should the service ever send one
         if not isinstance(data, list):
             raise PracticePantherError("expected a JSON array", method="GET", path=path)
-        return [records.normalize(item, res.definition) for item in data]
+        # ``data`` was just decoded for this call alone, so it is normalised without copies.
+        normalized: list[dict[str, Any]] = records.normalize_in_place(data, res.definition)
+        return normalized
 
     def list(
         self,

@@ -21,6 +21,7 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 
 __all__ = [
     "Filter",
@@ -42,6 +43,11 @@ __all__ = [
     "parse_timestamp",
     "startswith",
 ]
+
+#: Distinct timestamp strings remembered by the parsers (about 200 bytes each). Polls re-read
+#: every record changed within the overlap, so this many covers the overlap of a burst of
+#: several thousand edited records; past that the cache only stops helping (it never grows).
+TIMESTAMP_CACHE = 16_384
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 _ORDER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_/]*)(\s+(asc|desc))?\s*$", re.IGNORECASE)
@@ -80,9 +86,24 @@ def parse_timestamp(value: str | None) -> datetime | None:
 
     Naive values are UTC (as PracticePanther documents); a bare date is midnight UTC; a seventh
     fractional digit is dropped (Python keeps microseconds). Raises ``ValueError`` on garbage.
+
+    Strings are parsed once each (:data:`TIMESTAMP_CACHE`): every poll re-reads the records of
+    the last minutes, so the same ``updated_at`` strings come back poll after poll.
     """
     if value is None:
         return None
+    if isinstance(value, str):
+        return _parse_cached(value)
+    return _parse(value)  # not a string: fails as it always did, uncached
+
+
+@lru_cache(maxsize=TIMESTAMP_CACHE)
+def _parse_cached(value: str) -> datetime | None:
+    """:func:`_parse`, remembered (datetimes are immutable, so sharing them is safe)."""
+    return _parse(value)
+
+
+def _parse(value: str) -> datetime | None:
     text = value.strip()
     if not text:
         return None

@@ -14,13 +14,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from worker.practicepanther import resources
-from worker.practicepanther.odata import format_timestamp, parse_timestamp
+from worker.practicepanther.odata import TIMESTAMP_CACHE, format_timestamp, parse_timestamp
 
-__all__ = ["dumps", "merge", "normalize", "writable"]
+__all__ = ["dumps", "merge", "normalize", "normalize_in_place", "writable"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,62 @@ def normalize(value: Any, definition: str) -> Any:
     return out
 
 
+def normalize_in_place(value: Any, definition: str) -> Any:
+    """:func:`normalize` for freshly decoded JSON that nobody else holds: converted in place.
+
+    The result equals ``normalize(value, definition)``, but nothing is copied and nested objects
+    that cannot hold a declared datetime (references, mostly) are not visited. A list page is
+    normalised record by record on every poll, most of them re-reads, so this is per-record work.
+    """
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            value[index] = normalize_in_place(item, definition)
+        return value
+    if not isinstance(value, dict):
+        return value
+    for name in _shape(definition).datetimes & value.keys():
+        value[name] = _timestamp(value[name])
+    for name, ref in _dated_nested(definition):
+        if value.get(name) is not None:
+            value[name] = normalize_in_place(value[name], ref)
+    return value
+
+
+@cache
+def _dated_nested(definition: str) -> tuple[tuple[str, str], ...]:
+    """The definition's nested fields that can hold a declared datetime (in the same order)."""
+    return tuple((name, ref) for name, ref in _shape(definition).nested if _holds_datetimes(ref))
+
+
+@cache
+def _holds_datetimes(definition: str) -> bool:
+    """Whether a definition declares a datetime, itself or in a definition nested in it."""
+    pending, seen = [definition], {definition}
+    while pending:
+        shape = _shape(pending.pop())
+        if shape.datetimes:
+            return True
+        for _, ref in shape.nested:
+            if ref not in seen:
+                seen.add(ref)
+                pending.append(ref)
+    return False
+
+
 def _timestamp(value: Any) -> Any:
     if isinstance(value, list):
         return [_timestamp(v) for v in value]
     if not isinstance(value, str):
         return value
+    return _timestamp_text(value)
+
+
+@lru_cache(maxsize=TIMESTAMP_CACHE)
+def _timestamp_text(value: str) -> str:
+    """One timestamp string in the ``...Z`` form (or as it was), converted once per string.
+
+    Polls re-read the records of the last minutes every time, so most strings were seen before.
+    """
     try:
         parsed = parse_timestamp(value)
     except ValueError:

@@ -47,6 +47,10 @@ class WriteBatch(abc.ABC):
     @abc.abstractmethod
     def zrem(self, key: str, *members: str) -> None: ...
 
+    @abc.abstractmethod
+    def release_lease(self, key: str, owner: str) -> None:
+        """Release the lease ``key`` if ``owner`` still holds it (with the batch's other writes)."""
+
 
 class StateStore(abc.ABC):
     """Storage primitives. Implementations are safe to share between threads."""
@@ -83,6 +87,18 @@ class StateStore(abc.ABC):
     def scan(self, prefix: str) -> Iterator[str]:
         """Every live plain, hash or sorted-set key starting with ``prefix``."""
 
+    def set_many_if_absent(self, values: Mapping[str, str], ttl: float | None = None) -> frozenset[str]:
+        """:meth:`set_if_absent` for several keys in one round trip; returns the keys this call set.
+
+        Each key is decided on its own (not all or nothing): dispatch creates the runs of a whole
+        batch of events at once and needs to know which ones another dispatcher made first.
+        """
+        return frozenset(k for k, v in values.items() if self.set_if_absent(k, v, ttl))
+
+    def incr_many(self, keys: Sequence[str], ttl: float | None = None) -> list[int]:
+        """:meth:`incr` by one for several counters in one round trip (the breaker's fire counts)."""
+        return [self.incr(k, 1, ttl) for k in keys]
+
     # leases: owner-checked, expiring exclusive claims (locks, leader election) -----------------
     @abc.abstractmethod
     def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
@@ -91,6 +107,18 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def release_lease(self, key: str, owner: str) -> bool:
         """Release only if ``owner`` still holds it; True when released."""
+
+    def acquire_lease_and_get(
+        self, key: str, owner: str, ttl: float, keys: Sequence[str]
+    ) -> tuple[bool, list[str | None]]:
+        """:meth:`acquire_lease`, and when it is taken, :meth:`get_many` of ``keys``, in one round trip.
+
+        A worker starting a run claims it and reads the run record in one go; nothing is read
+        (an empty list) when another owner holds the lease.
+        """
+        if not self.acquire_lease(key, owner, ttl):
+            return False, []
+        return True, self.get_many(keys)
 
     # hashes ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -128,6 +156,16 @@ class StateStore(abc.ABC):
         limit: int | None = None,
         descending: bool = False,
     ) -> list[tuple[str, float]]: ...
+
+    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
+        """Join the sorted set ``queue`` as ``member`` and, if ``member`` is first in it, take the
+        lease ``lease`` for ``member``: a ``mode: queued`` run's turn in one round trip.
+
+        Returns the first member and whether the lease was taken.
+        """
+        self.zadd(queue, {member: score})
+        first = self.zrange_by_score(queue, limit=1)[0][0]
+        return first, first == member and self.acquire_lease(lease, member, ttl)
 
     @abc.abstractmethod
     def zcard(self, key: str) -> int: ...

@@ -8,13 +8,17 @@ False answer that it lost the lease and must not commit what it was doing.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from types import TracebackType
 
-from worker.state.base import StateError, StateStore
+from worker.state.base import StateError, StateStore, WriteBatch
+
+log = logging.getLogger(__name__)
 
 
 class LockNotAcquired(StateError):
@@ -44,6 +48,8 @@ class Lease:
         self.ttl = ttl
         self.owner = owner or secrets.token_hex(16)
         self.held = False
+        #: given up (by :meth:`release`, or by a batch that released it): nothing more to release
+        self.released = False
 
     def __repr__(self) -> str:
         return f"Lease({self.key!r}, ttl={self.ttl}, held={self.held})"
@@ -67,11 +73,29 @@ class Lease:
         self.held = self.store.acquire_lease(self.key, self.owner, self.ttl)
         return self.held
 
+    def acquire_and_read(self, keys: Sequence[str]) -> list[str | None] | None:
+        """Take the lease (without waiting) and read ``keys`` in the same round trip; None when
+        another owner holds it."""
+        taken, values = self.store.acquire_lease_and_get(self.key, self.owner, self.ttl, keys)
+        self.held = taken
+        return values if taken else None
+
     def release(self) -> bool:
         """Give the lease up if we still hold it; never removes another owner's claim."""
+        if self.released:
+            return False
         released = self.store.release_lease(self.key, self.owner)
         self.held = False
+        self.released = True
         return released
+
+    def release_in(self, batch: WriteBatch) -> None:
+        """Give the lease up with ``batch``'s writes; call :meth:`released_by_batch` once it applied."""
+        batch.release_lease(self.key, self.owner)
+
+    def released_by_batch(self) -> None:
+        self.held = False
+        self.released = True
 
     def __enter__(self) -> Lease:
         if not self.acquire():
@@ -103,3 +127,84 @@ def lock(store: StateStore, key: str, ttl: float, wait: float = 0.0) -> Iterator
     finally:
         with suppress(StateError):  # it lapses after ttl; the block's own outcome matters more
             lease.release()
+
+
+class LeaseKeeper:
+    """Renews every lease it keeps from one thread, each a third of its ttl after the last renewal.
+
+    A worker runs many short runs at once; a renewal thread per run cost more than the run's own
+    work, and so would waking one shared thread at every start and end of a run. The keeper
+    therefore wakes on a tick (a sixth of the shortest ttl it has seen) and is only woken early
+    when a lease with a shorter ttl arrives. If a renewal finds the lease taken (the process
+    stalled longer than the ttl), ``lease.held`` turns False and the holder stops before its next
+    step.
+    """
+
+    def __init__(self) -> None:
+        self._due: dict[Lease, float] = {}
+        self._renewing: set[Lease] = set()
+        self._changed = threading.Condition()
+        self._tick = 60.0
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def keep(self, lease: Lease) -> Iterator[Lease]:
+        """Keep ``lease`` renewed until the block ends; no renewal happens after it ended."""
+        with self._changed:
+            self._due[lease] = time.monotonic() + lease.ttl / 3
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
+                self._thread.start()
+            if lease.ttl / 6 < self._tick:
+                self._tick = lease.ttl / 6
+                self._changed.notify_all()
+        try:
+            yield lease
+        finally:
+            self.forget(lease)
+
+    def forget(self, lease: Lease) -> None:
+        """Stop renewing ``lease``; returns once no renewal of it is under way, so a release that
+        follows cannot be undone by a renewal re-taking the lease."""
+        with self._changed:
+            self._due.pop(lease, None)
+            while lease in self._renewing:
+                self._changed.wait()
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait(self._tick)
+                now = time.monotonic()
+                due = [lease for lease, at in self._due.items() if at <= now + self._tick]
+                for lease in due:
+                    self._due[lease] = now + lease.ttl / 3
+                self._renewing.update(due)
+            for lease in due:
+                self._renew(lease)
+
+    def _renew(self, lease: Lease) -> None:
+        try:
+            if not lease.renew():
+                log.warning("lease %s was taken over while this worker held it", lease.key)
+                with self._changed:
+                    self._due.pop(lease, None)
+        except StateError as exc:  # the store is down: keep trying, the ttl is the limit
+            log.warning("could not renew lease %s: %s", lease.key, exc)
+        finally:
+            with self._changed:
+                self._renewing.discard(lease)
+                self._changed.notify_all()
+
+
+_KEEPER = LeaseKeeper()
+
+
+def keep_alive(lease: Lease) -> AbstractContextManager[Lease]:
+    """Renew ``lease`` (by the process-wide :class:`LeaseKeeper`) until the block ends."""
+    return _KEEPER.keep(lease)
+
+
+def stop_keeping(lease: Lease) -> None:
+    """Stop renewing ``lease`` ahead of releasing it (see :meth:`LeaseKeeper.forget`)."""
+    _KEEPER.forget(lease)

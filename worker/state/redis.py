@@ -11,7 +11,11 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +45,39 @@ end
 return 0
 """
 
+_ACQUIRE_LEASE_AND_GET = """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  return {0}
+end
+local out = {1}
+if #KEYS > 1 then
+  for _, value in ipairs(redis.call('MGET', unpack(KEYS, 2))) do table.insert(out, value) end
+end
+return out
+"""
+
+_TAKE_TURN = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+if first ~= ARGV[1] then
+  return {first, 0}
+end
+local current = redis.call('GET', KEYS[2])
+if not current then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+elseif current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  return {first, 0}
+end
+return {first, 1}
+"""
+
 _INCR = """
 local existed = redis.call('EXISTS', KEYS[1])
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -53,7 +90,7 @@ return value
 # ops: [[op, key, ...args], ...]; key types are checked for every op before anything is written.
 _BATCH = """
 local ops = cjson.decode(ARGV[1])
-local needs = {hset = 'hash', hdel = 'hash', zadd = 'zset', zrem = 'zset'}
+local needs = {hset = 'hash', hdel = 'hash', zadd = 'zset', zrem = 'zset', release = 'string'}
 local becomes = {set = 'string', delete = 'none', hset = 'hash', zadd = 'zset'}
 local types = {}
 for _, op in ipairs(ops) do
@@ -88,12 +125,16 @@ for _, op in ipairs(ops) do
     redis.call('ZADD', k, unpack(op, 3))
   elseif name == 'zrem' then
     redis.call('ZREM', k, unpack(op, 3))
+  elseif name == 'release' then
+    if redis.call('GET', k) == op[3] then redis.call('DEL', k) end
   end
 end
 return #ops
 """
 
 _CHUNK = 1000  # arguments per Lua command, well under unpack()'s stack limit
+#: Seconds a thread's connection may sit unused before it is checked for a close by the server.
+_IDLE_CHECK = 0.5
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -110,6 +151,19 @@ def _score(value: float) -> str:
     if math.isnan(value):
         raise ValueError("a sorted-set score cannot be NaN")
     return repr(float(value))
+
+
+def _drop_if_stale(client: redis.Redis) -> None:
+    """Disconnect ``client``'s connection if the server closed it (or left data on it)."""
+    connection = client.connection
+    if connection is None:
+        return
+    try:
+        stale = connection.can_read()
+    except (redis.RedisError, OSError):
+        stale = True
+    if stale:
+        connection.disconnect()  # the next command connects again
 
 
 def redact_url(url: str) -> str:
@@ -153,9 +207,16 @@ class _RedisBatch(WriteBatch):
         for start in range(0, len(members), _CHUNK):
             self.ops.append(["zrem", key, *members[start : start + _CHUNK]])
 
+    def release_lease(self, key: str, owner: str) -> None:
+        self.ops.append(["release", key, owner])
+
 
 class RedisStore(StateStore):
     """State in Redis, through one connection pool shared by all threads of the process.
+
+    Each thread talks over a connection of its own, taken from the pool once and kept (a
+    single-connection client per thread): borrowing from the pool for every command, with its
+    locks, cost twice the CPU of the command itself, and a run makes several.
 
     Parameters
     ----------
@@ -166,7 +227,7 @@ class RedisStore(StateStore):
     def __init__(self, url: str, *, socket_timeout: float = 10.0) -> None:
         self.url = url
         try:
-            self._client: redis.Redis = redis.Redis.from_url(
+            self._shared: redis.Redis = redis.Redis.from_url(
                 url,
                 decode_responses=True,
                 socket_timeout=socket_timeout,
@@ -175,10 +236,35 @@ class RedisStore(StateStore):
             )
         except ValueError as exc:
             raise ValueError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
-        self._acquire = self._client.register_script(_ACQUIRE_LEASE)
-        self._release = self._client.register_script(_RELEASE_LEASE)
-        self._incr = self._client.register_script(_INCR)
-        self._batch = self._client.register_script(_BATCH)
+        self._local = threading.local()
+        self._clients: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
+        self._clients_lock = threading.Lock()
+        self._acquire = self._shared.register_script(_ACQUIRE_LEASE)
+        self._release = self._shared.register_script(_RELEASE_LEASE)
+        self._acquire_and_get = self._shared.register_script(_ACQUIRE_LEASE_AND_GET)
+        self._turn = self._shared.register_script(_TAKE_TURN)
+        self._incr = self._shared.register_script(_INCR)
+        self._batch = self._shared.register_script(_BATCH)
+
+    @property
+    def _client(self) -> redis.Redis:
+        """This thread's client (made again in a forked child: sockets are not shared).
+
+        A connection idle for a while may have been closed by the server (a restart, a
+        failover, an idle timeout): it is checked before use, as the pool checks a connection
+        it lends, and reconnected, so the first command after an outage does not fail for it.
+        """
+        local, now = self._local, time.monotonic()
+        client: redis.Redis | None = getattr(local, "client", None)
+        if client is None or local.pid != os.getpid():
+            client = redis.Redis(connection_pool=self._shared.connection_pool, single_connection_client=True)
+            local.client, local.pid = client, os.getpid()
+            with self._clients_lock:
+                self._clients.add(client)
+        elif now - local.used > _IDLE_CHECK:
+            _drop_if_stale(client)
+        local.used = now
+        return client
 
     def __repr__(self) -> str:
         return f"RedisStore({redact_url(self.url)!r})"
@@ -214,9 +300,37 @@ class RedisStore(StateStore):
             return 0
         return int(self._call("DEL", lambda: self._client.delete(*keys)))
 
+    def set_many_if_absent(self, values: Mapping[str, str], ttl: float | None = None) -> frozenset[str]:
+        if not values:
+            return frozenset()
+        px = _millis(ttl)
+        items = list(values.items())
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for k, v in items:
+                pipe.set(k, v, nx=True, px=int(px) if px else None)
+            return list(pipe.execute())
+
+        results = self._call("SET NX (many)", run)
+        return frozenset(k for (k, _), done in zip(items, results, strict=True) if done)
+
+    def incr_many(self, keys: Sequence[str], ttl: float | None = None) -> list[int]:
+        if not keys:
+            return []
+        px = _millis(ttl)
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for k in keys:
+                self._incr(keys=[k], args=[1, px], client=pipe)
+            return list(pipe.execute())
+
+        return [int(v) for v in self._call("INCR (many)", run)]
+
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         px = _millis(ttl)
-        return int(self._call("INCR", lambda: self._incr(keys=[key], args=[amount, px])))
+        return int(self._call("INCR", lambda: self._incr(keys=[key], args=[amount, px], client=self._client)))
 
     def ttl(self, key: str) -> float | None:
         millis = int(self._call("PTTL", lambda: self._client.pttl(key)))
@@ -241,10 +355,28 @@ class RedisStore(StateStore):
     # leases ---------------------------------------------------------------------------------
     def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
         px = _millis(ttl)
-        return bool(self._call("lease acquire", lambda: self._acquire(keys=[key], args=[owner, px])))
+        return bool(
+            self._call(
+                "lease acquire", lambda: self._acquire(keys=[key], args=[owner, px], client=self._client)
+            )
+        )
 
     def release_lease(self, key: str, owner: str) -> bool:
-        return bool(self._call("lease release", lambda: self._release(keys=[key], args=[owner])))
+        return bool(
+            self._call("lease release", lambda: self._release(keys=[key], args=[owner], client=self._client))
+        )
+
+    def acquire_lease_and_get(
+        self, key: str, owner: str, ttl: float, keys: Sequence[str]
+    ) -> tuple[bool, list[str | None]]:
+        px = _millis(ttl)
+        reply = self._call(
+            "lease acquire and read",
+            lambda: self._acquire_and_get(keys=[key, *keys], args=[owner, px], client=self._client),
+        )
+        if not reply or not int(reply[0]):
+            return False, []
+        return True, list(reply[1:])  # a missing key comes back as None (Lua false)
 
     # hashes ---------------------------------------------------------------------------------
     def hget(self, key: str, field: str) -> str | None:
@@ -308,6 +440,14 @@ class RedisStore(StateStore):
     def zcard(self, key: str) -> int:
         return int(self._call("ZCARD", lambda: self._client.zcard(key)))
 
+    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
+        px = _millis(ttl)
+        first, taken = self._call(
+            "queue turn",
+            lambda: self._turn(keys=[queue, lease], args=[member, _score(score), px], client=self._client),
+        )
+        return str(first), bool(int(taken))
+
     # atomic groups of writes ----------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[WriteBatch]:
@@ -319,7 +459,7 @@ class RedisStore(StateStore):
                 {op[1] for op in collected.ops}
                 | {k for op in collected.ops if op[0] == "delete" for k in op[1:]}
             )
-            self._call("batch", lambda: self._batch(keys=keys, args=[payload]))
+            self._call("batch", lambda: self._batch(keys=keys, args=[payload], client=self._client))
 
     # lifecycle ------------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -329,7 +469,12 @@ class RedisStore(StateStore):
             return False
 
     def close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.close()
+        self._shared.close()
+        self._shared.connection_pool.disconnect()
 
     def size_bytes(self, prefix: str) -> int:
         total = 0

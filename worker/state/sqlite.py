@@ -105,6 +105,15 @@ class _Tx:
         self.conn.execute("DELETE FROM zset_members WHERE key = ?", (key,))
         return existed
 
+    def release(self, key: str, owner: str) -> bool:
+        """Drop the lease ``key`` if ``owner`` holds it."""
+        if not self.expect(key, "string"):
+            return False
+        row = self.conn.execute("SELECT value FROM entries WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] != owner:
+            return False
+        return self.drop(key)
+
     def set(self, key: str, value: str, ttl: float | None) -> None:
         expires_at = _deadline(ttl, self.now)
         if self.kind(key) not in (None, "string"):
@@ -210,6 +219,9 @@ class _SqliteBatch(WriteBatch):
 
     def zrem(self, key: str, *members: str) -> None:
         self.ops.append(lambda tx: tx.zrem(key, members))
+
+    def release_lease(self, key: str, owner: str) -> None:
+        self.ops.append(lambda tx: tx.release(key, owner))
 
 
 class SqliteStore(StateStore):
@@ -345,20 +357,39 @@ class SqliteStore(StateStore):
             return 0
         return self._write(lambda tx: tx.delete(keys))
 
-    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        def run(tx: _Tx) -> int:
-            if not tx.expect(key, "string"):
-                tx.set(key, str(amount), ttl)
-                return amount
-            current = self._get(tx, key)
-            try:
-                value = int(current or "0") + amount
-            except ValueError:
-                raise StateError("value is not an integer") from None
-            tx.conn.execute("UPDATE entries SET value = ? WHERE key = ?", (str(value), key))
-            return value
+    def set_many_if_absent(self, values: Mapping[str, str], ttl: float | None = None) -> frozenset[str]:
+        if not values:
+            return frozenset()
+
+        def run(tx: _Tx) -> frozenset[str]:
+            made = []
+            for k, v in values.items():
+                if tx.kind(k) is None:
+                    tx.set(k, v, ttl)
+                    made.append(k)
+            return frozenset(made)
 
         return self._write(run)
+
+    def incr_many(self, keys: Sequence[str], ttl: float | None = None) -> list[int]:
+        if not keys:
+            return []
+        return self._write(lambda tx: [self._incr(tx, k, 1, ttl) for k in keys])
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        return self._write(lambda tx: self._incr(tx, key, amount, ttl))
+
+    def _incr(self, tx: _Tx, key: str, amount: int, ttl: float | None) -> int:
+        if not tx.expect(key, "string"):
+            tx.set(key, str(amount), ttl)
+            return amount
+        current = self._get(tx, key)
+        try:
+            value = int(current or "0") + amount
+        except ValueError:
+            raise StateError("value is not an integer") from None
+        tx.conn.execute("UPDATE entries SET value = ? WHERE key = ?", (str(value), key))
+        return value
 
     def ttl(self, key: str) -> float | None:
         def run(tx: _Tx) -> float | None:
@@ -401,11 +432,17 @@ class SqliteStore(StateStore):
         return self._write(run)
 
     def release_lease(self, key: str, owner: str) -> bool:
-        def run(tx: _Tx) -> bool:
-            if self._get(tx, key) != owner:
-                return False
-            tx.drop(key)
-            return True
+        return self._write(lambda tx: tx.release(key, owner))
+
+    def acquire_lease_and_get(
+        self, key: str, owner: str, ttl: float, keys: Sequence[str]
+    ) -> tuple[bool, list[str | None]]:
+        def run(tx: _Tx) -> tuple[bool, list[str | None]]:
+            current = self._get(tx, key)
+            if current is not None and current != owner:
+                return False, []
+            tx.set(key, owner, ttl)
+            return True, [self._live_string(tx, k) for k in keys]
 
         return self._write(run)
 
@@ -496,6 +533,23 @@ class SqliteStore(StateStore):
             return [(str(m), float(s)) for m, s in rows]
 
         return self._read(run)
+
+    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
+        def run(tx: _Tx) -> tuple[str, bool]:
+            tx.zadd(queue, {member: score})
+            row = tx.conn.execute(
+                "SELECT member FROM zset_members WHERE key = ? ORDER BY score, member LIMIT 1", (queue,)
+            ).fetchone()
+            first = str(row[0])
+            if first != member:
+                return first, False
+            current = self._get(tx, lease)
+            if current is not None and current != member:
+                return first, False
+            tx.set(lease, member, ttl)
+            return first, True
+
+        return self._write(run)
 
     def zcard(self, key: str) -> int:
         def run(tx: _Tx) -> int:

@@ -1,0 +1,221 @@
+"""Batched delivery on real state and real brokers: a dispatch message names many events, a run
+message many runs, and each stays exactly-once.
+
+Dispatch and run work for a whole batch in a few state-store round trips; these tests pin what
+that must not change (one run per event and rule, duplicates dropped, leases given back) and the
+machinery around it (the run-batch time budget, the lease keeper, the sweeper's backlog check).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+
+from tests.fixtures.stubs import Recorded, Reply, StubServer
+from worker.actions.services import Services
+from worker.broker import queue_backlog
+from worker.delivery.options import DeliveryOptions
+from worker.delivery.rulebook import EngineRuleBook
+from worker.delivery.runner import run_lease_key
+from worker.delivery.runtime import Runtime, wait_until
+from worker.events import Event
+from worker.rules.watcher import RuleRegistry
+from worker.settings import Settings
+from worker.state.base import StateStore, key
+from worker.state.locks import Lease, keep_alive
+
+RULES = """\
+- id: announce
+  trigger: {{resource: matters, on: created}}
+  steps:
+    - id: post
+      type: http.request
+      with: {{url: "{url}/hook", json: {{matter: "{{{{ record.id }}}}"}}}}
+- id: also
+  trigger: {{resource: matters, on: created}}
+  mode: parallel
+  steps:
+    - type: log
+      with: {{message: "new matter {{{{ record.id }}}}"}}
+"""
+
+
+def events(connection: str, count: int, start: int = 0) -> list[Event]:
+    return [
+        Event.build(
+            type="created",
+            resource="matters",
+            record_id=f"m-{i}",
+            revision=f"2026-04-06T10:00:00.{i:06d}",
+            connection=connection,
+            record={"id": f"m-{i}", "name": f"Matter {i}", "status": "Open"},
+        )
+        for i in range(start, start + count)
+    ]
+
+
+@pytest.fixture
+def runtime(
+    store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str
+) -> Iterator[Runtime]:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "rules.yaml").write_text(RULES.format(url=stub_server.url))
+    settings = Settings(rules_dir=rules_dir, http_allowed_hosts=["127.0.0.1"], connection_id=connection_id)
+    registry = RuleRegistry(settings=settings)
+    registry.load()
+    made = Runtime.create(
+        settings,
+        store=store,
+        rules=EngineRuleBook(lambda: registry.engine, settings),
+        services=Services(settings, store),
+        options=DeliveryOptions(dispatch_batch=7, run_batch=4, run_lease=5.0),
+        broker=StubBroker(),
+        queue_prefix=f"t{connection_id[-8:]}",
+    )
+    made.broker.emit_after("process_boot")
+    yield made
+    made.close()
+
+
+def test_one_dispatch_message_creates_every_run_of_its_batch_once(
+    runtime: Runtime, connection_id: str
+) -> None:
+    batch = events(connection_id, 12)
+    runtime.app.events.save_many(batch)
+    sent: list[str] = []
+    dispatcher = runtime.actors.dispatcher
+    results = dispatcher.dispatch_many(connection_id, [e.id for e in batch], lambda _c, ids: sent.extend(ids))
+    assert [r.event_id for r in results] == [e.id for e in batch]
+    assert all(len(r.runs) == 2 for r in results)  # two rules each
+    assert len(sent) == len(set(sent)) == 24
+    assert runtime.app.events.pending(connection_id) == []
+
+    again: list[str] = []
+    repeated = dispatcher.dispatch_many(
+        connection_id, [e.id for e in batch], lambda _c, ids: again.extend(ids)
+    )
+    assert all(r.duplicate for r in repeated) and again == []
+
+
+def test_a_dispatch_that_stopped_half_way_sends_its_queued_runs_again(
+    runtime: Runtime, connection_id: str
+) -> None:
+    [event] = events(connection_id, 1)
+    runtime.app.events.save(event)
+    dispatcher = runtime.actors.dispatcher
+    first: list[str] = []
+    dispatcher.dispatch_many(connection_id, [event.id], lambda _c, ids: first.extend(ids))
+    runtime.app.store.delete(key(connection_id, "dispatched", event.id))  # as if it died before "done"
+    second: list[str] = []
+    [result] = dispatcher.dispatch_many(connection_id, [event.id], lambda _c, ids: second.extend(ids))
+    assert sorted(second) == sorted(first)  # the same runs (still queued), not new ones
+    assert not result.duplicate
+
+
+def test_missing_and_duplicate_events_in_one_batch(runtime: Runtime, connection_id: str) -> None:
+    known, gone = events(connection_id, 2)
+    runtime.app.events.save(known)
+    sent: list[str] = []
+    results = runtime.actors.dispatcher.dispatch_many(
+        connection_id, [known.id, gone.id, known.id], lambda _c, ids: sent.extend(ids)
+    )
+    assert [r.event_id for r in results] == [known.id, gone.id]  # one result per distinct id
+    assert len(results[0].runs) == 2 and results[1].runs == []
+    assert len(sent) == 2
+
+
+def test_batches_flow_through_the_broker_and_leave_no_lease_behind(
+    runtime: Runtime, stub_server: StubServer, connection_id: str
+) -> None:
+    batch = events(connection_id, 30)
+    runtime.start_workers(4)
+    runtime.actors.emit(batch)
+    received = stub_server.wait_for(30, "/hook")
+    assert sorted(r.json["matter"] for r in received) == sorted(e.record_id for e in batch)
+    history = runtime.app.history
+    assert wait_until(lambda: history.active(connection_id) == [], 20)
+    runs = history.recent(connection_id, limit=100)
+    assert len(runs) == 60 and {r.status for r in runs} == {"succeeded"}
+    store = runtime.app.store
+    leases = [run_lease_key(connection_id, r.id) for r in runs]
+    assert store.get_many(leases) == [None] * len(leases)  # the last write gave each lease back
+    assert list(store.scan(key(connection_id, "rule-record"))) == []
+
+
+def test_a_slow_run_message_hands_its_remaining_runs_to_other_messages(
+    runtime: Runtime, stub_server: StubServer, connection_id: str
+) -> None:
+    slow = runtime.app.options.with_(dispatch_batch=50, run_batch=50, run_batch_seconds=0.3)
+    runtime.app.options = slow
+    counted = _CountRunMessages()
+    runtime.broker.add_middleware(counted)
+
+    def answer_slowly(recorded: Recorded) -> Reply:
+        time.sleep(0.2)
+        return Reply(200, "ok")
+
+    stub_server.route("/hook", answer_slowly)
+    runtime.start_workers(4)
+    runtime.actors.emit(events(connection_id, 10))
+    stub_server.wait_for(10, "/hook", timeout=30)
+    assert wait_until(lambda: runtime.app.history.active(connection_id) == [], 20)
+    # the first message (all 20 runs) stopped after its budget and re-sent the rest one per message
+    assert counted.sizes[0] == 20
+    assert len(counted.sizes) > 2 and set(counted.sizes[1:]) == {1}
+
+
+class _CountRunMessages(dramatiq.Middleware):
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if message.actor_name == "ppw_run":
+            self.sizes.append(len(message.args[1]))
+
+
+def test_the_lease_keeper_renews_and_never_renews_after_the_block(
+    store: StateStore, connection_id: str
+) -> None:
+    lease = Lease(store, key(connection_id, "kept"), ttl=0.45)
+    assert lease.acquire()
+    with keep_alive(lease):
+        time.sleep(1.2)  # several ttls: only renewals keep it
+        assert lease.held and store.get(lease.key) == lease.owner
+    lease.release()
+    time.sleep(0.4)  # a renewal now would take the lease again
+    assert store.get(lease.key) is None
+
+
+def test_queue_backlog_counts_waiting_and_delayed_messages(redis_url: str, connection_id: str) -> None:
+    for broker in (StubBroker(), RedisBroker(url=redis_url, namespace=f"ppw-test-{connection_id}")):
+        actor = dramatiq.actor(broker=broker, queue_name=f"q{connection_id[-6:]}", actor_name="noop")(
+            lambda: None
+        )
+        try:
+            assert queue_backlog(broker, actor.queue_name) == 0
+            actor.send()
+            actor.send_with_options(delay=60_000)
+            assert queue_backlog(broker, actor.queue_name) == 2
+            broker.flush_all()
+            assert queue_backlog(broker, actor.queue_name) == 0
+        finally:
+            broker.flush_all()
+            broker.close()
+
+
+def test_the_sweeper_leaves_events_alone_while_their_messages_wait(
+    runtime: Runtime, connection_id: str
+) -> None:
+    batch = events(connection_id, 3)
+    runtime.actors.emit(batch)  # stored and sent; no worker is consuming yet
+    assert runtime.recover(events_older_than=0) == (0, 0)  # waiting in the queue, not lost
+    runtime.broker.flush_all()  # the messages are lost (a dead-lettered dispatch, say)
+    assert runtime.recover(events_older_than=0) == (3, 0)
