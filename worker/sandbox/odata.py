@@ -500,6 +500,30 @@ def compile_filter(text: str, definition_name: str) -> Predicate:
     return predicate
 
 
+def lower_bound(text: str, field: str) -> tuple[datetime, bool] | None:
+    """The tightest ``field ge|gt <datetime literal>`` that every match of ``$filter=text`` meets.
+
+    Only terms joined by ``and`` at the top level count (under ``or`` or ``not`` a term does not
+    bind every match), and only the ``field op literal`` spelling. Returns ``(moment, strict)``,
+    ``strict`` for ``gt``; ``None`` when no such term exists. Call after :func:`compile_filter`
+    accepted ``text``, so the literal is known to be valid.
+    """
+    bounds: list[tuple[datetime, bool]] = []
+    pending = [_parse(text)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+            pending += [node.left, node.right]
+        elif (
+            isinstance(node, ast.Compare)
+            and isinstance(node.comparator, ast.Gt | ast.GtE)
+            and node.left == ast.Identifier(field)
+            and isinstance(node.right, ast.DateTime)
+        ):
+            bounds.append((parse_timestamp(node.right.val), isinstance(node.comparator, ast.Gt)))
+    return max(bounds, default=None)
+
+
 @dataclass(frozen=True)
 class OrderKey:
     """One ``$orderby`` key: how to read it from a record and its direction."""

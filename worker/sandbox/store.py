@@ -8,6 +8,9 @@ references are always consistent with the rows they point to.
 
 One re-entrant lock guards everything: the API handlers, the control endpoints and the churn
 thread all go through it, and every operation is a few dictionary lookups.
+
+Every row's modification time changes here (:meth:`Database.insert`, :meth:`Database.touch`),
+so each table's :class:`~worker.sandbox.timeline.Timeline` is kept in step here too.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from worker.practicepanther import resources
+from worker.sandbox.timeline import Timeline
 
 
 @dataclass
@@ -45,6 +49,8 @@ class Database:
         self._numbers: dict[str, int] = {}
         # Per-table write counters: a rendering is stale when a table it reads from changed.
         self.generations: dict[str, int] = dict.fromkeys(self.tables, 0)
+        # Per-table rows by modification time, for listings that only want recent changes.
+        self.timelines: dict[str, Timeline] = {name: Timeline() for name in self.tables}
 
     def insert(
         self,
@@ -55,7 +61,11 @@ class Database:
         extra: dict[str, Any] | None = None,
     ) -> Row:
         row = Row(record_id, data, at, at, next(self._seq), dict(extra or {}))
+        replaced = self.tables[resource].get(record_id)
+        if replaced is not None:
+            self.timelines[resource].remove(replaced)
         self.tables[resource][record_id] = row
+        self.timelines[resource].add(row)
         self.generations[resource] += 1
         return row
 
@@ -73,6 +83,7 @@ class Database:
     def touch(self, resource: str, row: Row, at: datetime) -> None:
         """Record a write to ``row`` at ``at`` (its ``updated_at``)."""
         row.modified = at
+        self.timelines[resource].move(row)
         self.changed(resource, row)
 
     def changed(self, resource: str, row: Row) -> None:
@@ -83,6 +94,7 @@ class Database:
     def delete(self, resource: str, record_id: str) -> Row | None:
         row = self.tables[resource].pop(record_id, None)
         if row is not None:
+            self.timelines[resource].remove(row)
             row.version += 1
             self.generations[resource] += 1
         return row
@@ -99,5 +111,6 @@ class Database:
     def clear(self) -> None:
         for name, table in self.tables.items():
             table.clear()
+            self.timelines[name] = Timeline()
             self.generations[name] += 1
         self._numbers.clear()
