@@ -114,11 +114,11 @@ class CountingStore(StateStore):
         self._hit("incr_many")
         return self.inner.incr_many(keys, ttl)
 
-    def acquire_lease_and_get(
-        self, key: str, owner: str, ttl: float, keys: Sequence[str]
-    ) -> tuple[bool, list[str | None]]:
-        self._hit("acquire_lease_and_get")
-        return self.inner.acquire_lease_and_get(key, owner, ttl, keys)
+    def acquire_leases_and_get(
+        self, claims: Sequence[tuple[str, str, float]], keys: Sequence[str]
+    ) -> tuple[list[bool], list[str | None]]:
+        self._hit("acquire_leases_and_get")
+        return self.inner.acquire_leases_and_get(claims, keys)
 
     def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
         self._hit("take_turn")

@@ -25,7 +25,6 @@ classified (the state store down ...).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -177,15 +176,12 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
     def run(connection: str, run_ids: Ids) -> None:
         ids = _ids(run_ids)
         app.store.delete(*(in_flight_key(connection, r) for r in ids))  # picked up: no longer "on its way"
-        started = time.monotonic()
-        for index, run_id in enumerate(ids):
-            if index and time.monotonic() - started > app.options.run_batch_seconds:
-                # slow steps: one message per run left, so every worker thread can take one
-                holder["actors"].send_runs(connection, ids[index:], per_message=1)
-                return
-            outcome = runner.run(connection, run_id)
+        batch = runner.run_many(connection, ids, budget=app.options.run_batch_seconds)
+        for run_id, outcome in batch.outcomes:
             if outcome.requeue_after is not None:
                 holder["actors"].send_run(connection, run_id, delay=outcome.requeue_after)
+        # slow steps: one message per run left, so every worker thread can take one
+        holder["actors"].send_runs(connection, batch.handed_back, per_message=1)
 
     actors = Actors(
         broker=broker,

@@ -219,3 +219,34 @@ def test_the_sweeper_leaves_events_alone_while_their_messages_wait(
     assert runtime.recover(events_older_than=0) == (0, 0)  # waiting in the queue, not lost
     runtime.broker.flush_all()  # the messages are lost (a dead-lettered dispatch, say)
     assert runtime.recover(events_older_than=0) == (3, 0)
+
+
+def test_runs_handed_back_are_released_for_other_workers(runtime: Runtime, connection_id: str) -> None:
+    batch = events(connection_id, 3)
+    runtime.app.events.save_many(batch)
+    sent: list[str] = []
+    runtime.actors.dispatcher.dispatch_many(
+        connection_id, [e.id for e in batch], lambda _c, ids: sent.extend(ids)
+    )
+    done = runtime.actors.runner.run_many(connection_id, sent, budget=0.0)
+    assert [outcome.status for _, outcome in done.outcomes] == ["succeeded"]  # one always runs
+    assert done.handed_back == sent[1:]
+    store = runtime.app.store
+    assert store.get_many([run_lease_key(connection_id, r) for r in sent]) == [None] * len(sent)
+    rest = runtime.actors.runner.run_many(connection_id, done.handed_back)
+    assert {outcome.status for _, outcome in rest.outcomes} == {"succeeded"} and rest.handed_back == []
+
+
+def test_a_run_held_elsewhere_is_busy_and_the_others_still_run(runtime: Runtime, connection_id: str) -> None:
+    batch = events(connection_id, 2)
+    runtime.app.events.save_many(batch)
+    sent: list[str] = []
+    runtime.actors.dispatcher.dispatch_many(
+        connection_id, [e.id for e in batch], lambda _c, ids: sent.extend(ids)
+    )
+    other = Lease(runtime.app.store, run_lease_key(connection_id, sent[0]), ttl=5)
+    assert other.acquire()
+    done = dict(runtime.actors.runner.run_many(connection_id, sent).outcomes)
+    assert done[sent[0]].status == "busy" and done[sent[0]].requeue_after is not None
+    assert all(done[r].status == "succeeded" for r in sent[1:])
+    assert runtime.app.store.get(other.key) == other.owner  # another owner's lease is left alone

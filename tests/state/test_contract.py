@@ -79,14 +79,17 @@ def test_incr_many(store: StateStore, connection_id: str) -> None:
     assert store.incr_many([]) == []
 
 
-def test_acquire_lease_and_get(store: StateStore, connection_id: str) -> None:
-    lease, a, b = (key(connection_id, "claim", n) for n in ("lease", "a", "b"))
+def test_acquire_leases_and_get(store: StateStore, connection_id: str) -> None:
+    one, two, a, b = (key(connection_id, "claim", n) for n in ("one", "two", "a", "b"))
     store.set(a, "")
-    assert store.acquire_lease_and_get(lease, "me", 5, [a, b]) == (True, ["", None])
-    assert store.acquire_lease_and_get(lease, "me", 5, []) == (True, [])  # renewing
-    assert store.acquire_lease_and_get(lease, "you", 5, [a]) == (False, [])
-    assert store.release_lease(lease, "me") is True
-    assert store.acquire_lease_and_get(lease, "you", 5, [a]) == (True, [""])
+    assert store.acquire_leases_and_get([(one, "me", 5)], [a, b]) == ([True], ["", None])
+    assert store.acquire_leases_and_get([(one, "me", 5)], []) == ([True], [])  # renewing
+    assert store.acquire_leases_and_get([(one, "you", 5), (two, "you", 5)], [a]) == ([False, True], [""])
+    assert store.get(one) == "me" and store.get(two) == "you"
+    assert 0 < (store.ttl(two) or 0) <= 5
+    assert store.acquire_leases_and_get([], [b]) == ([], [None])
+    assert store.release_lease(one, "me") is True
+    assert store.acquire_leases_and_get([(one, "you", 5)], [a]) == ([True], [""])
 
 
 def test_batch_releases_only_its_own_lease(store: StateStore, connection_id: str) -> None:

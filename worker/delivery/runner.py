@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
@@ -62,6 +63,22 @@ class Outcome:
     reason: str | None = None
 
 
+@dataclass
+class Batch:
+    """What became of one run message: an outcome per run dealt with, and the runs handed back
+    unstarted because the message's time budget was spent."""
+
+    outcomes: list[tuple[str, Outcome]] = field(default_factory=list)
+    handed_back: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    rule: PreparedRule
+    event: Event
+    entries: dict[str, LedgerEntry]
+
+
 def step_ids(rule: Rule) -> list[str]:
     """Ledger keys of the rule's steps: the step's ``id``, else its position (``step1`` ...)."""
     return [step.id or f"step{index + 1}" for index, step in enumerate(steps_of(rule))]
@@ -90,38 +107,117 @@ class Runner:
                 self._unreleased.extend(kept)
         return released
 
-    # entry point ----------------------------------------------------------------------------
+    # entry points ---------------------------------------------------------------------------
     def run(self, connection: str, run_id: str) -> Outcome:
+        """Deliver one run (a retry, ``ppw dlq replay``, a test)."""
+        [(_, outcome)] = self.run_many(connection, [run_id]).outcomes
+        return outcome
+
+    def run_many(self, connection: str, run_ids: Sequence[str], *, budget: float | None = None) -> Batch:
+        """Deliver the runs of one message, in order.
+
+        Every run is claimed and its record read in one round trip, and the events and ledger
+        entries of those to execute in a second, so a message of ten runs costs two reads, not
+        twenty. With ``budget`` (seconds), the runs not started once it is spent (slow steps) are
+        released and handed back for other workers.
+        """
         app = self.app
-        lease = Lease(app.store, run_lease_key(connection, run_id), ttl=app.options.run_lease)
-        found = lease.acquire_and_read([app.history.key(connection, run_id)])
-        if found is None:
-            return self._busy(connection, run_id, lease)
+        ids = list(dict.fromkeys(run_ids))
+        leases = [Lease(app.store, run_lease_key(connection, r), ttl=app.options.run_lease) for r in ids]
+        records = Lease.acquire_all_and_read(leases, [app.history.key(connection, r) for r in ids])
+        batch = Batch()
+        started = time.monotonic()
         try:
-            run = app.history.parse(run_id, found[0])  # read under the lease: no one else writes it
+            ready = self._ready(connection, ids, leases, records, batch)
+            with ExitStack() as kept:
+                for _run, lease in ready:
+                    kept.enter_context(keep_alive(lease))
+                for position, ((run, lease), loaded) in enumerate(zip(ready, self._load(ready), strict=True)):
+                    if budget is not None and position and time.monotonic() - started > budget:
+                        batch.handed_back = [r.id for r, _ in ready[position:]]
+                        break
+                    with log_context(
+                        connection=connection,
+                        run_id=run.id,
+                        rule_id=run.rule_id,
+                        event_id=run.event_id,
+                        resource=run.event.resource,
+                    ):
+                        batch.outcomes.append((run.id, self._run_loaded(run, lease, loaded)))
+        finally:
+            self._release(leases)  # those the runs' last writes did not give back
+        return batch
+
+    def _ready(
+        self,
+        connection: str,
+        ids: list[str],
+        leases: list[Lease],
+        records: list[str | None],
+        batch: Batch,
+    ) -> list[tuple[Run, Lease]]:
+        """The claimed runs that still have work to do; the others' outcomes go into ``batch``."""
+        ready = []
+        for run_id, lease, raw in zip(ids, leases, records, strict=True):
+            if not lease.held:
+                batch.outcomes.append((run_id, self._busy(connection, run_id, lease)))
+                continue
+            run = self.app.history.parse(run_id, raw)  # read under the lease: no one else writes it
             if run is None:
                 log.warning("run %s is gone (older than the retention period?); nothing to do", run_id)
-                return Outcome("missing")
-            if run.terminal:
-                return Outcome("already", run=run)
-            with (
-                log_context(
-                    connection=connection,
-                    run_id=run_id,
-                    rule_id=run.rule_id,
-                    event_id=run.event_id,
-                    resource=run.event.resource,
-                ),
-                keep_alive(lease),
-            ):
-                return self._run_leased(run, lease)
-        finally:
+                batch.outcomes.append((run_id, Outcome("missing")))
+            elif run.terminal:
+                batch.outcomes.append((run_id, Outcome("already", run=run)))
+            else:
+                ready.append((run, lease))
+        return ready
+
+    def _load(self, ready: list[tuple[Run, Lease]]) -> list[_Loaded | Exception]:
+        """Each run's rule, event and ledger entries (one read for all), or why it cannot run."""
+        app = self.app
+        plans: list[tuple[PreparedRule, list[str], int] | Exception] = []
+        keys: list[str] = []
+        for run, _lease in ready:
             try:
-                lease.release()  # nothing to do when the run's last write released it
-            except StateError as exc:  # released by the sweeper once the store is back
-                log.warning("could not release the run lease: %s", exc)
-                with self._unreleased_lock:
-                    self._unreleased.append(lease)
+                rule = app.rules.prepare(run.rule_snapshot, run.rule_version)
+            except (PydanticValidationError, ValueError) as exc:
+                plans.append(exc)
+                continue
+            ids = step_ids(rule.rule)
+            plans.append((rule, ids, len(keys)))
+            keys.append(app.events.key(run.connection, run.event_id))
+            keys += app.ledger.keys(run.connection, run.event_id, run.rule_id, ids)
+        raws = app.store.get_many(keys) if keys else []
+        loaded: list[_Loaded | Exception] = []
+        for (run, _lease), plan in zip(ready, plans, strict=True):
+            if isinstance(plan, Exception):
+                loaded.append(plan)
+                continue
+            rule, ids, at = plan
+            try:
+                event = app.events.parse(run.event_id, raws[at])
+            except (EventNotFound, PydanticValidationError) as exc:
+                loaded.append(exc)
+                continue
+            loaded.append(_Loaded(rule, event, app.ledger.parse(ids, raws[at + 1 : at + 1 + len(ids)])))
+        return loaded
+
+    def _release(self, leases: list[Lease]) -> None:
+        """Give back, in one write, the leases still held (the runs' last writes released theirs)."""
+        held = [lease for lease in leases if lease.held and not lease.released]
+        if not held:
+            return
+        try:
+            with self.app.store.batch() as batch:
+                for lease in held:
+                    lease.release_in(batch)
+        except StateError as exc:  # released by the sweeper once the store is back
+            log.warning("could not release %d run lease(s): %s", len(held), exc)
+            with self._unreleased_lock:
+                self._unreleased.extend(held)
+            return
+        for lease in held:
+            lease.released_by_batch()
 
     def _busy(self, connection: str, run_id: str, lease: Lease) -> Outcome:
         """Another worker holds the run: look again when its lease would lapse (unless it finished)."""
@@ -136,18 +232,10 @@ class Runner:
         return Outcome("busy", requeue_after=delay, run=run)
 
     # one attempt, holding the run lease --------------------------------------------------------
-    def _run_leased(self, run: Run, lease: Lease) -> Outcome:
-        app = self.app
-        try:
-            rule = app.rules.prepare(run.rule_snapshot, run.rule_version)
-            ids = step_ids(rule.rule)
-            ledger_keys = app.ledger.keys(run.connection, run.event_id, run.rule_id, ids)
-            raws = app.store.get_many([app.events.key(run.connection, run.event_id), *ledger_keys])
-            event = app.events.parse(run.event_id, raws[0])
-        except (EventNotFound, PydanticValidationError, ValueError) as exc:
-            return self._dead(run, classify(exc), failed_step=None, event=None)
-        entries = app.ledger.parse(ids, raws[1:])
-
+    def _run_loaded(self, run: Run, lease: Lease, loaded: _Loaded | Exception) -> Outcome:
+        if isinstance(loaded, Exception):
+            return self._dead(run, classify(loaded), failed_step=None, event=None)
+        rule, event, entries = loaded.rule, loaded.event, loaded.entries
         if run.mode not in ("queued", "single"):
             return self._attempt(run, rule, event, entries, (lease,))
         claim = self._claim_record(run)

@@ -108,17 +108,15 @@ class StateStore(abc.ABC):
     def release_lease(self, key: str, owner: str) -> bool:
         """Release only if ``owner`` still holds it; True when released."""
 
-    def acquire_lease_and_get(
-        self, key: str, owner: str, ttl: float, keys: Sequence[str]
-    ) -> tuple[bool, list[str | None]]:
-        """:meth:`acquire_lease`, and when it is taken, :meth:`get_many` of ``keys``, in one round trip.
-
-        A worker starting a run claims it and reads the run record in one go; nothing is read
-        (an empty list) when another owner holds the lease.
+    def acquire_leases_and_get(
+        self, claims: Sequence[tuple[str, str, float]], keys: Sequence[str]
+    ) -> tuple[list[bool], list[str | None]]:
+        """:meth:`acquire_lease` for each ``(key, owner, ttl)`` of ``claims``, and :meth:`get_many`
+        of ``keys``, in one round trip: a worker claims a whole message's runs and reads their
+        records in one go. The keys are read whichever claims succeed.
         """
-        if not self.acquire_lease(key, owner, ttl):
-            return False, []
-        return True, self.get_many(keys)
+        taken = [self.acquire_lease(k, owner, ttl) for k, owner, ttl in claims]
+        return taken, self.get_many(keys)
 
     # hashes ---------------------------------------------------------------------------------
     @abc.abstractmethod

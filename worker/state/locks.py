@@ -73,12 +73,17 @@ class Lease:
         self.held = self.store.acquire_lease(self.key, self.owner, self.ttl)
         return self.held
 
-    def acquire_and_read(self, keys: Sequence[str]) -> list[str | None] | None:
-        """Take the lease (without waiting) and read ``keys`` in the same round trip; None when
-        another owner holds it."""
-        taken, values = self.store.acquire_lease_and_get(self.key, self.owner, self.ttl, keys)
-        self.held = taken
-        return values if taken else None
+    @staticmethod
+    def acquire_all_and_read(leases: Sequence[Lease], keys: Sequence[str]) -> list[str | None]:
+        """Take each of ``leases`` (without waiting; ``held`` says which) and read ``keys``, all in
+        one round trip."""
+        if not leases:
+            return []
+        store = leases[0].store
+        taken, values = store.acquire_leases_and_get([(x.key, x.owner, x.ttl) for x in leases], keys)
+        for lease, held in zip(leases, taken, strict=True):
+            lease.held = held
+        return values
 
     def release(self) -> bool:
         """Give the lease up if we still hold it; never removes another owner's claim."""

@@ -25,17 +25,22 @@ import redis
 
 from worker.state.base import StateError, StateStore, WriteBatch
 
-_ACQUIRE_LEASE = """
-local current = redis.call('GET', KEYS[1])
-if not current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-elseif current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+# A lease: the key holds its owner and expires; the owner may renew it. Shared by the scripts below.
+_CLAIM = """
+local function claim(key, owner, px)
+  local current = redis.call('GET', key)
+  if not current then
+    redis.call('SET', key, owner, 'PX', px)
+    return true
+  elseif current == owner then
+    redis.call('PEXPIRE', key, px)
+    return true
+  end
+  return false
 end
-return 0
 """
+
+_ACQUIRE_LEASE = _CLAIM + "return claim(KEYS[1], ARGV[1], ARGV[2]) and 1 or 0"
 
 _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -45,38 +50,33 @@ end
 return 0
 """
 
-_ACQUIRE_LEASE_AND_GET = """
-local current = redis.call('GET', KEYS[1])
-if not current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-elseif current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-else
-  return {0}
+# KEYS: the n lease keys, then the keys to read; ARGV: n, then owner and ttl of each lease.
+_ACQUIRE_LEASES_AND_GET = (
+    _CLAIM
+    + """
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  out[i] = claim(KEYS[i], ARGV[2 * i], ARGV[2 * i + 1]) and 1 or 0
 end
-local out = {1}
-if #KEYS > 1 then
-  for _, value in ipairs(redis.call('MGET', unpack(KEYS, 2))) do table.insert(out, value) end
+if #KEYS > n then
+  for _, value in ipairs(redis.call('MGET', unpack(KEYS, n + 1))) do table.insert(out, value) end
 end
 return out
 """
+)
 
-_TAKE_TURN = """
+_TAKE_TURN = (
+    _CLAIM
+    + """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-if first ~= ARGV[1] then
-  return {first, 0}
-end
-local current = redis.call('GET', KEYS[2])
-if not current then
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
-elseif current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-else
+if first ~= ARGV[1] or not claim(KEYS[2], ARGV[1], ARGV[3]) then
   return {first, 0}
 end
 return {first, 1}
 """
+)
 
 _INCR = """
 local existed = redis.call('EXISTS', KEYS[1])
@@ -241,7 +241,7 @@ class RedisStore(StateStore):
         self._clients_lock = threading.Lock()
         self._acquire = self._shared.register_script(_ACQUIRE_LEASE)
         self._release = self._shared.register_script(_RELEASE_LEASE)
-        self._acquire_and_get = self._shared.register_script(_ACQUIRE_LEASE_AND_GET)
+        self._acquire_and_get = self._shared.register_script(_ACQUIRE_LEASES_AND_GET)
         self._turn = self._shared.register_script(_TAKE_TURN)
         self._incr = self._shared.register_script(_INCR)
         self._batch = self._shared.register_script(_BATCH)
@@ -366,17 +366,20 @@ class RedisStore(StateStore):
             self._call("lease release", lambda: self._release(keys=[key], args=[owner], client=self._client))
         )
 
-    def acquire_lease_and_get(
-        self, key: str, owner: str, ttl: float, keys: Sequence[str]
-    ) -> tuple[bool, list[str | None]]:
-        px = _millis(ttl)
+    def acquire_leases_and_get(
+        self, claims: Sequence[tuple[str, str, float]], keys: Sequence[str]
+    ) -> tuple[list[bool], list[str | None]]:
+        args: list[Any] = [len(claims)]
+        for _key, owner, ttl in claims:
+            args += [owner, _millis(ttl)]
         reply = self._call(
             "lease acquire and read",
-            lambda: self._acquire_and_get(keys=[key, *keys], args=[owner, px], client=self._client),
+            lambda: self._acquire_and_get(
+                keys=[k for k, _, _ in claims] + list(keys), args=args, client=self._client
+            ),
         )
-        if not reply or not int(reply[0]):
-            return False, []
-        return True, list(reply[1:])  # a missing key comes back as None (Lua false)
+        taken = [bool(int(flag)) for flag in reply[: len(claims)]]
+        return taken, list(reply[len(claims) :])  # a missing key comes back as None (Lua false)
 
     # hashes ---------------------------------------------------------------------------------
     def hget(self, key: str, field: str) -> str | None:

@@ -434,15 +434,17 @@ class SqliteStore(StateStore):
     def release_lease(self, key: str, owner: str) -> bool:
         return self._write(lambda tx: tx.release(key, owner))
 
-    def acquire_lease_and_get(
-        self, key: str, owner: str, ttl: float, keys: Sequence[str]
-    ) -> tuple[bool, list[str | None]]:
-        def run(tx: _Tx) -> tuple[bool, list[str | None]]:
-            current = self._get(tx, key)
-            if current is not None and current != owner:
-                return False, []
-            tx.set(key, owner, ttl)
-            return True, [self._live_string(tx, k) for k in keys]
+    def acquire_leases_and_get(
+        self, claims: Sequence[tuple[str, str, float]], keys: Sequence[str]
+    ) -> tuple[list[bool], list[str | None]]:
+        def run(tx: _Tx) -> tuple[list[bool], list[str | None]]:
+            taken = []
+            for k, owner, ttl in claims:
+                current = self._get(tx, k)
+                taken.append(current is None or current == owner)
+                if taken[-1]:
+                    tx.set(k, owner, ttl)
+            return taken, [self._live_string(tx, k) for k in keys]
 
         return self._write(run)
 
