@@ -221,13 +221,19 @@ def test_the_sweeper_leaves_events_alone_while_their_messages_wait(
     assert runtime.recover(events_older_than=0) == (3, 0)
 
 
-def test_runs_handed_back_are_released_for_other_workers(runtime: Runtime, connection_id: str) -> None:
-    batch = events(connection_id, 3)
+def _dispatched(runtime: Runtime, connection_id: str, count: int) -> list[str]:
+    """Store ``count`` new-matter events and dispatch them; the run ids dispatch sent."""
+    batch = events(connection_id, count)
     runtime.app.events.save_many(batch)
     sent: list[str] = []
     runtime.actors.dispatcher.dispatch_many(
         connection_id, [e.id for e in batch], lambda _c, ids: sent.extend(ids)
     )
+    return sent
+
+
+def test_runs_handed_back_are_released_for_other_workers(runtime: Runtime, connection_id: str) -> None:
+    sent = _dispatched(runtime, connection_id, 3)
     done = runtime.actors.runner.run_many(connection_id, sent, budget=0.0)
     assert [outcome.status for _, outcome in done.outcomes] == ["succeeded"]  # one always runs
     assert done.handed_back == sent[1:]
@@ -238,12 +244,7 @@ def test_runs_handed_back_are_released_for_other_workers(runtime: Runtime, conne
 
 
 def test_a_run_held_elsewhere_is_busy_and_the_others_still_run(runtime: Runtime, connection_id: str) -> None:
-    batch = events(connection_id, 2)
-    runtime.app.events.save_many(batch)
-    sent: list[str] = []
-    runtime.actors.dispatcher.dispatch_many(
-        connection_id, [e.id for e in batch], lambda _c, ids: sent.extend(ids)
-    )
+    sent = _dispatched(runtime, connection_id, 2)
     other = Lease(runtime.app.store, run_lease_key(connection_id, sent[0]), ttl=5)
     assert other.acquire()
     done = dict(runtime.actors.runner.run_many(connection_id, sent).outcomes)
