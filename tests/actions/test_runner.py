@@ -104,7 +104,9 @@ class Harness:
         return ev
 
     def dispatch(self, ev: Event) -> list[str]:
-        result = self.dispatcher.dispatch(self.connection, ev.id, lambda _c, run_id: self.sent.append(run_id))
+        [result] = self.dispatcher.dispatch_many(
+            self.connection, [ev.id], lambda _c, ids: self.sent.extend(ids)
+        )
         return result.runs
 
     def run(self, run_id: str) -> Outcome:

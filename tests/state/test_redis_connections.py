@@ -29,11 +29,13 @@ def private(tmp_path: Path) -> Iterator[PrivateRedis]:
 def test_each_thread_keeps_one_connection(private: PrivateRedis) -> None:
     store = RedisStore(private.url)
     seen: list[int] = []
+    together = threading.Barrier(4)  # all four alive at once, so no connection is handed on
 
     def work() -> None:
         for _ in range(20):
             store.set(key("c", "k"), "v")
         seen.append(id(store._client.connection))
+        together.wait(10)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for thread in threads:

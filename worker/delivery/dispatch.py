@@ -22,19 +22,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from worker.delivery.app import DeliveryApp
 from worker.delivery.breaker import Verdict
 from worker.delivery.eventstore import EventStore
 from worker.delivery.history import EventSummary, Run, run_id_for
-from worker.delivery.rulebook import SNAPSHOT_CACHE, Matched
+from worker.delivery.rulebook import Matched
 from worker.events import Event
 from worker.state.base import key
 
 log = logging.getLogger(__name__)
 
-SendRun = Callable[[str, str], None]
 SendRuns = Callable[[str, list[str]], None]
 
 
@@ -53,7 +51,6 @@ class Dispatched:
 class _Candidate:
     """A run a matched rule asks for, before the breaker and the run history have had their say."""
 
-    event: Event
     matched: Matched
     run: Run
     result: Dispatched
@@ -62,19 +59,9 @@ class _Candidate:
 class Dispatcher:
     def __init__(self, app: DeliveryApp) -> None:
         self.app = app
-        self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _marker(self, connection: str, event_id: str) -> str:
         return key(connection, "dispatched", event_id)
-
-    def dispatch(self, connection: str, event_id: str, send_run: SendRun) -> Dispatched:
-        """Match the stored event ``event_id`` and send one run message per matching rule."""
-
-        def send_runs(conn: str, run_ids: list[str]) -> None:
-            for run_id in run_ids:
-                send_run(conn, run_id)
-
-        return self.dispatch_many(connection, [event_id], send_runs)[0]
 
     def dispatch_many(
         self, connection: str, event_ids: Sequence[str], send_runs: SendRuns
@@ -123,7 +110,7 @@ class Dispatcher:
                 log.debug("rule %s skipped: the change was made by ppw (allow_own_changes is off)", rule.id)
                 result.own_change_skipped.append(rule.id)
                 continue
-            found.append(_Candidate(event, matched, self._run(event, matched), result))
+            found.append(_Candidate(matched, self._run(event, matched), result))
         return found
 
     def _run(self, event: Event, matched: Matched) -> Run:
@@ -141,22 +128,12 @@ class Dispatcher:
             ),
             rule_id=rule.id,
             rule_version=matched.version,
-            rule_snapshot=self._snapshot(matched),
+            rule_snapshot=self.app.rules.snapshot(matched),
             mode=rule.mode,
             conditions=matched.conditions,
             queued_at=_timestamp(event.detected_at),
             dry_run=rule.dry_run,
         )
-
-    def _snapshot(self, matched: Matched) -> dict[str, Any]:
-        """The rule's stored form, made once per rule version (every run of it carries a copy)."""
-        cache_key = (matched.rule.id, matched.version)
-        snapshot = self._snapshots.get(cache_key)
-        if snapshot is None:
-            if len(self._snapshots) >= SNAPSHOT_CACHE:
-                self._snapshots.clear()
-            snapshot = self._snapshots[cache_key] = self.app.rules.snapshot(matched.rule)
-        return snapshot
 
     def _create_runs(self, connection: str, candidates: list[_Candidate]) -> list[str]:
         """Create the candidates' runs (or find those an earlier, crashed dispatch made); ids to send."""

@@ -112,7 +112,7 @@ class RunHistory:
         self.retention = retention
 
     @staticmethod
-    def _key(connection: str, run_id: str) -> str:
+    def key(connection: str, run_id: str) -> str:
         return key(connection, "run", run_id)
 
     @staticmethod
@@ -122,9 +122,6 @@ class RunHistory:
     @staticmethod
     def _active(connection: str) -> str:
         return key(connection, "runs-active")
-
-    def key(self, connection: str, run_id: str) -> str:
-        return self._key(connection, run_id)
 
     def create(self, run: Run) -> bool:
         """Store a new run; False (and nothing written) when a run with this id already exists."""
@@ -137,7 +134,7 @@ class RunHistory:
         """
         if not runs:
             return frozenset()
-        by_key = {self._key(r.connection, r.id): r for r in runs}
+        by_key = {self.key(r.connection, r.id): r for r in runs}
         made = self.store.set_many_if_absent(
             {k: r.model_dump_json() for k, r in by_key.items()}, self.retention
         )
@@ -158,19 +155,20 @@ class RunHistory:
     def write(self, batch: WriteBatch, run: Run) -> None:
         """:meth:`save` into ``batch``, so the runner writes a run and its ledger entry together."""
         ttl = None if run.status == "dead" else self.retention
-        batch.set(self._key(run.connection, run.id), run.model_dump_json(), ttl=ttl)
+        batch.set(self.key(run.connection, run.id), run.model_dump_json(), ttl=ttl)
         batch.zadd(self._index(run.connection), {run.id: run.created_at})
         if run.terminal:
             batch.zrem(self._active(run.connection), run.id)
         else:
             batch.zadd(self._active(run.connection), {run.id: run.created_at})
 
-    def parse(self, run_id: str, raw: str | None) -> Run | None:
+    @staticmethod
+    def parse(raw: str | None) -> Run | None:
         """The run stored as ``raw`` (read by the caller with other keys), None when gone."""
         return Run.model_validate_json(raw) if raw is not None else None
 
     def get(self, connection: str, run_id: str) -> Run:
-        raw = self.store.get(self._key(connection, run_id))
+        raw = self.store.get(self.key(connection, run_id))
         if raw is None:
             raise RunNotFound(f"no run {run_id!r} (unknown, or older than the retention period)")
         return Run.model_validate_json(raw)
@@ -226,7 +224,7 @@ class RunHistory:
         page = 200
         for start in range(0, len(members), page):
             chunk = [m for m, _ in members[start : start + page]]
-            raws = self.store.get_many([self._key(connection, m) for m in chunk])
+            raws = self.store.get_many([self.key(connection, m) for m in chunk])
             gone = [m for m, raw in zip(chunk, raws, strict=True) if raw is None]
             if gone:
                 self.store.zrem(index, *gone)
@@ -242,7 +240,7 @@ class RunHistory:
         old = [m for m, _ in self.store.zrange_by_score(index, maximum=cutoff)]
         if not old:
             return 0
-        raws = self.store.get_many([self._key(connection, m) for m in old])
+        raws = self.store.get_many([self.key(connection, m) for m in old])
         gone = [m for m, raw in zip(old, raws, strict=True) if raw is None]
         if gone:
             self.store.zrem(index, *gone)

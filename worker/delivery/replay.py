@@ -51,7 +51,7 @@ def replay(
             )
         update |= {
             "rule_version": current.version,
-            "rule_snapshot": app.rules.snapshot(current.rule),
+            "rule_snapshot": app.rules.snapshot(current),
             "mode": current.rule.mode,
             "steps": [],
         }

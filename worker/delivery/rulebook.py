@@ -72,6 +72,7 @@ class EngineRuleBook:
         self._engine = engine
         self._settings = settings
         self._snapshots: dict[tuple[str, str], Engine] = {}
+        self._dumped: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -93,10 +94,20 @@ class EngineRuleBook:
         loaded = self._engine().ruleset.get(rule_id)
         return Matched(loaded.rule, loaded.version) if loaded is not None else None
 
-    @staticmethod
-    def snapshot(rule: Rule) -> dict[str, Any]:
-        """The rule as plain JSON data (aliases as written in YAML, so it validates back)."""
-        data: dict[str, Any] = rule.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    def snapshot(self, matched: Matched) -> dict[str, Any]:
+        """The rule as plain JSON data (aliases as written in YAML, so it validates back).
+
+        Every run carries one, so it is made once per rule version.
+        """
+        cache_key = (matched.rule.id, matched.version)
+        with self._lock:
+            data = self._dumped.get(cache_key)
+        if data is None:
+            data = matched.rule.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            with self._lock:
+                if len(self._dumped) >= SNAPSHOT_CACHE:
+                    self._dumped.clear()
+                self._dumped[cache_key] = data
         return data
 
     def prepare(self, snapshot: dict[str, Any], version: str) -> PreparedRule:

@@ -159,10 +159,10 @@ class Runner:
         """The claimed runs that still have work to do; the others' outcomes go into ``batch``."""
         ready = []
         for run_id, lease, raw in zip(ids, leases, records, strict=True):
+            run = self.app.history.parse(raw)  # under the lease no one else writes it
             if not lease.held:
-                batch.outcomes.append((run_id, self._busy(connection, run_id, lease)))
+                batch.outcomes.append((run_id, self._busy(run_id, run, lease)))
                 continue
-            run = self.app.history.parse(run_id, raw)  # read under the lease: no one else writes it
             if run is None:
                 log.warning("run %s is gone (older than the retention period?); nothing to do", run_id)
                 batch.outcomes.append((run_id, Outcome("missing")))
@@ -204,7 +204,7 @@ class Runner:
 
     def _release(self, leases: list[Lease]) -> None:
         """Give back, in one write, the leases still held (the runs' last writes released theirs)."""
-        held = [lease for lease in leases if lease.held and not lease.released]
+        held = [lease for lease in leases if lease.held]
         if not held:
             return
         try:
@@ -219,9 +219,9 @@ class Runner:
         for lease in held:
             lease.released_by_batch()
 
-    def _busy(self, connection: str, run_id: str, lease: Lease) -> Outcome:
-        """Another worker holds the run: look again when its lease would lapse (unless it finished)."""
-        run = self.app.history.find(connection, run_id)
+    def _busy(self, run_id: str, run: Run | None, lease: Lease) -> Outcome:
+        """Another worker holds the run (read along with the claim): look again when its lease
+        would lapse, unless it finished."""
         if run is None:
             return Outcome("missing")
         if run.terminal:

@@ -48,8 +48,6 @@ class Lease:
         self.ttl = ttl
         self.owner = owner or secrets.token_hex(16)
         self.held = False
-        #: given up (by :meth:`release`, or by a batch that released it): nothing more to release
-        self.released = False
 
     def __repr__(self) -> str:
         return f"Lease({self.key!r}, ttl={self.ttl}, held={self.held})"
@@ -86,12 +84,15 @@ class Lease:
         return values
 
     def release(self) -> bool:
-        """Give the lease up if we still hold it; never removes another owner's claim."""
-        if self.released:
+        """Give the lease up if we still hold it; never removes another owner's claim.
+
+        Nothing to do (no round trip) once it is not held: released already, by a batch too, or
+        never taken.
+        """
+        if not self.held:
             return False
         released = self.store.release_lease(self.key, self.owner)
         self.held = False
-        self.released = True
         return released
 
     def release_in(self, batch: WriteBatch) -> None:
@@ -100,7 +101,6 @@ class Lease:
 
     def released_by_batch(self) -> None:
         self.held = False
-        self.released = True
 
     def __enter__(self) -> Lease:
         if not self.acquire():
