@@ -11,6 +11,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -155,7 +156,17 @@ class Settings(BaseSettings):
             *self.slack_webhooks.values(),
             *self.webhook_secrets.values(),
         ]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        secrets = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        # a request line logged by an HTTP library shows a webhook's path, not its whole URL
+        secrets += [path for url in self.slack_webhooks.values() if (path := _secret_path(url))]
+        return secrets
+
+
+def _secret_path(url: SecretStr) -> str | None:
+    """The path and query of a secret URL, when long enough to be the secret part of it."""
+    parts = urlsplit(url.get_secret_value())
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return path if len(path.strip("/")) >= 12 else None
 
 
 @lru_cache(maxsize=1)

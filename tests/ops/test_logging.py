@@ -105,6 +105,17 @@ def test_secrets_are_masked_in_message_args_extra_and_exception(
     assert "Traceback" in str(records[3]["exc_info"])
 
 
+def test_a_request_line_with_a_webhook_path_is_masked(
+    capture_logs: Capture, secret_settings: Settings
+) -> None:
+    stream = capture_logs(secret_settings)
+    path = SLACK_URL.split("hooks.slack.com", 1)[1]
+    logging.getLogger("some.http.library").warning('"POST %s HTTP/1.1" 200 2', path)
+    output = stream.getvalue()
+    assert "XXXXXXXXXXXX" not in output
+    assert f'"POST {MASK} HTTP/1.1" 200 2' in output
+
+
 def test_text_format_masks_exception_text(capture_logs: Capture, secret_settings: Settings) -> None:
     stream = capture_logs(secret_settings)
     try:

@@ -19,9 +19,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-import httpx
-
 from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.outbound import Reply, TransportFailure
 from worker.actions.params import HttpRequestParams
 from worker.actions.responses import PREVIEW, status_error, transport_error
 from worker.actions.signing import HEADER as SIGNATURE_HEADER
@@ -151,12 +150,12 @@ def _send(
     body: bytes,
     timeout: float,
     allowed: list[str],
-) -> httpx.Response:
+) -> Reply:
     origin = urlsplit(url).netloc.lower()
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            response = ctx.services.http.request(method, url, headers=headers, content=body, timeout=timeout)
-        except httpx.TransportError as exc:
+            response = ctx.services.http.request(method, url, headers=headers, body=body, timeout=timeout)
+        except TransportFailure as exc:
             raise transport_error(f"{method} {urlsplit(url).hostname}", exc) from None
         if response.status_code not in REDIRECTS or "location" not in response.headers:
             return response
@@ -174,7 +173,7 @@ def _send(
     raise PermanentStepError(f"{method} {urlsplit(url).hostname}: more than {MAX_REDIRECTS} redirects")
 
 
-def _output(response: httpx.Response) -> dict[str, Any]:
+def _output(response: Reply) -> dict[str, Any]:
     """``steps.<id>.status|headers|json|text`` for later steps (``json`` is None unless it parses)."""
     parsed: Any = None
     if "json" in response.headers.get("content-type", ""):
@@ -190,6 +189,6 @@ def _output(response: httpx.Response) -> dict[str, Any]:
     }
 
 
-def _preview(response: httpx.Response) -> str:
+def _preview(response: Reply) -> str:
     text = response.text
     return text[:PREVIEW] + ("..." if len(text) > PREVIEW else "")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
-
+from worker.actions.outbound import Reply, TransportFailure
 from worker.delivery.failures import PermanentStepError, StepError, TransientStepError
 from worker.practicepanther.retry import retry_after
 
@@ -14,13 +13,13 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PREVIEW = 300
 
 
-def preview(response: httpx.Response) -> str:
+def preview(response: Reply) -> str:
     """The start of a response body for an error message (receivers' bodies are not secret)."""
     text = response.text.strip().replace("\n", " ")
     return text[:PREVIEW] + ("..." if len(text) > PREVIEW else "")
 
 
-def status_error(what: str, response: httpx.Response, detail: str | None = None) -> StepError:
+def status_error(what: str, response: Reply, detail: str | None = None) -> StepError:
     """The step error for a non-2xx answer: transient for 408/425/429/5xx, permanent otherwise."""
     said = detail if detail is not None else preview(response)
     message = f"{what} answered {response.status_code}" + (f": {said}" if said else "")
@@ -31,8 +30,6 @@ def status_error(what: str, response: httpx.Response, detail: str | None = None)
     return PermanentStepError(message)
 
 
-def transport_error(what: str, exc: httpx.TransportError) -> StepError:
+def transport_error(what: str, exc: TransportFailure) -> StepError:
     """Timeouts and connection failures: transient; a read timeout may have reached the receiver."""
-    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    kind = type(exc).__name__
-    return TransientStepError(f"{what} failed: {kind}", may_have_applied=sent)
+    return TransientStepError(f"{what} failed: {exc.kind}", may_have_applied=exc.sent)

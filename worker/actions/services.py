@@ -1,8 +1,9 @@
 """The long-lived clients steps share within one worker process.
 
 Built once per process (``ppw worker``, ``ppw run``, a test) and closed at shutdown: one pooled
-``httpx.Client`` for Slack and webhooks, one PracticePanther client per connection, and the scrubber
-that masks this deployment's secrets in everything a step reports.
+:class:`~worker.actions.outbound.Outbound` client for Slack and webhooks, one PracticePanther
+client per connection, and the scrubber that masks this deployment's secrets in everything a step
+reports.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from worker.actions.outbound import Outbound
 from worker.observability.scrub import Scrubber, get_scrubber, text_through, value_through
 from worker.settings import Settings
 from worker.state.base import StateStore
@@ -42,7 +42,7 @@ class Services:
         store: StateStore,
         *,
         pp_factory: PPClientFactory | None = None,
-        http: httpx.Client | None = None,
+        http: Outbound | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -50,11 +50,7 @@ class Services:
         self._pp: dict[str, PracticePantherClient] = {}
         self._lock = threading.Lock()
         self._owns_http = http is None
-        self.http = http or httpx.Client(
-            timeout=httpx.Timeout(settings.http_timeout),
-            follow_redirects=False,
-            headers={"User-Agent": "ppw (PracticePanther automation worker)"},
-        )
+        self.http = http or Outbound(settings.http_timeout, maxsize=max(settings.worker_threads, 1))
         self.scrubber = Scrubber(settings.secret_values())
 
     def _default_pp(self, connection: str) -> PracticePantherClient:

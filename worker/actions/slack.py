@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.outbound import TransportFailure
 from worker.actions.params import SlackPostParams
 from worker.actions.responses import retry_after, status_error, transport_error
 from worker.delivery.failures import PermanentStepError, TransientStepError
@@ -64,7 +63,7 @@ def _via_webhook(name: str, payload: dict[str, Any], ctx: StepContext) -> StepRe
     what = f"Slack webhook {name!r}"
     try:
         response = ctx.services.http.post(secret.get_secret_value(), json=payload)
-    except httpx.TransportError as exc:
+    except TransportFailure as exc:
         raise transport_error(what, exc) from None
     body = response.text.strip()
     if response.status_code == 200:
@@ -89,7 +88,7 @@ def _via_api(channel: str, payload: dict[str, Any], ctx: StepContext) -> StepRes
             json=body,
             headers={"Authorization": f"Bearer {token.get_secret_value()}"},
         )
-    except httpx.TransportError as exc:
+    except TransportFailure as exc:
         raise transport_error(what, exc) from None
     if response.status_code != 200:
         raise status_error(what, response)

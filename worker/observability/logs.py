@@ -35,7 +35,8 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 }
 
 #: Chatty libraries that log every request at INFO; their warnings still come through.
-_QUIET_LOGGERS = ("httpx", "httpcore", "pika", "uvicorn.access", "apscheduler.executors.default")
+#: (urllib3 logs each request line at DEBUG: a Slack webhook's path is its secret.)
+_QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "pika", "uvicorn.access", "apscheduler.executors.default")
 
 
 class ContextFilter(logging.Filter):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
-import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
@@ -104,7 +104,14 @@ def _log_retry(retry_state: RetryCallState) -> None:
     )
 
 
-def retry_after(response: httpx.Response) -> float | None:
+class _Answer(Protocol):
+    """An HTTP answer of any client (httpx for PracticePanther, urllib3 for deliveries)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def retry_after(response: _Answer) -> float | None:
     """``Retry-After`` in seconds (delta-seconds or an HTTP date); None when absent or garbled."""
     value = response.headers.get("Retry-After")
     if not value:
