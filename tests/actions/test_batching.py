@@ -18,6 +18,7 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
+from benchmarks.instruments import CountingStore
 from tests.fixtures.stubs import Recorded, Reply, StubServer
 from worker.actions.services import Services
 from worker.broker import queue_backlog
@@ -251,3 +252,69 @@ def test_a_run_held_elsewhere_is_busy_and_the_others_still_run(runtime: Runtime,
     assert done[sent[0]].status == "busy" and done[sent[0]].requeue_after is not None
     assert all(done[r].status == "succeeded" for r in sent[1:])
     assert runtime.app.store.get(other.key) == other.owner  # another owner's lease is left alone
+
+
+def _runtime_on(store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str) -> Runtime:
+    rules_dir = tmp_path / "carry-rules"
+    rules_dir.mkdir()
+    (rules_dir / "rules.yaml").write_text(RULES.format(url=stub_server.url))
+    settings = Settings(rules_dir=rules_dir, http_allowed_hosts=["127.0.0.1"], connection_id=connection_id)
+    registry = RuleRegistry(settings=settings)
+    registry.load()
+    return Runtime.create(
+        settings,
+        store=store,
+        rules=EngineRuleBook(lambda: registry.engine, settings),
+        services=Services(settings, store),
+        options=DeliveryOptions(run_lease=5.0),
+        broker=StubBroker(),
+        queue_prefix=f"c{connection_id[-8:]}",
+    )
+
+
+def test_a_run_message_writes_each_ending_with_the_next_runs_start(
+    store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str
+) -> None:
+    counting = CountingStore(store)
+    runtime = _runtime_on(counting, stub_server, tmp_path, connection_id)
+    try:
+        sent = _dispatched(runtime, connection_id, 5)  # ten one-step runs: two rules, five events
+        counting.calls.clear()
+        done = runtime.actors.runner.run_many(connection_id, sent)
+        assert {outcome.status for _, outcome in done.outcomes} == {"succeeded"}
+        assert counting.calls["batch"] == len(sent) + 1  # a start each, and the last ending
+        assert len(stub_server.requests) == 5
+        leases = [run_lease_key(connection_id, r) for r in sent]
+        assert store.get_many(leases) == [None] * len(leases)
+        assert list(store.scan(key(connection_id, "rule-record"))) == []
+        assert list(store.scan(key(connection_id, "rule-queue"))) == []  # a finished run leaves its queue
+        runs = [runtime.app.history.get(connection_id, r) for r in sent]
+        assert all(run.status == "succeeded" and run.finished_at for run in runs)
+    finally:
+        runtime.close()
+
+
+def test_a_later_run_for_the_same_record_finds_the_earlier_one_ended(
+    runtime: Runtime, stub_server: StubServer, connection_id: str
+) -> None:
+    first, second = (
+        Event.build(
+            type="created",
+            resource="matters",
+            record_id="m-same",
+            revision=f"2026-04-06T10:00:0{i}.000000",
+            connection=connection_id,
+            record={"id": "m-same", "name": "Same matter", "status": "Open"},
+        )
+        for i in range(2)
+    )
+    runtime.app.events.save_many([first, second])
+    sent: list[str] = []
+    runtime.actors.dispatcher.dispatch_many(
+        connection_id, [first.id, second.id], lambda _c, ids: sent.extend(ids)
+    )
+    queued = [r for r in sent if runtime.app.history.get(connection_id, r).rule_id == "announce"]
+    done = runtime.actors.runner.run_many(connection_id, queued)
+    # mode queued: the second waits for the first's record lease, given back by the carried ending
+    assert [outcome.status for _, outcome in done.outcomes] == ["succeeded", "succeeded"]
+    assert [r.json for r in stub_server.requests] == [{"matter": "m-same"}] * 2

@@ -37,13 +37,13 @@ from worker.actions.params import STEP_TYPES
 from worker.delivery.app import DeliveryApp
 from worker.delivery.eventstore import EventNotFound
 from worker.delivery.failures import Failure, PermanentStepError, StopRun, backoff_seconds, classify
-from worker.delivery.history import Run, StepTrace
+from worker.delivery.history import Run, RunHistory, StepTrace
 from worker.delivery.ledger import LedgerEntry
 from worker.delivery.rulebook import PreparedRule, steps_of
 from worker.events import Event
 from worker.observability import log_context
 from worker.rules.model import Rule, StepBase
-from worker.state.base import StateError, WriteBatch, key
+from worker.state.base import StateError, StateStore, WriteBatch, key
 from worker.state.locks import Lease, keep_alive, stop_keeping
 
 log = logging.getLogger(__name__)
@@ -118,14 +118,16 @@ class Runner:
 
         Every run is claimed and its record read in one round trip, and the events and ledger
         entries of those to execute in a second, so a message of ten runs costs two reads, not
-        twenty. With ``budget`` (seconds), the runs not started once it is spent (slow steps) are
-        released and handed back for other workers.
+        twenty. A run's ending rides with the next run's first write (:class:`_Carry`). With
+        ``budget`` (seconds), the runs not started once it is spent (slow steps) are released and
+        handed back for other workers.
         """
         app = self.app
         ids = list(dict.fromkeys(run_ids))
         leases = [Lease(app.store, run_lease_key(connection, r), ttl=app.options.run_lease) for r in ids]
         records = Lease.acquire_all_and_read(leases, [app.history.key(connection, r) for r in ids])
         batch = Batch()
+        carry = _Carry()
         started = time.monotonic()
         try:
             ready = self._ready(connection, ids, leases, records, batch)
@@ -143,9 +145,12 @@ class Runner:
                         event_id=run.event_id,
                         resource=run.event.resource,
                     ):
-                        batch.outcomes.append((run.id, self._run_loaded(run, lease, loaded)))
+                        batch.outcomes.append((run.id, self._run_loaded(run, lease, loaded, carry)))
         finally:
-            self._release(leases)  # those the runs' last writes did not give back
+            try:
+                carry.flush(app.store)
+            finally:
+                self._release(leases)  # those the runs' last writes did not give back
         return batch
 
     def _ready(
@@ -232,29 +237,35 @@ class Runner:
         return Outcome("busy", requeue_after=delay, run=run)
 
     # one attempt, holding the run lease --------------------------------------------------------
-    def _run_loaded(self, run: Run, lease: Lease, loaded: _Loaded | Exception) -> Outcome:
+    def _run_loaded(self, run: Run, lease: Lease, loaded: _Loaded | Exception, carry: _Carry) -> Outcome:
         if isinstance(loaded, Exception):
             return self._dead(run, classify(loaded), failed_step=None, event=None)
         rule, event, entries = loaded.rule, loaded.event, loaded.entries
         if run.mode not in ("queued", "single"):
-            return self._attempt(run, rule, event, entries, (lease,))
-        claim = self._claim_record(run)
+            return self._attempt(run, rule, event, entries, (lease,), carry)
+        claim = self._claim_record(run, carry)
         if isinstance(claim, Outcome):
             return claim
         try:
             with keep_alive(claim):
-                return self._attempt(run, rule, event, entries, (lease, claim))
+                return self._attempt(run, rule, event, entries, (lease, claim), carry)
         finally:
-            claim.release()
+            if not carry.holds(claim):
+                claim.release()
 
-    def _claim_record(self, run: Run) -> Lease | Outcome:
+    def _claim_record(self, run: Run, carry: _Carry) -> Lease | Outcome:
         """The per-(rule, record) turn for ``queued`` and ``single`` modes: the lease that holds
-        it, or why this run cannot go now (waiting its turn, skipped)."""
+        it, or why this run cannot go now (waiting its turn, skipped).
+
+        An earlier run of this message for the same rule and record must have ended in the store
+        first (its history, its record lease given back), so a carried ending goes out now."""
         app = self.app
         parts = (run.rule_id, run.event.resource, run.event.record_id)
         record_lease = Lease(
             app.store, key(run.connection, "rule-record", *parts), ttl=app.options.run_lease, owner=run.id
         )
+        if carry.releases(record_lease.key):
+            carry.flush(app.store)
         if run.mode == "queued":
             return self._take_turn(run, record_lease)
         if record_lease.acquire():
@@ -307,6 +318,7 @@ class Runner:
         event: Event,
         entries: dict[str, LedgerEntry],
         leases: tuple[Lease, ...],
+        carry: _Carry,
     ) -> Outcome:
         """One attempt at the steps. ``leases``: the run's lease first, then the record's (modes
         ``queued``/``single``); the run's last write releases them."""
@@ -329,6 +341,7 @@ class Runner:
                 }
             ),
             leases,
+            carry,
         )
         outputs: dict[str, Any] = {}
         for index, (sid, step) in enumerate(zip(ids, steps_of(rule.rule), strict=True)):
@@ -537,7 +550,9 @@ class Runner:
                 "steps": steps,
             }
         )
-        journal.flush(last=True)  # with the last step's ledger entry, releasing the leases
+        if run.mode == "queued":  # its turn is over: the next run for the record need not look it up
+            journal.pending.zrem(queue_key(run), run.id)
+        journal.flush(last=True)  # with the last step's ledger entry, releasing the leases (carried)
         done = journal.run
         _count(done)
         log.info("run succeeded (%d step(s))", len(done.steps))
@@ -550,32 +565,84 @@ class _Journal:
     The ledger entry saying a step *started* is flushed before the step acts; the one saying it is
     *done* goes out right after (with the run's ending, when it was the last step), so a crash can
     cost at most a repeat of the uncertain step, which its executor checks for (markers,
-    ``Idempotency-Key``). Two writes per step instead of four.
+    ``Idempotency-Key``). Two writes per step instead of four; the ending is carried to the
+    message's next write.
     """
 
-    def __init__(self, app: DeliveryApp, run: Run, leases: tuple[Lease, ...] = ()) -> None:
+    def __init__(self, app: DeliveryApp, run: Run, leases: tuple[Lease, ...], carry: _Carry) -> None:
         self.app = app
         self.run = run
         self.leases = leases
+        self.carry = carry
         self.pending = _Deferred()
 
     def trace(self, step_id: str, **changes: Any) -> None:
         self.run = _trace(self.run, step_id, **changes)
 
     def flush(self, *, last: bool = False) -> None:
-        """Write what is pending and the run as it is now, in one atomic batch; the ``last`` write
-        of a run also gives up its leases (no renewal may follow, so the keeper lets go first)."""
-        releasing = self.leases if last else ()
-        for lease in releasing:
-            stop_keeping(lease)
-        with self.app.store.batch() as batch:
-            self.pending.replay(batch)
-            self.app.history.write(batch, self.run)
-            for lease in releasing:
-                lease.release_in(batch)
-        for lease in releasing:
+        """Write what is pending and the run as it is now, in one atomic batch with what the
+        message carries. The ``last`` write of a run, which also gives up its leases (no renewal
+        may follow, so the keeper lets go first), is carried instead."""
+        if last:
+            for lease in self.leases:
+                stop_keeping(lease)
+            self.carry.take(self.pending, self.app.history, self.run, self.leases)
+        else:
+            with self.app.store.batch() as batch:
+                self.carry.write_into(batch)
+                self.pending.replay(batch)
+                self.app.history.write(batch, self.run)
+            self.carry.written()
+        self.pending = _Deferred()
+
+
+class _Carry:
+    """The endings of a message's finished runs, held back to go out with its next write.
+
+    A run's ending (its last ledger entry, its history, its leases given back) must be stored
+    before anything that depends on it, not at once: the next run's first write comes a moment
+    later, before that run acts, and takes it along, so a message of ten one-step runs costs
+    eleven writes instead of twenty. What depends on an ending: a later run of the same rule for
+    the same record (it needs the record lease; :meth:`Runner._claim_record` flushes first), and
+    the end of the message (:meth:`Runner.run_many` flushes what is left). A crash before the
+    write loses nothing: the run's ledger still says its step started, so a retry repeats it
+    as uncertain, as a crash right after the step would.
+    """
+
+    def __init__(self) -> None:
+        self.pending = _Deferred()
+        self.leases: list[Lease] = []
+
+    def take(self, pending: _Deferred, history: RunHistory, run: Run, leases: Sequence[Lease]) -> None:
+        pending.replay(self.pending)
+        history.write(self.pending, run)
+        for lease in leases:
+            lease.release_in(self.pending)
+        self.leases += leases
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether ``lease`` is given back by the carried write (so it must not be released now)."""
+        return any(carried is lease for carried in self.leases)
+
+    def releases(self, lease_key: str) -> bool:
+        return any(carried.key == lease_key for carried in self.leases)
+
+    def write_into(self, batch: WriteBatch) -> None:
+        self.pending.replay(batch)
+
+    def written(self) -> None:
+        """The carried writes applied: their leases are given back."""
+        for lease in self.leases:
             lease.released_by_batch()
         self.pending = _Deferred()
+        self.leases = []
+
+    def flush(self, store: StateStore) -> None:
+        if not self.pending.ops:
+            return
+        with store.batch() as batch:
+            self.write_into(batch)
+        self.written()
 
 
 class _Deferred(WriteBatch):
