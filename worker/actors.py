@@ -175,8 +175,8 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
 
     def run(connection: str, run_ids: Ids) -> None:
         ids = _ids(run_ids)
-        app.store.delete(*(in_flight_key(connection, r) for r in ids))  # picked up: no longer "on its way"
-        batch = runner.run_many(connection, ids, budget=app.options.run_batch_seconds)
+        picked_up = [in_flight_key(connection, r) for r in ids]  # no longer "on its way"
+        batch = runner.run_many(connection, ids, budget=app.options.run_batch_seconds, clear=picked_up)
         for run_id, outcome in batch.outcomes:
             if outcome.requeue_after is not None:
                 holder["actors"].send_run(connection, run_id, delay=outcome.requeue_after)

@@ -149,6 +149,7 @@ def test_batches_flow_through_the_broker_and_leave_no_lease_behind(
     leases = [run_lease_key(connection_id, r.id) for r in runs]
     assert store.get_many(leases) == [None] * len(leases)  # the last write gave each lease back
     assert list(store.scan(key(connection_id, "rule-record"))) == []
+    assert list(store.scan(key(connection_id, "run-sent"))) == []  # picked up: none "on its way"
 
 
 def test_a_slow_run_message_hands_its_remaining_runs_to_other_messages(

@@ -113,14 +113,22 @@ class Runner:
         [(_, outcome)] = self.run_many(connection, [run_id]).outcomes
         return outcome
 
-    def run_many(self, connection: str, run_ids: Sequence[str], *, budget: float | None = None) -> Batch:
+    def run_many(
+        self,
+        connection: str,
+        run_ids: Sequence[str],
+        *,
+        budget: float | None = None,
+        clear: Sequence[str] = (),
+    ) -> Batch:
         """Deliver the runs of one message, in order.
 
         Every run is claimed and its record read in one round trip, and the events and ledger
         entries of those to execute in a second, so a message of ten runs costs two reads, not
         twenty. A run's ending rides with the next run's first write (:class:`_Carry`). With
         ``budget`` (seconds), the runs not started once it is spent (slow steps) are released and
-        handed back for other workers.
+        handed back for other workers. ``clear``: keys deleted with the message's first write (the
+        markers saying its runs are on their way).
         """
         app = self.app
         ids = list(dict.fromkeys(run_ids))
@@ -128,6 +136,8 @@ class Runner:
         records = Lease.acquire_all_and_read(leases, [app.history.key(connection, r) for r in ids])
         batch = Batch()
         carry = _Carry()
+        if clear:
+            carry.pending.delete(*clear)
         started = time.monotonic()
         try:
             ready = self._ready(connection, ids, leases, records, batch)
