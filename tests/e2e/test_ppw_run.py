@@ -1,13 +1,15 @@
 """`ppw run` as an operator starts it: embedded defaults, polls, runs rules, stops on SIGTERM.
 
 Also: work recorded in the state store but lost with the in-process broker (a stopped `ppw run`,
-a `ppw poll once`) is picked up when the embedded runtime starts again.
+a `ppw poll once`) is picked up when the embedded runtime starts again; and SIGTERM stops it in
+time even while its poll scheduler waits on a SQLite file another process has locked.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from tests.e2e.conftest import CLOSED_MATTER_RULE, Scenario, eventually
 from tests.fixtures.client import SandboxAdmin, connect, sandbox_settings
 from tests.fixtures.stubs import StubServer
 from worker.delivery.runtime import Runtime
+from worker.polling.scheduler import leader_key
 from worker.practicepanther.client import PracticePantherClient
 from worker.sandbox import SandboxServer
 from worker.state import open_store
@@ -25,21 +28,21 @@ from worker.state import open_store
 PPW = str(Path(sys.executable).with_name("ppw"))
 
 
-def test_ppw_run_embedded_end_to_end_and_graceful_stop(
+HOOK = "/hooks/T9/B9/run-secret"
+
+
+def _start_embedded(
     sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str
-) -> None:
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`ppw run` as the test above starts it, once it has polled twice; and its SQLite file."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "closing.yaml").write_text(CLOSED_MATTER_RULE)
-    # the embedded state lives in ./.ppw/state.db: log in into that file first
-    settings = sandbox_settings(sandbox, f"sqlite:///{tmp_path}/.ppw/state.db", connection_id)
+    database = tmp_path / ".ppw" / "state.db"
+    settings = sandbox_settings(sandbox, f"sqlite:///{database}", connection_id)
     store = open_store(settings.state_url)
     connect(settings, store)
-    with PracticePantherClient(settings, store) as client:
-        matter = next(iter(client.list("matters", filter="status eq 'Open'", limit=1)))
     store.close()
-    admin = SandboxAdmin(sandbox.url)
-    hook = "/hooks/T9/B9/run-secret"
     env = {
         name: value
         for name, value in os.environ.items()
@@ -54,33 +57,64 @@ def test_ppw_run_embedded_end_to_end_and_graceful_stop(
         "PPW_POLL_JITTER": "0",
         "PPW_RATE_LIMIT_PER_SECOND": "100",
         "PPW_SHUTDOWN_GRACE": "5",
-        "PPW_SLACK_WEBHOOKS__BILLING": f"{slack_stub.url}{hook}",
+        "PPW_SLACK_WEBHOOKS__BILLING": f"{slack_stub.url}{HOOK}",
     }
-    log = (tmp_path / "ppw-run.log").open("wb")
-    process = subprocess.Popen(
-        [PPW, "run", "--http-port", "0", "--threads", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    admin = SandboxAdmin(sandbox.url)
+    since = admin.mark()
+    with (tmp_path / "ppw-run.log").open("wb") as log:
+        process = subprocess.Popen(
+            [PPW, "run", "--http-port", "0", "--threads", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        since = admin.mark()
-        # two polls of matters seen: the first primed (no firing), so a change now is detected
         eventually(
             lambda: sum(r["path"] == "/api/v2/matters" for r in admin.requests(since)["requests"]) >= 2,
             timeout=30,
             message="two polls of matters",
         )
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        admin.http.close()
+    return process, database
+
+
+def _wait(process: subprocess.Popen[bytes], timeout: float = 20) -> int | None:
+    """``process``'s exit code; None when it was still running after ``timeout`` (then killed)."""
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+
+
+def test_ppw_run_embedded_end_to_end_and_graceful_stop(
+    sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str
+) -> None:
+    process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
+    settings = sandbox_settings(sandbox, f"sqlite:///{database}", connection_id)
+    admin = SandboxAdmin(sandbox.url)
+    try:
+        store = open_store(settings.state_url)
+        with PracticePantherClient(settings, store) as client:
+            matter = next(iter(client.list("matters", filter="status eq 'Open'", limit=1)))
+        store.close()
+        # two polls of matters were seen: the first primed (no firing), so a change now is detected
         admin.mutate(
             [{"op": "update", "resource": "matters", "id": matter["id"], "data": {"status": "Closed"}}]
         )
-        [message] = slack_stub.wait_for(1, hook, timeout=30)
+        [message] = slack_stub.wait_for(1, HOOK, timeout=30)
         assert matter["display_name"] in message.json["text"]
     finally:
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
-        code = process.wait(20)
+        code = _wait(process)
         output = (tmp_path / "ppw-run.log").read_text()
         admin.http.close()
     assert code == 0, output[-3000:]
@@ -108,3 +142,59 @@ def test_embedded_runtime_picks_up_work_left_in_the_state_store(
     [run] = scenario.wait_runs(1)
     assert run.status == "succeeded"
     assert not scenario.runtime.app.events.pending(scenario.connection)
+
+
+def test_sigterm_while_the_poll_scheduler_waits_on_a_locked_sqlite_file(
+    sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str
+) -> None:
+    """The leader heartbeat (every third of a second here) is waiting for SQLite's write lock when
+    SIGTERM comes, and gets it while the scheduler stops. APScheduler's ``shutdown(wait=True)``
+    waited for that job holding the job-store lock the heartbeat needs next: `ppw run` hung."""
+    process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
+    other = sqlite3.connect(database, isolation_level=None, timeout=30)  # another process writing
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(1.0)  # the heartbeat and the poll turn now wait in busy_timeout
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        time.sleep(1.0)  # polling is stopping, the heartbeat still waiting
+        other.execute("ROLLBACK")  # the heartbeat gets the lock, renews, then syncs its jobs
+        code = _wait(process)
+        took = time.monotonic() - started
+    finally:
+        other.close()
+        if process.poll() is None:
+            process.kill()
+    output = (tmp_path / "ppw-run.log").read_text()
+    assert code == 0, output[-3000:]
+    assert took < 8, output[-3000:]
+    store = open_store(f"sqlite:///{database}")
+    try:  # leadership was handed over at once, not left to lapse
+        assert store.get(leader_key(connection_id)) is None
+    finally:
+        store.close()
+
+
+def test_sigterm_while_another_process_keeps_the_sqlite_file_locked(
+    sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str
+) -> None:
+    """A job that cannot get the store before the stop's deadline is abandoned (and said so), not
+    waited for: the process exits within the grace plus a few seconds."""
+    process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
+    other = sqlite3.connect(database, isolation_level=None, timeout=30)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = _wait(process)
+        took = time.monotonic() - started
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        if process.poll() is None:
+            process.kill()
+    output = (tmp_path / "ppw-run.log").read_text()
+    assert code == 0, output[-3000:]
+    assert took < 8, output[-3000:]  # PPW_SHUTDOWN_GRACE=5: no wait for the 10s busy_timeout
+    assert "still waiting on the state store" in output and "abandoned" in output

@@ -4,8 +4,13 @@ Both read top to bottom the same way: logging and Sentry first (Sentry must see 
 created), then the runtime (state, rules with hot reload, broker, actors), the workers, for
 ``ppw run`` the poll scheduler, and the health/metrics server. They then wait for SIGTERM or
 SIGINT and stop in reverse: polling stops first, running steps get ``PPW_SHUTDOWN_GRACE`` seconds
-to finish, messages not started go back to the broker (Redis/RabbitMQ) or stay recorded in the
-state store (embedded: picked up again on the next start).
+(counted from the signal) to finish, messages not started go back to the broker (Redis/RabbitMQ)
+or stay recorded in the state store (embedded: picked up again on the next start).
+
+Every step of the stop is bounded, so the process exits within ``PPW_SHUTDOWN_GRACE`` plus a few
+seconds whatever it was doing: what is still running then (a step, a poll job waiting on a locked
+state store) runs on a daemon thread and is abandoned with a log line; a run cut short resumes from
+its ledger when its message is delivered again (embedded: on the next start).
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
+
+#: Longest wait for the poll scheduler and the schedule triggers to stop (their jobs are short).
+POLLING_STOP_TIMEOUT = 2.0
+#: Longest wait for the health/metrics server to stop.
+HTTP_STOP_TIMEOUT = 2.0
 
 
 class NeedsSharedBroker(ValueError):
@@ -161,10 +171,12 @@ def run_worker(
             describe(settings.broker_url),
             ", ".join(getattr(runtime.actors.queues, stage) for stage in options.stages),
         )
+        stopped_at: float | None = None
         try:
             stop.wait()
+            stopped_at = time.monotonic()
         finally:
-            _shutdown(runtime, server, settings)
+            _shutdown(runtime, server, settings, since=stopped_at)
 
 
 def run_scheduler(
@@ -194,7 +206,7 @@ def run_scheduler(
         finally:
             if server is not None:
                 with suppress(Exception):
-                    server.stop()
+                    server.stop(HTTP_STOP_TIMEOUT)
 
 
 def run_all(
@@ -214,6 +226,7 @@ def run_all(
         runtime.start_workers(options.threads)
         registry = runtime.registry
         server: HealthServer | None = None
+        stopped_at: float | None = None
         try:
             with _scheduling(settings, runtime):  # leaving it stops polling first
                 server = _health(settings, runtime, options, polls=True)
@@ -223,8 +236,9 @@ def run_all(
                     "thread(s); Ctrl-C to stop"
                 )
                 stop.wait()
+                stopped_at = time.monotonic()
         finally:
-            _shutdown(runtime, server, settings)
+            _shutdown(runtime, server, settings, since=stopped_at)
 
 
 @contextmanager
@@ -245,15 +259,24 @@ def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
     try:
         yield
     finally:
+        # Bounded: a job still waiting on the state store is abandoned (and logged), not awaited.
+        deadline = time.monotonic() + POLLING_STOP_TIMEOUT
         if schedules is not None:
-            schedules.stop()
-        scheduler.shutdown()
+            schedules.stop(timeout=POLLING_STOP_TIMEOUT)
+        scheduler.shutdown(timeout=max(deadline - time.monotonic(), 0.0))
 
 
-def _shutdown(runtime: Runtime, server: HealthServer | None, settings: Settings) -> None:
+def _shutdown(
+    runtime: Runtime, server: HealthServer | None, settings: Settings, *, since: float | None = None
+) -> None:
+    """Stop the workers and the HTTP server; running steps get what is left of the grace ``since``
+    the stop was asked for (the signal): they kept running while polling stopped."""
     started = time.monotonic()
-    runtime.stop(settings.shutdown_grace)
+    grace = settings.shutdown_grace
+    if since is not None:
+        grace = max(grace - (started - since), 0.0)
+    runtime.stop(grace)
     if server is not None:
         with suppress(Exception):
-            server.stop()
-    log.info("stopped in %.1fs", time.monotonic() - started)
+            server.stop(HTTP_STOP_TIMEOUT)
+    log.info("stopped in %.1fs", time.monotonic() - (since if since is not None else started))

@@ -15,6 +15,11 @@ most one poll in flight; the skip keeps the queue from filling with polls nobody
 
 Which resources: ``PPW_POLL_RESOURCES`` plus every resource a loaded rule watches, read again
 every heartbeat, so a rule reload adds or removes jobs without a restart.
+
+Stopping is bounded (:meth:`PollScheduler.shutdown`): the jobs run on daemon threads, and a job
+still waiting on the state store when the time is up is abandoned (and logged), never waited for
+without limit. Abandoning one loses nothing: a heartbeat only renews the lease (which then lapses)
+and a poll turn only asks for a poll that the next leader, or the next start, asks for again.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -43,6 +52,10 @@ ResourceSource = Callable[[], Iterable[str]]
 
 #: Longest leader lease: a dead leader is replaced within about this long, whatever the interval.
 MAX_LEADER_TTL = 30.0
+#: How long :meth:`PollScheduler.shutdown` waits, by default, for a heartbeat or poll turn under way.
+SHUTDOWN_TIMEOUT = 2.0
+#: At least this long for handing the leader lease over, after that wait.
+HANDOVER_TIMEOUT = 0.5
 
 
 def leader_key(connection: str) -> str:
@@ -66,6 +79,37 @@ def polled_resources(settings: Settings, watched: Iterable[str] = ()) -> list[st
         elif resolved not in names:
             names.append(resolved)
     return names
+
+
+class _DaemonThreads(Executor):
+    """Runs each job on a daemon thread of its own.
+
+    APScheduler's default pool, :class:`concurrent.futures.ThreadPoolExecutor`, has its threads
+    joined when the interpreter exits, for as long as their job takes: one job waiting on a locked
+    SQLite file (``busy_timeout``) or an unreachable Redis would keep ``ppw run`` alive after it
+    was told to stop. :meth:`PollScheduler.shutdown` bounds the wait for jobs itself. The jobs are
+    few (a heartbeat, a poll turn per resource and interval), so a thread each costs nothing.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        threading.Thread(target=run, name="ppw-poll-job", daemon=True).start()
+        return future
+
+
+class _DaemonExecutor(BasePoolExecutor):
+    """APScheduler's pool executor on :class:`_DaemonThreads`."""
+
+    def __init__(self) -> None:
+        super().__init__(_DaemonThreads())
 
 
 class PollScheduler:
@@ -113,8 +157,12 @@ class PollScheduler:
         self.lease = Lease(store, leader_key(connection), self.leader_ttl)
         self._leader_until = 0.0  # monotonic time our lease surely lasts until
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._running: Counter[str] = Counter()  # the jobs under way, by what they do
+        self._idle = threading.Condition()
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
+            executors={"default": _DaemonExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self.submitted = 0
@@ -150,17 +198,81 @@ class PollScheduler:
             self.leader_ttl,
         )
 
-    def shutdown(self) -> None:
-        """Stop scheduling and hand leadership over at once (instead of after the lease lapses)."""
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> bool:
+        """Stop scheduling and hand leadership over at once (instead of after the lease lapses).
+
+        Waits up to ``timeout`` seconds for a heartbeat or poll turn under way (a few milliseconds,
+        unless the state store is slow or locked), then at least :data:`HANDOVER_TIMEOUT` more for
+        the lease's release. What is still running then is abandoned and logged: it runs on a
+        daemon thread, so it cannot keep the process from exiting, and it loses nothing (see the
+        module's documentation). Returns False when something was abandoned.
+
+        APScheduler's own ``shutdown(wait=True)`` is not used: it waits for the running jobs while
+        holding the scheduler's job-store lock, which a heartbeat needs to sync the jobs. A stop
+        that began while a heartbeat was writing its lease (SQLite waiting out another writer, or
+        just an fsync) therefore deadlocked for good: ``ppw run`` never exited after SIGTERM.
+        """
+        began = time.monotonic()
+        deadline = began + max(timeout, 0.0)
+        self._stopping.set()  # jobs under way stop at their next step; jobs still queued do nothing
+        self._leader_until = 0.0  # from now on nothing acts as the leader here
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
-        with self._lock:
+            self._scheduler.shutdown(wait=False)  # holds its locks only briefly; waits for nothing
+        clean = True
+        abandoned = self._wait_for_jobs(deadline)
+        if abandoned:
+            clean = False
+            log.warning(
+                "scheduler: %s still waiting on the state store after %.1fs; abandoned (the next "
+                "leader or the next start polls again)",
+                ", ".join(abandoned),
+                time.monotonic() - began,
+            )
+        handover = threading.Thread(target=self._hand_over, name="ppw-scheduler-handover", daemon=True)
+        handover.start()
+        handover.join(max(deadline - time.monotonic(), HANDOVER_TIMEOUT))
+        if handover.is_alive():
+            clean = False
+            log.warning(
+                "scheduler: could not release the leader lease in time (the state store does not "
+                "answer); it lapses in %gs",
+                self.leader_ttl,
+            )
+        return clean
+
+    def _hand_over(self) -> None:
+        with self._lock:  # after a heartbeat under way: it may have just renewed the lease
             if self.lease.held:
                 try:
                     self.lease.release()
                 except StateError:
                     log.warning("could not release the leader lease; it lapses in %gs", self.leader_ttl)
             self._leader_until = 0.0
+
+    @contextmanager
+    def _job(self, what: str) -> Iterator[None]:
+        """Count a job as under way, for :meth:`shutdown` to wait for (and name, if abandoned)."""
+        with self._idle:
+            self._running[what] += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._running[what] -= 1
+                if self._running[what] <= 0:
+                    del self._running[what]
+                if not self._running:
+                    self._idle.notify_all()
+
+    def _wait_for_jobs(self, deadline: float) -> list[str]:
+        """Wait until no job is under way or ``deadline`` passes; the jobs still under way."""
+        with self._idle:
+            while self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._idle.wait(left)
+            return sorted(self._running)
 
     def __enter__(self) -> PollScheduler:
         self.start()
@@ -180,24 +292,30 @@ class PollScheduler:
     # jobs ----------------------------------------------------------------------------------------
     def heartbeat(self) -> None:
         """Renew (or try to take) the leader lease, then sync the jobs with the watched resources."""
-        with self._lock:
-            was_leader = self.is_leader
-            asked = time.monotonic()
+        with self._job("the leader heartbeat"):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                was_leader = self.is_leader
+                asked = time.monotonic()
+                try:
+                    held = self.lease.acquire()
+                except StateError as exc:
+                    log.warning("scheduler cannot reach the state store: %s", exc)
+                    held = False
+                # Count the lease from before we asked: never believe it lasts longer than it does.
+                leads = held and not self._stopping.is_set()
+                self._leader_until = asked + self.leader_ttl * 0.9 if leads else 0.0
+                if leads and not was_leader:
+                    log.info("this scheduler is now the leader for connection %s", self.connection)
+                elif was_leader and not held and not self._stopping.is_set():
+                    log.warning("this scheduler lost the leadership for connection %s", self.connection)
+            if self._stopping.is_set():
+                return
             try:
-                held = self.lease.acquire()
-            except StateError as exc:
-                log.warning("scheduler cannot reach the state store: %s", exc)
-                held = False
-            # Count the lease from before we asked: never believe it lasts longer than it does.
-            self._leader_until = asked + self.leader_ttl * 0.9 if held else 0.0
-            if held and not was_leader:
-                log.info("this scheduler is now the leader for connection %s", self.connection)
-            elif was_leader and not held:
-                log.warning("this scheduler lost the leadership for connection %s", self.connection)
-        try:
-            self._sync_jobs()
-        except Exception:
-            log.exception("could not update the poll jobs; keeping the current ones")
+                self._sync_jobs()
+            except Exception:
+                log.exception("could not update the poll jobs; keeping the current ones")
 
     def _sync_jobs(self) -> None:
         wanted = {f"poll:{self.connection}:{name}": name for name in self.resources()}
@@ -218,7 +336,11 @@ class PollScheduler:
 
     def tick(self, resource: str) -> bool:
         """One turn of ``resource``'s job: submit a poll if we lead and none is pending; True if sent."""
-        if not self.is_leader:
+        with self._job(f"the poll turn of {resource}"):
+            return self._tick(resource)
+
+    def _tick(self, resource: str) -> bool:
+        if self._stopping.is_set() or not self.is_leader:
             return False
         try:
             if self.store.get(poll_lock_key(self.connection, resource)) is not None:
@@ -230,6 +352,10 @@ class PollScheduler:
                 return False
         except StateError as exc:
             log.warning("%s: cannot check for a poll in flight: %s", resource, exc)
+            return False
+        if self._stopping.is_set():  # stopping meanwhile: leave the poll to the next leader or start
+            with suppress(StateError):
+                self.store.delete(pending)
             return False
         try:
             self.submit(self.connection, resource)

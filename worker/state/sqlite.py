@@ -241,6 +241,7 @@ class SqliteStore(StateStore):
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._in_transaction: set[sqlite3.Connection] = set()
         self._lock = threading.Lock()
         self._last_sweep = 0.0
         self._closed = False
@@ -292,22 +293,32 @@ class SqliteStore(StateStore):
         """One transaction; a write takes the database's write lock up front (``BEGIN IMMEDIATE``)."""
         try:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
             raise StateError(f"SQLite state unavailable: {exc}") from None
-        tx = _Tx(conn, time.time())
+        self._in_transaction.add(conn)  # close() leaves it to this thread until the transaction ends
         try:
-            yield tx
-            if write and tx.now - self._last_sweep > _SWEEP_EVERY:
-                self._last_sweep = tx.now
-                tx.sweep()
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StateError(f"SQLite state error: {type(exc).__name__}: {exc}") from None
-            raise
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.Error as exc:
+                raise StateError(f"SQLite state unavailable: {exc}") from None
+            tx = _Tx(conn, time.time())
+            try:
+                yield tx
+                if write and tx.now - self._last_sweep > _SWEEP_EVERY:
+                    self._last_sweep = tx.now
+                    tx.sweep()
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(f"SQLite state error: {type(exc).__name__}: {exc}") from None
+                raise
+        finally:
+            self._in_transaction.discard(conn)
+            if self._closed:  # close() ran meanwhile and left this connection to us
+                with suppress(sqlite3.Error):
+                    conn.close()
 
     def _read(self, fn: Callable[[_Tx], T]) -> T:
         with self._tx(write=False) as tx:
@@ -585,10 +596,18 @@ class SqliteStore(StateStore):
             return False
 
     def close(self) -> None:
+        """Close the connections of every thread.
+
+        One in a transaction on another thread is left for that thread to close when its
+        transaction ends: closing it here would wait for it, up to ``busy_timeout`` when it waits
+        for another process's write, and a process stopping must not wait that long.
+        """
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
         for conn in connections:
+            if conn in self._in_transaction:
+                continue
             with suppress(sqlite3.Error):
                 conn.close()
 
