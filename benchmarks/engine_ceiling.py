@@ -24,9 +24,8 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from benchmarks.services import REDIS_URL, delete_matching, redis_available, unique
+from benchmarks.services import REDIS_URL, THREADS, delete_matching, redis_available, unique
 
-DEFAULT_THREADS = 8
 DRAIN_TIMEOUT = 300.0
 
 
@@ -44,7 +43,7 @@ class _Counter:
                 self.done.set()
 
 
-def measure(broker: dramatiq.Broker, n: int, threads: int = DEFAULT_THREADS) -> dict[str, Any]:
+def measure(broker: dramatiq.Broker, n: int, threads: int = THREADS) -> dict[str, Any]:
     """Enqueue ``n`` no-op messages on ``broker``, then drain them with one worker; rates per second."""
     queue = unique("noop")
     counter = _Counter(n)
@@ -76,7 +75,7 @@ def measure(broker: dramatiq.Broker, n: int, threads: int = DEFAULT_THREADS) -> 
     }
 
 
-def memory(n: int, threads: int = DEFAULT_THREADS) -> dict[str, Any]:
+def memory(n: int, threads: int = THREADS) -> dict[str, Any]:
     """The embedded broker: StubBroker with an in-process worker (what ``ppw run`` uses)."""
     broker = StubBroker()
     broker.emit_after("process_boot")
@@ -86,7 +85,7 @@ def memory(n: int, threads: int = DEFAULT_THREADS) -> dict[str, Any]:
         broker.close()
 
 
-def redis(n: int, threads: int = DEFAULT_THREADS, url: str = REDIS_URL) -> dict[str, Any]:
+def redis(n: int, threads: int = THREADS, url: str = REDIS_URL) -> dict[str, Any]:
     """The Redis broker, under a namespace of its own that is deleted afterwards."""
     namespace = unique("dramatiq-bench-")
     broker = RedisBroker(url=url, namespace=namespace)
@@ -97,7 +96,7 @@ def redis(n: int, threads: int = DEFAULT_THREADS, url: str = REDIS_URL) -> dict[
         delete_matching(url, f"{namespace}*")
 
 
-def run(n: int = 20_000, threads: int = DEFAULT_THREADS, redis_url: str = REDIS_URL) -> dict[str, Any]:
+def run(n: int = 20_000, threads: int = THREADS, redis_url: str = REDIS_URL) -> dict[str, Any]:
     """Both brokers; ``redis`` is None (with ``redis_skipped``) when Redis does not answer."""
     result: dict[str, Any] = {"memory": memory(n, threads)}
     missing = redis_available(redis_url)
@@ -111,7 +110,7 @@ def run(n: int = 20_000, threads: int = DEFAULT_THREADS, redis_url: str = REDIS_
 
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 20_000
-    threads = int(argv[1]) if len(argv) > 1 else DEFAULT_THREADS
+    threads = int(argv[1]) if len(argv) > 1 else THREADS
     print(json.dumps(run(n, threads), indent=2))
     return 0
 

@@ -25,7 +25,7 @@ import dramatiq
 from benchmarks import children
 from benchmarks.instruments import CountingStore
 from benchmarks.sandbox_tools import Admin, connect, settings_for
-from benchmarks.services import REDIS_URL, Namespace, namespace
+from benchmarks.services import REDIS_URL, THREADS, Namespace, namespace
 from worker.broker import BrokerOptions, create_broker
 from worker.delivery.runtime import Runtime, wait_until
 from worker.polling import cursors
@@ -85,7 +85,7 @@ def pipeline(
     *,
     poll_interval: float = 1.0,
     poll_jitter: float = 0.0,
-    threads: int = 8,
+    threads: int = THREADS,
     rules: str = HOOK_RULE,
     resources: tuple[str, ...] = ("matters",),
     middleware: list[dramatiq.Middleware] | None = None,

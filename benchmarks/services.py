@@ -17,7 +17,11 @@ from typing import Any
 
 import redis
 
+from worker.settings import Settings
+
 REDIS_URL = os.environ.get("PPW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: Worker threads of every benchmark (and of its ceiling): the shipped ``PPW_WORKER_THREADS``.
+THREADS: int = Settings.model_fields["worker_threads"].default
 
 
 def unique(prefix: str = "bench") -> str:

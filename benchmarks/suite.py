@@ -243,6 +243,42 @@ def throughput(section: Section, ctx: Context) -> None:
                 target=Target("==", 0),
             )
         )
+    if not ctx.quick and ceilings.get("redis") is not None:
+        _thread_sweep(section, harness.run)
+
+
+#: Thread counts besides the shipped default that the throughput sweep measures (Redis).
+SWEEP_THREADS = (2, 8)
+
+
+def _thread_sweep(section: Section, run: Any) -> None:
+    """Throughput and the no-op ceiling at other thread counts, each pair measured together.
+
+    The ceiling grows with threads (Dramatiq's Redis consumer fetches twice as many messages per
+    round trip as there are threads, so an empty message's rate is set by round trips, not CPU)
+    while the pipeline, bound by one core, does not: the sweep shows what a ratio at one count
+    means, and why the default is what it is.
+    """
+    from benchmarks import engine_ceiling
+
+    changes = 10_000
+    sweep: dict[str, Any] = {}
+    for threads in SWEEP_THREADS:
+        ceiling = engine_ceiling.redis(20_000, threads)
+        result = run(changes, "redis", threads=threads)
+        sweep[str(threads)] = {"ceiling": ceiling, "throughput": result}
+        section.add(
+            Figure(
+                f"events/s over {changes:,} changes with {threads} threads (redis)",
+                result["events_per_second"] or 0.0,
+                "events/s",
+                baseline=ceiling["messages_per_second"],
+                baseline_name=f"no-op ceiling, redis, {threads} threads",
+                baseline_unit="msg/s",
+                note=f"{result['distinct']} delivered, {result['duplicates']} twice",
+            )
+        )
+    section.details["thread_sweep"] = sweep
 
 
 # detection latency --------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ from typing import Any
 
 from benchmarks.instruments import CountingStore, StageClock
 from benchmarks.pipeline import BrokerKind, pipeline, produce
+from benchmarks.services import THREADS
 from worker.delivery.runtime import wait_until
 
 TARGET_RATIO = 0.5
 
 
-def run(changes: int = 20_000, kind: BrokerKind = "memory", *, threads: int = 8) -> dict[str, Any]:
+def run(changes: int = 20_000, kind: BrokerKind = "memory", *, threads: int = THREADS) -> dict[str, Any]:
     """One sustained run of ``changes`` changes; rates, and the loss/duplicate check."""
     clock = StageClock()
     with pipeline(kind, threads=threads, middleware=[clock], count_state_calls=True) as running:

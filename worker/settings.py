@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     state_url: str = EMBEDDED_STATE_URL
     http_host: str = "0.0.0.0"
     http_port: int = 9000
-    worker_threads: int = 8
+    # One process runs Python on one core (the GIL): past four threads, their hand-offs cost more
+    # than the overlap gains when steps are quick (docs/benchmarks.md); raise it for slow receivers.
+    worker_threads: int = 4
     shutdown_grace: float = 30.0
     queue_prefix: str = "ppw"
     broker_heartbeat_timeout: float = 60.0
