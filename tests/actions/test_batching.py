@@ -62,25 +62,33 @@ def events(connection: str, count: int, start: int = 0) -> list[Event]:
     ]
 
 
-@pytest.fixture
-def runtime(
-    store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str
-) -> Iterator[Runtime]:
+def _runtime_on(
+    store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str, options: DeliveryOptions
+) -> Runtime:
+    """A runtime with :data:`RULES` on ``store``, delivering to ``stub_server``."""
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "rules.yaml").write_text(RULES.format(url=stub_server.url))
     settings = Settings(rules_dir=rules_dir, http_allowed_hosts=["127.0.0.1"], connection_id=connection_id)
     registry = RuleRegistry(settings=settings)
     registry.load()
-    made = Runtime.create(
+    return Runtime.create(
         settings,
         store=store,
         rules=EngineRuleBook(lambda: registry.engine, settings),
         services=Services(settings, store),
-        options=DeliveryOptions(dispatch_batch=7, run_batch=4, run_lease=5.0),
+        options=options,
         broker=StubBroker(),
         queue_prefix=f"t{connection_id[-8:]}",
     )
+
+
+@pytest.fixture
+def runtime(
+    store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str
+) -> Iterator[Runtime]:
+    options = DeliveryOptions(dispatch_batch=7, run_batch=4, run_lease=5.0)
+    made = _runtime_on(store, stub_server, tmp_path, connection_id, options)
     made.broker.emit_after("process_boot")
     yield made
     made.close()
@@ -255,29 +263,11 @@ def test_a_run_held_elsewhere_is_busy_and_the_others_still_run(runtime: Runtime,
     assert runtime.app.store.get(other.key) == other.owner  # another owner's lease is left alone
 
 
-def _runtime_on(store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str) -> Runtime:
-    rules_dir = tmp_path / "carry-rules"
-    rules_dir.mkdir()
-    (rules_dir / "rules.yaml").write_text(RULES.format(url=stub_server.url))
-    settings = Settings(rules_dir=rules_dir, http_allowed_hosts=["127.0.0.1"], connection_id=connection_id)
-    registry = RuleRegistry(settings=settings)
-    registry.load()
-    return Runtime.create(
-        settings,
-        store=store,
-        rules=EngineRuleBook(lambda: registry.engine, settings),
-        services=Services(settings, store),
-        options=DeliveryOptions(run_lease=5.0),
-        broker=StubBroker(),
-        queue_prefix=f"c{connection_id[-8:]}",
-    )
-
-
 def test_a_run_message_writes_each_ending_with_the_next_runs_start(
     store: StateStore, stub_server: StubServer, tmp_path: Path, connection_id: str
 ) -> None:
     counting = CountingStore(store)
-    runtime = _runtime_on(counting, stub_server, tmp_path, connection_id)
+    runtime = _runtime_on(counting, stub_server, tmp_path, connection_id, DeliveryOptions(run_lease=5.0))
     try:
         sent = _dispatched(runtime, connection_id, 5)  # ten one-step runs: two rules, five events
         counting.calls.clear()

@@ -94,6 +94,29 @@ def _wait(process: subprocess.Popen[bytes], timeout: float = 20) -> int | None:
         return None
 
 
+def _sigterm_with_the_file_locked(
+    process: subprocess.Popen[bytes], database: Path, *, unlock_after: float | None
+) -> tuple[int | None, float]:
+    """SIGTERM ``process`` while another connection holds ``database``'s write lock, given back
+    ``unlock_after`` seconds later (None: once the process is gone); its exit code and how long
+    it took to stop."""
+    other = sqlite3.connect(database, isolation_level=None, timeout=30)  # another process writing
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(1.0)  # the heartbeat and the poll turn now wait in busy_timeout
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        if unlock_after is not None:
+            time.sleep(unlock_after)
+            other.execute("ROLLBACK")
+        code = _wait(process)
+        return code, time.monotonic() - started
+    finally:
+        other.close()
+        if process.poll() is None:
+            process.kill()
+
+
 def test_ppw_run_embedded_end_to_end_and_graceful_stop(
     sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str
 ) -> None:
@@ -151,20 +174,8 @@ def test_sigterm_while_the_poll_scheduler_waits_on_a_locked_sqlite_file(
     SIGTERM comes, and gets it while the scheduler stops. APScheduler's ``shutdown(wait=True)``
     waited for that job holding the job-store lock the heartbeat needs next: `ppw run` hung."""
     process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
-    other = sqlite3.connect(database, isolation_level=None, timeout=30)  # another process writing
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        time.sleep(1.0)  # the heartbeat and the poll turn now wait in busy_timeout
-        process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        time.sleep(1.0)  # polling is stopping, the heartbeat still waiting
-        other.execute("ROLLBACK")  # the heartbeat gets the lock, renews, then syncs its jobs
-        code = _wait(process)
-        took = time.monotonic() - started
-    finally:
-        other.close()
-        if process.poll() is None:
-            process.kill()
+    # polling is stopping, the heartbeat still waiting; then it gets the lock, renews, syncs its jobs
+    code, took = _sigterm_with_the_file_locked(process, database, unlock_after=1.0)
     output = (tmp_path / "ppw-run.log").read_text()
     assert code == 0, output[-3000:]
     assert took < 8, output[-3000:]
@@ -181,19 +192,7 @@ def test_sigterm_while_another_process_keeps_the_sqlite_file_locked(
     """A job that cannot get the store before the stop's deadline is abandoned (and said so), not
     waited for: the process exits within the grace plus a few seconds."""
     process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
-    other = sqlite3.connect(database, isolation_level=None, timeout=30)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        time.sleep(1.0)
-        process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        code = _wait(process)
-        took = time.monotonic() - started
-        other.execute("ROLLBACK")
-    finally:
-        other.close()
-        if process.poll() is None:
-            process.kill()
+    code, took = _sigterm_with_the_file_locked(process, database, unlock_after=None)
     output = (tmp_path / "ppw-run.log").read_text()
     assert code == 0, output[-3000:]
     assert took < 8, output[-3000:]  # PPW_SHUTDOWN_GRACE=5: no wait for the 10s busy_timeout
