@@ -63,11 +63,12 @@ class Outbound:
 
     Parameters:
       timeout: seconds for connecting and for each read, unless a request gives its own.
-      maxsize: connections kept per destination (the worker's thread count is a good size; more
-        threads than that still get a connection, it is just not kept afterwards).
+      maxsize: connections kept per destination. Connections are made only as threads need them,
+        so a size above any thread count in use costs nothing; below it, the extra connections
+        would be closed after each request (and urllib3 would warn of a full pool).
     """
 
-    def __init__(self, timeout: float, *, maxsize: int = 10) -> None:
+    def __init__(self, timeout: float, *, maxsize: int = 64) -> None:
         self._timeout = timeout
         common: dict[str, Any] = {"retries": False, "maxsize": maxsize}
         self._direct = urllib3.PoolManager(num_pools=32, **common)

@@ -50,7 +50,7 @@ class Services:
         self._pp: dict[str, PracticePantherClient] = {}
         self._lock = threading.Lock()
         self._owns_http = http is None
-        self.http = http or Outbound(settings.http_timeout, maxsize=max(settings.worker_threads, 1))
+        self.http = http or Outbound(settings.http_timeout)
         self.scrubber = Scrubber(settings.secret_values())
 
     def _default_pp(self, connection: str) -> PracticePantherClient:
