@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -13,10 +13,22 @@ from worker.actions.outbound import USER_AGENT, Outbound, TransportFailure
 
 
 @pytest.fixture
-def outbound() -> Iterator[Outbound]:
-    client = Outbound(5.0)
-    yield client
-    client.close()
+def clients() -> Iterator[Callable[[float], Outbound]]:
+    """Outbound clients with a given timeout, closed after the test."""
+    made: list[Outbound] = []
+
+    def make(timeout: float) -> Outbound:
+        made.append(Outbound(timeout))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def outbound(clients: Callable[[float], Outbound]) -> Outbound:
+    return clients(5.0)
 
 
 def test_post_sends_compact_json_with_the_user_agent(outbound: Outbound, stub_server: StubServer) -> None:
@@ -62,19 +74,17 @@ def test_a_refused_connection_was_surely_not_sent(outbound: Outbound) -> None:
     assert failed.value.kind == "NewConnectionError"
 
 
-def test_a_read_timeout_may_have_reached_the_receiver(stub_server: StubServer) -> None:
+def test_a_read_timeout_may_have_reached_the_receiver(
+    clients: Callable[[float], Outbound], stub_server: StubServer
+) -> None:
     stub_server.script("/slow", Reply(200, "late", delay=2.0))
-    client = Outbound(0.3)
-    try:
-        with pytest.raises(TransportFailure) as failed:
-            client.request("POST", f"{stub_server.url}/slow", body=b"x")
-    finally:
-        client.close()
+    with pytest.raises(TransportFailure) as failed:
+        clients(0.3).request("POST", f"{stub_server.url}/slow", body=b"x")
     assert failed.value.sent is True
     assert failed.value.kind == "ReadTimeoutError"
 
 
-def test_a_connection_closed_mid_answer_may_have_applied() -> None:
+def test_a_connection_closed_mid_answer_may_have_applied(outbound: Outbound) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
@@ -87,26 +97,19 @@ def test_a_connection_closed_mid_answer_may_have_applied() -> None:
 
         thread = threading.Thread(target=hang_up, daemon=True)
         thread.start()
-        client = Outbound(5.0)
-        try:
-            with pytest.raises(TransportFailure) as failed:
-                client.request("POST", f"http://127.0.0.1:{server.getsockname()[1]}/", body=b"x")
-        finally:
-            client.close()
+        with pytest.raises(TransportFailure) as failed:
+            outbound.request("POST", f"http://127.0.0.1:{server.getsockname()[1]}/", body=b"x")
         thread.join(5)
     assert failed.value.sent is True
 
 
 def test_proxies_from_the_environment_are_used_unless_no_proxy_says_otherwise(
-    stub_server: StubServer, monkeypatch: pytest.MonkeyPatch
+    clients: Callable[[float], Outbound], stub_server: StubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", stub_server.url)
     monkeypatch.setenv("NO_PROXY", "direct.invalid")
-    client = Outbound(5.0)
-    try:
-        client.post("http://hooks.invalid/in", json={})
-        with pytest.raises(TransportFailure):  # not sent through the proxy: resolving it fails
-            client.post("http://direct.invalid/in", json={})
-    finally:
-        client.close()
+    client = clients(5.0)  # made after the environment is set: it reads its proxies once
+    client.post("http://hooks.invalid/in", json={})
+    with pytest.raises(TransportFailure):  # not sent through the proxy: resolving it fails
+        client.post("http://direct.invalid/in", json={})
     assert [r.path for r in stub_server.requests] == ["http://hooks.invalid/in"]

@@ -18,6 +18,7 @@ import codecs
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies_environment, proxy_bypass
@@ -49,8 +50,8 @@ class Reply:
     headers: Mapping[str, str]  # case-insensitive (urllib3's HTTPHeaderDict)
     content: bytes
 
-    @property
-    def text(self) -> str:
+    @cached_property
+    def text(self) -> str:  # decoded once: a step reads it for its output and for its history
         return self.content.decode(_charset(self.headers.get("content-type", "")), errors="replace")
 
     def json(self) -> Any:

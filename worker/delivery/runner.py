@@ -260,7 +260,7 @@ class Runner:
             with keep_alive(claim):
                 return self._attempt(run, rule, event, entries, (lease, claim), carry)
         finally:
-            if not carry.holds(claim):
+            if not carry.releases(claim.key):
                 claim.release()
 
     def _claim_record(self, run: Run, carry: _Carry) -> Lease | Outcome:
@@ -630,11 +630,9 @@ class _Carry:
             lease.release_in(self.pending)
         self.leases += leases
 
-    def holds(self, lease: Lease) -> bool:
-        """Whether ``lease`` is given back by the carried write (so it must not be released now)."""
-        return any(carried is lease for carried in self.leases)
-
     def releases(self, lease_key: str) -> bool:
+        """Whether the carried write gives that lease back (so it must not be released now, and
+        whoever waits for it must flush first)."""
         return any(carried.key == lease_key for carried in self.leases)
 
     def write_into(self, batch: WriteBatch) -> None:
