@@ -22,7 +22,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from worker.state.base import StateStore, WriteBatch
+from worker.state.base import StateStore, Turn, WriteBatch
 
 
 class StageClock(Middleware):
@@ -120,9 +120,9 @@ class CountingStore(StateStore):
         self._hit("acquire_leases_and_get")
         return self.inner.acquire_leases_and_get(claims, keys)
 
-    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
-        self._hit("take_turn")
-        return self.inner.take_turn(queue, member, score, lease, ttl)
+    def take_turns(self, turns: Sequence[Turn]) -> list[tuple[str, bool]]:
+        self._hit("take_turns")
+        return self.inner.take_turns(turns)
 
     def delete(self, *keys: str) -> int:
         self._hit("delete")

@@ -249,6 +249,7 @@ def test_runs_handed_back_are_released_for_other_workers(runtime: Runtime, conne
     assert done.handed_back == sent[1:]
     store = runtime.app.store
     assert store.get_many([run_lease_key(connection_id, r) for r in sent]) == [None] * len(sent)
+    assert list(store.scan(key(connection_id, "rule-record"))) == []  # turns taken early, given back
     rest = runtime.actors.runner.run_many(connection_id, done.handed_back)
     assert {outcome.status for _, outcome in rest.outcomes} == {"succeeded"} and rest.handed_back == []
 
@@ -274,6 +275,7 @@ def test_a_run_message_writes_each_ending_with_the_next_runs_start(
         done = runtime.actors.runner.run_many(connection_id, sent)
         assert {outcome.status for _, outcome in done.outcomes} == {"succeeded"}
         assert counting.calls["batch"] == len(sent) + 1  # a start each, and the last ending
+        assert counting.calls["take_turns"] == 1  # the five queued runs' turns, asked at once
         assert len(stub_server.requests) == 5
         leases = [run_lease_key(connection_id, r) for r in sent]
         assert store.get_many(leases) == [None] * len(leases)
@@ -309,3 +311,26 @@ def test_a_later_run_for_the_same_record_finds_the_earlier_one_ended(
     # mode queued: the second waits for the first's record lease, given back by the carried ending
     assert [outcome.status for _, outcome in done.outcomes] == ["succeeded", "succeeded"]
     assert [r.json for r in stub_server.requests] == [{"matter": "m-same"}] * 2
+
+
+def test_a_queued_run_whose_record_is_busy_waits_and_the_others_still_run(
+    runtime: Runtime, stub_server: StubServer, connection_id: str
+) -> None:
+    sent = _dispatched(runtime, connection_id, 3)
+    history, store = runtime.app.history, runtime.app.store
+    queued = [r for r in sent if history.get(connection_id, r).rule_id == "announce"]
+    record = lambda matter: key(connection_id, "rule-record", "announce", "matters", matter)  # noqa: E731
+    holder = Lease(store, record("m-0"), ttl=5, owner="a run finishing elsewhere")
+    assert holder.acquire()
+    gone = key(connection_id, "rule-queue", "announce", "matters", "m-1")
+    store.zadd(gone, {"a run no longer recorded": 0.0})  # ahead of m-1's run: dropped when found
+    done = dict(runtime.actors.runner.run_many(connection_id, queued).outcomes)
+    assert done[queued[0]].status == "waiting" and done[queued[0]].requeue_after
+    assert done[queued[1]].status == done[queued[2]].status == "succeeded"
+    assert sorted(r.json["matter"] for r in stub_server.requests) == ["m-1", "m-2"]
+    assert store.get(holder.key) == holder.owner  # another owner's lease is left alone
+    assert store.get_many([record("m-1"), record("m-2")]) == [None, None]
+    assert holder.release()
+    again = runtime.actors.runner.run_many(connection_id, [queued[0]])
+    assert [outcome.status for _, outcome in again.outcomes] == ["succeeded"]
+    assert list(store.scan(key(connection_id, "rule-record"))) == []

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from worker.state import StateError, StateStore, key, open_store
+from worker.state import StateError, StateStore, Turn, key, open_store
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -107,14 +107,37 @@ def test_batch_releases_only_its_own_lease(store: StateStore, connection_id: str
 
 def test_take_turn(store: StateStore, connection_id: str) -> None:
     queue, lease = key(connection_id, "queue"), key(connection_id, "turn")
-    assert store.take_turn(queue, "b", 2.0, lease, 5) == ("b", True)  # first in line: the lease
-    assert store.take_turn(queue, "c", 3.0, lease, 5) == ("b", False)  # waits behind b
-    assert store.take_turn(queue, "b", 2.0, lease, 5) == ("b", True)  # b again: renewed
-    assert store.take_turn(queue, "a", 1.0, lease, 5) == ("a", False)  # first, but b holds it
+
+    def turn(member: str, score: float) -> tuple[str, bool]:
+        return store.take_turn(Turn(queue, member, score, lease, 5))
+
+    assert turn("b", 2.0) == ("b", True)  # first in line: the lease
+    assert turn("c", 3.0) == ("b", False)  # waits behind b
+    assert turn("b", 2.0) == ("b", True)  # b again: renewed
+    assert turn("a", 1.0) == ("a", False)  # first, but b holds it
     assert store.get(lease) == "b"
     assert store.release_lease(lease, "b")
-    assert store.take_turn(queue, "a", 1.0, lease, 5) == ("a", True)
+    assert turn("a", 1.0) == ("a", True)
     assert [m for m, _ in store.zrange_by_score(queue)] == ["a", "b", "c"]
+
+
+def test_take_turns_answers_each_in_order(store: StateStore, connection_id: str) -> None:
+    """Several records' queues in one call; a later turn sees what an earlier one did."""
+    q1, q2 = key(connection_id, "queue", "1"), key(connection_id, "queue", "2")
+    l1, l2 = key(connection_id, "turn", "1"), key(connection_id, "turn", "2")
+    assert store.take_turns([]) == []
+    answers = store.take_turns(
+        [
+            Turn(q1, "a", 1.0, l1, 5),
+            Turn(q2, "x", 5.0, l2, 5),
+            Turn(q1, "b", 2.0, l1, 5),  # behind a, which took the lease just before
+            Turn(q2, "w", 4.0, l2, 5),  # first now, but x holds the lease
+        ]
+    )
+    assert answers == [("a", True), ("x", True), ("a", False), ("w", False)]
+    assert store.get(l1) == "a" and store.get(l2) == "x"
+    assert [m for m, _ in store.zrange_by_score(q2)] == ["w", "x"]
+    assert 0 < (store.ttl(l1) or 0) <= 5
 
 
 def test_incr(store: StateStore, connection_id: str) -> None:

@@ -43,7 +43,7 @@ from worker.delivery.rulebook import PreparedRule, steps_of
 from worker.events import Event
 from worker.observability import log_context
 from worker.rules.model import Rule, StepBase
-from worker.state.base import StateError, StateStore, WriteBatch, key
+from worker.state.base import StateError, StateStore, Turn, WriteBatch, key
 from worker.state.locks import Lease, keep_alive, stop_keeping
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,10 @@ class Runner:
     ) -> Batch:
         """Deliver the runs of one message, in order.
 
-        Every run is claimed and its record read in one round trip, and the events and ledger
-        entries of those to execute in a second, so a message of ten runs costs two reads, not
-        twenty. A run's ending rides with the next run's first write (:class:`_Carry`). With
+        Every run is claimed and its record read in one round trip, the events and ledger entries
+        of those to execute in a second, and the ``queued`` runs' turns taken in a third
+        (:meth:`_take_turns`), so a message of ten runs costs three round trips before its first
+        step, not thirty. A run's ending rides with the next run's first write (:class:`_Carry`). With
         ``budget`` (seconds), the runs not started once it is spent (slow steps) are released and
         handed back for other workers. ``clear``: keys deleted with the message's first write (the
         markers saying its runs are on their way).
@@ -141,10 +142,14 @@ class Runner:
         started = time.monotonic()
         try:
             ready = self._ready(connection, ids, leases, records, batch)
+            loads = self._load(ready)
+            turns = self._take_turns(ready, loads)
+            taken = [turn.lease for turn in turns.values() if turn.taken]
+            leases += taken  # given back at the end if still held
             with ExitStack() as kept:
-                for _run, lease in ready:
-                    kept.enter_context(keep_alive(lease))
-                for position, ((run, lease), loaded) in enumerate(zip(ready, self._load(ready), strict=True)):
+                for kept_lease in [lease for _run, lease in ready] + taken:
+                    kept.enter_context(keep_alive(kept_lease))
+                for position, ((run, lease), loaded) in enumerate(zip(ready, loads, strict=True)):
                     if budget is not None and position and time.monotonic() - started > budget:
                         batch.handed_back = [r.id for r, _ in ready[position:]]
                         break
@@ -155,7 +160,8 @@ class Runner:
                         event_id=run.event_id,
                         resource=run.event.resource,
                     ):
-                        batch.outcomes.append((run.id, self._run_loaded(run, lease, loaded, carry)))
+                        outcome = self._run_loaded(run, lease, loaded, carry, turns.get(run.id))
+                        batch.outcomes.append((run.id, outcome))
         finally:
             try:
                 carry.flush(app.store)
@@ -217,6 +223,30 @@ class Runner:
             loaded.append(_Loaded(rule, event, app.ledger.parse(ids, raws[at + 1 : at + 1 + len(ids)])))
         return loaded
 
+    def _take_turns(
+        self, ready: list[tuple[Run, Lease]], loads: list[_Loaded | Exception]
+    ) -> dict[str, _Turn]:
+        """Take the record turns of the message's ``queued`` runs in one round trip, before the
+        first of them runs, instead of one round trip per run.
+
+        Only a record's first run in the message asks early: a later run of the same rule for the
+        same record must wait for the earlier one's ending (:meth:`_claim_record`). A turn taken
+        early is held (and renewed) while the runs before it execute; one not taken is looked
+        into when its run comes (:meth:`_take_turn`)."""
+        early: dict[str, tuple[Run, Lease]] = {}
+        for (run, _lease), loaded in zip(ready, loads, strict=True):
+            if run.mode == "queued" and not isinstance(loaded, Exception):
+                record_lease = self._record_lease(run)
+                early.setdefault(record_lease.key, (run, record_lease))
+        if not early:
+            return {}
+        answers = self.app.store.take_turns([_turn_of(run, lease) for run, lease in early.values()])
+        turns = {}
+        for (run, record_lease), (head, taken) in zip(early.values(), answers, strict=True):
+            record_lease.held = taken
+            turns[run.id] = _Turn(record_lease, head, taken)
+        return turns
+
     def _release(self, leases: list[Lease]) -> None:
         """Give back, in one write, the leases still held (the runs' last writes released theirs)."""
         held = [lease for lease in leases if lease.held]
@@ -247,13 +277,15 @@ class Runner:
         return Outcome("busy", requeue_after=delay, run=run)
 
     # one attempt, holding the run lease --------------------------------------------------------
-    def _run_loaded(self, run: Run, lease: Lease, loaded: _Loaded | Exception, carry: _Carry) -> Outcome:
+    def _run_loaded(
+        self, run: Run, lease: Lease, loaded: _Loaded | Exception, carry: _Carry, turn: _Turn | None
+    ) -> Outcome:
         if isinstance(loaded, Exception):
             return self._dead(run, classify(loaded), failed_step=None, event=None)
         rule, event, entries = loaded.rule, loaded.event, loaded.entries
         if run.mode not in ("queued", "single"):
             return self._attempt(run, rule, event, entries, (lease,), carry)
-        claim = self._claim_record(run, carry)
+        claim = self._claim_record(run, carry, turn)
         if isinstance(claim, Outcome):
             return claim
         try:
@@ -263,17 +295,27 @@ class Runner:
             if not carry.releases(claim.key):
                 claim.release()
 
-    def _claim_record(self, run: Run, carry: _Carry) -> Lease | Outcome:
+    def _record_lease(self, run: Run) -> Lease:
+        """The lease on the run's (rule, record) pair that ``queued`` and ``single`` modes take."""
+        parts = (run.rule_id, run.event.resource, run.event.record_id)
+        return Lease(
+            self.app.store,
+            key(run.connection, "rule-record", *parts),
+            ttl=self.app.options.run_lease,
+            owner=run.id,
+        )
+
+    def _claim_record(self, run: Run, carry: _Carry, turn: _Turn | None = None) -> Lease | Outcome:
         """The per-(rule, record) turn for ``queued`` and ``single`` modes: the lease that holds
-        it, or why this run cannot go now (waiting its turn, skipped).
+        it, or why this run cannot go now (waiting its turn, skipped). ``turn``: the answer to
+        the message's early ask (:meth:`_take_turns`).
 
         An earlier run of this message for the same rule and record must have ended in the store
         first (its history, its record lease given back), so a carried ending goes out now."""
         app = self.app
-        parts = (run.rule_id, run.event.resource, run.event.record_id)
-        record_lease = Lease(
-            app.store, key(run.connection, "rule-record", *parts), ttl=app.options.run_lease, owner=run.id
-        )
+        if turn is not None:
+            return self._take_turn(run, turn.lease, (turn.head, turn.taken))
+        record_lease = self._record_lease(run)
         if carry.releases(record_lease.key):
             carry.flush(app.store)
         if run.mode == "queued":
@@ -292,17 +334,19 @@ class Runner:
         log.info("skipped: %s", skipped.reason)
         return Outcome("skipped", run=skipped)
 
-    def _take_turn(self, run: Run, record_lease: Lease) -> Lease | Outcome:
+    def _take_turn(
+        self, run: Run, record_lease: Lease, answer: tuple[str, bool] | None = None
+    ) -> Lease | Outcome:
         """Join the rule's queue for this record; the record lease when it is this run's turn.
+        ``answer``: what joining said already (the message's early ask).
 
         Runs join in the order their events were detected; finished (or expired) runs at the
         head are dropped as they are found.
         """
-        store, queue = self.app.store, queue_key(run)
+        store, turn = self.app.store, _turn_of(run, record_lease)
         while True:
-            head, taken = store.take_turn(
-                queue, run.id, run.queued_at or run.created_at, record_lease.key, record_lease.ttl
-            )
+            head, taken = answer or store.take_turn(turn)
+            answer = None
             if taken:
                 record_lease.held = True
                 return record_lease
@@ -311,7 +355,7 @@ class Runner:
             other = self.app.history.find(run.connection, head)
             if other is not None and not other.terminal:
                 return Outcome("waiting", requeue_after=self._wait_for(other), run=run)
-            store.zrem(queue, head)
+            store.zrem(turn.queue, head)
 
     def _wait_for(self, head: Run) -> float:
         """How long a queued run waits before looking again: until the head's next retry, if it has one."""
@@ -693,6 +737,20 @@ def run_lease_key(connection: str, run_id: str) -> str:
 def queue_key(run: Run) -> str:
     """The ``mode: queued`` line of one rule for one record."""
     return key(run.connection, "rule-queue", run.rule_id, run.event.resource, run.event.record_id)
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """A queued run's early ask for its record's turn: the record lease (held when ``taken``)
+    and the queue's head at that moment."""
+
+    lease: Lease
+    head: str
+    taken: bool
+
+
+def _turn_of(run: Run, record_lease: Lease) -> Turn:
+    return Turn(queue_key(run), run.id, run.queued_at or run.created_at, record_lease.key, record_lease.ttl)
 
 
 def _params(step: StepBase, rendered: dict[str, Any]) -> Any:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.state.base import StateError, StateStore, WriteBatch, key
+from worker.state.base import StateError, StateStore, Turn, WriteBatch, key
 
-__all__ = ["StateError", "StateStore", "WriteBatch", "key", "open_store", "sqlite_path"]
+__all__ = ["StateError", "StateStore", "Turn", "WriteBatch", "key", "open_store", "sqlite_path"]
 
 _SQLITE_PREFIX = "sqlite:///"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import NamedTuple
 
 PREFIX = "ppw"
 
@@ -20,6 +21,17 @@ PREFIX = "ppw"
 def key(connection: str, *parts: str) -> str:
     """``ppw:<connection>:<part>:<part>`` so one deployment can serve several PP accounts."""
     return ":".join((PREFIX, connection, *parts))
+
+
+class Turn(NamedTuple):
+    """A ``mode: queued`` run joining its record's queue: ``member`` with ``score`` in the sorted
+    set ``queue``, wanting the lease ``lease`` (for ``ttl`` seconds) once it is first."""
+
+    queue: str
+    member: str
+    score: float
+    lease: str
+    ttl: float
 
 
 class StateError(RuntimeError):
@@ -155,15 +167,24 @@ class StateStore(abc.ABC):
         descending: bool = False,
     ) -> list[tuple[str, float]]: ...
 
-    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
-        """Join the sorted set ``queue`` as ``member`` and, if ``member`` is first in it, take the
-        lease ``lease`` for ``member``: a ``mode: queued`` run's turn in one round trip.
+    def take_turns(self, turns: Sequence[Turn]) -> list[tuple[str, bool]]:
+        """For each turn, in order: join its queue and, if its member is first there, take its
+        lease for the member. All in one round trip, so a message of queued runs asks once.
 
-        Returns the first member and whether the lease was taken.
+        Returns, per turn, the first member of its queue and whether the lease was taken.
         """
-        self.zadd(queue, {member: score})
-        first = self.zrange_by_score(queue, limit=1)[0][0]
-        return first, first == member and self.acquire_lease(lease, member, ttl)
+        answers = []
+        for turn in turns:
+            self.zadd(turn.queue, {turn.member: turn.score})
+            first = self.zrange_by_score(turn.queue, limit=1)[0][0]
+            taken = first == turn.member and self.acquire_lease(turn.lease, turn.member, turn.ttl)
+            answers.append((first, taken))
+        return answers
+
+    def take_turn(self, turn: Turn) -> tuple[str, bool]:
+        """:meth:`take_turns` for one turn."""
+        [answer] = self.take_turns([turn])
+        return answer
 
     @abc.abstractmethod
     def zcard(self, key: str) -> int: ...

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from worker.state.base import StateError, StateStore, WriteBatch
+from worker.state.base import StateError, StateStore, Turn, WriteBatch
 
 # A lease: the key holds its owner and expires; the owner may renew it. Shared by the scripts below.
 _CLAIM = """
@@ -66,15 +66,20 @@ return out
 """
 )
 
-_TAKE_TURN = (
+# KEYS: queue and lease of each turn; ARGV: member, score and ttl of each. Returns head, taken pairs.
+_TAKE_TURNS = (
     _CLAIM
     + """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-if first ~= ARGV[1] or not claim(KEYS[2], ARGV[1], ARGV[3]) then
-  return {first, 0}
+local out = {}
+for i = 1, #KEYS / 2 do
+  local queue, lease = KEYS[2 * i - 1], KEYS[2 * i]
+  local member = ARGV[3 * i - 2]
+  redis.call('ZADD', queue, ARGV[3 * i - 1], member)
+  local first = redis.call('ZRANGE', queue, 0, 0)[1]
+  table.insert(out, first)
+  table.insert(out, (first == member and claim(lease, member, ARGV[3 * i])) and 1 or 0)
 end
-return {first, 1}
+return out
 """
 )
 
@@ -242,7 +247,7 @@ class RedisStore(StateStore):
         self._acquire = self._shared.register_script(_ACQUIRE_LEASE)
         self._release = self._shared.register_script(_RELEASE_LEASE)
         self._acquire_and_get = self._shared.register_script(_ACQUIRE_LEASES_AND_GET)
-        self._turn = self._shared.register_script(_TAKE_TURN)
+        self._turns = self._shared.register_script(_TAKE_TURNS)
         self._incr = self._shared.register_script(_INCR)
         self._batch = self._shared.register_script(_BATCH)
 
@@ -443,13 +448,16 @@ class RedisStore(StateStore):
     def zcard(self, key: str) -> int:
         return int(self._call("ZCARD", lambda: self._client.zcard(key)))
 
-    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
-        px = _millis(ttl)
-        first, taken = self._call(
-            "queue turn",
-            lambda: self._turn(keys=[queue, lease], args=[member, _score(score), px], client=self._client),
-        )
-        return str(first), bool(int(taken))
+    def take_turns(self, turns: Sequence[Turn]) -> list[tuple[str, bool]]:
+        if not turns:
+            return []
+        keys: list[str] = []
+        args: list[str] = []
+        for turn in turns:
+            keys += [turn.queue, turn.lease]
+            args += [turn.member, _score(turn.score), _millis(turn.ttl)]
+        reply = self._call("queue turns", lambda: self._turns(keys=keys, args=args, client=self._client))
+        return [(str(reply[i]), bool(int(reply[i + 1]))) for i in range(0, len(reply), 2)]
 
     # atomic groups of writes ----------------------------------------------------------------
     @contextmanager

@@ -19,7 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from worker.state.base import StateError, StateStore, WriteBatch
+from worker.state.base import StateError, StateStore, Turn, WriteBatch
 
 T = TypeVar("T")
 
@@ -547,22 +547,25 @@ class SqliteStore(StateStore):
 
         return self._read(run)
 
-    def take_turn(self, queue: str, member: str, score: float, lease: str, ttl: float) -> tuple[str, bool]:
-        def run(tx: _Tx) -> tuple[str, bool]:
-            tx.zadd(queue, {member: score})
-            row = tx.conn.execute(
-                "SELECT member FROM zset_members WHERE key = ? ORDER BY score, member LIMIT 1", (queue,)
-            ).fetchone()
-            first = str(row[0])
-            if first != member:
-                return first, False
-            current = self._get(tx, lease)
-            if current is not None and current != member:
-                return first, False
-            tx.set(lease, member, ttl)
-            return first, True
+    def take_turns(self, turns: Sequence[Turn]) -> list[tuple[str, bool]]:
+        def run(tx: _Tx) -> list[tuple[str, bool]]:
+            return [self._take_turn(tx, turn) for turn in turns]
 
-        return self._write(run)
+        return self._write(run) if turns else []
+
+    def _take_turn(self, tx: _Tx, turn: Turn) -> tuple[str, bool]:
+        tx.zadd(turn.queue, {turn.member: turn.score})
+        row = tx.conn.execute(
+            "SELECT member FROM zset_members WHERE key = ? ORDER BY score, member LIMIT 1", (turn.queue,)
+        ).fetchone()
+        first = str(row[0])
+        if first != turn.member:
+            return first, False
+        current = self._get(tx, turn.lease)
+        if current is not None and current != turn.member:
+            return first, False
+        tx.set(turn.lease, turn.member, turn.ttl)
+        return first, True
 
     def zcard(self, key: str) -> int:
         def run(tx: _Tx) -> int:
