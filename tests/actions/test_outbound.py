@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from urllib3.exceptions import LocationValueError
 
 from tests.fixtures.stubs import Reply, StubServer
 from worker.actions.outbound import USER_AGENT, Outbound, TransportFailure
@@ -113,3 +114,22 @@ def test_proxies_from_the_environment_are_used_unless_no_proxy_says_otherwise(
     with pytest.raises(TransportFailure):  # not sent through the proxy: resolving it fails
         client.post("http://direct.invalid/in", json={})
     assert [r.path for r in stub_server.requests] == ["http://hooks.invalid/in"]
+
+
+def test_a_path_is_sent_percent_encoded_with_its_query(outbound: Outbound, stub_server: StubServer) -> None:
+    outbound.request("GET", f"{stub_server.url}/matters/Jörg Smith?q=a b#ignored")
+    assert [r.path for r in stub_server.requests] == ["/matters/J%C3%B6rg%20Smith?q=a%20b"]
+
+
+def test_a_destination_whose_pool_was_dropped_gets_a_new_one(
+    outbound: Outbound, stub_server: StubServer
+) -> None:
+    outbound.post(f"{stub_server.url}/a", json={})
+    outbound._direct.clear()  # what the manager does to the least used pool past 32 destinations
+    assert outbound.post(f"{stub_server.url}/b", json={}).status_code == 200
+    assert [r.path for r in stub_server.requests] == ["/a", "/b"]
+
+
+def test_a_url_without_a_host_is_refused_before_anything_is_sent(outbound: Outbound) -> None:
+    with pytest.raises(LocationValueError):
+        outbound.request("POST", "http:///hook", body=b"x")
