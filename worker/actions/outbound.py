@@ -34,6 +34,8 @@ from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, HTTPError, L
 from urllib3.util import parse_url
 
 USER_AGENT = "ppw (PracticePanther automation worker)"
+#: Destinations whose pools are kept (the manager closes the least used one past that).
+_POOLS = 32
 
 
 class TransportFailure(Exception):
@@ -79,12 +81,12 @@ class Outbound:
     def __init__(self, timeout: float, *, maxsize: int = 64) -> None:
         self._timeout = timeout
         common: dict[str, Any] = {"retries": False, "maxsize": maxsize}
-        self._direct = urllib3.PoolManager(num_pools=32, **common)
+        self._direct = urllib3.PoolManager(num_pools=_POOLS, **common)
         self._pools: dict[tuple[str, str, int | None], HTTPConnectionPool] = {}
         proxies = getproxies_environment()
         self._bypassed: dict[str, bool] = {}  # NO_PROXY's verdict per host, asked once each
         self._via: dict[str, urllib3.ProxyManager] = {
-            scheme: urllib3.ProxyManager(url, num_pools=32, **common)
+            scheme: urllib3.ProxyManager(url, num_pools=_POOLS, **common)
             for scheme, url in proxies.items()
             if scheme in ("http", "https")
         }
@@ -142,10 +144,12 @@ class Outbound:
 
     def _pool(self, target: _Target) -> HTTPConnectionPool:
         """The destination's pool, as the manager made it; asked again if the manager has since
-        dropped it (it keeps the 32 last used) and closed it."""
+        dropped it (it keeps the :data:`_POOLS` last used) and closed it."""
         origin = (target.scheme, target.host, target.port)
         pool = self._pools.get(origin)
         if pool is None or pool.pool is None:
+            if len(self._pools) >= _POOLS:  # the closed pools of destinations no longer used
+                self._pools = {o: p for o, p in self._pools.items() if p.pool is not None}
             pool = self._pools[origin] = self._direct.connection_from_host(
                 target.host, port=target.port, scheme=target.scheme
             )

@@ -432,15 +432,16 @@ class SqliteStore(StateStore):
         return [str(row[0]) for row in rows]
 
     # leases ---------------------------------------------------------------------------------
-    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
-        def run(tx: _Tx) -> bool:
-            current = self._get(tx, key)
-            if current is not None and current != owner:
-                return False
-            tx.set(key, owner, ttl)
-            return True
+    def _claim(self, tx: _Tx, key: str, owner: str, ttl: float) -> bool:
+        """Take or renew the lease ``key`` for ``owner`` unless someone else holds it."""
+        current = self._get(tx, key)
+        if current is not None and current != owner:
+            return False
+        tx.set(key, owner, ttl)
+        return True
 
-        return self._write(run)
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        return self._write(lambda tx: self._claim(tx, key, owner, ttl))
 
     def release_lease(self, key: str, owner: str) -> bool:
         return self._write(lambda tx: tx.release(key, owner))
@@ -449,12 +450,7 @@ class SqliteStore(StateStore):
         self, claims: Sequence[tuple[str, str, float]], keys: Sequence[str]
     ) -> tuple[list[bool], list[str | None]]:
         def run(tx: _Tx) -> tuple[list[bool], list[str | None]]:
-            taken = []
-            for k, owner, ttl in claims:
-                current = self._get(tx, k)
-                taken.append(current is None or current == owner)
-                if taken[-1]:
-                    tx.set(k, owner, ttl)
+            taken = [self._claim(tx, k, owner, ttl) for k, owner, ttl in claims]
             return taken, [self._live_string(tx, k) for k in keys]
 
         return self._write(run)
@@ -559,13 +555,7 @@ class SqliteStore(StateStore):
             "SELECT member FROM zset_members WHERE key = ? ORDER BY score, member LIMIT 1", (turn.queue,)
         ).fetchone()
         first = str(row[0])
-        if first != turn.member:
-            return first, False
-        current = self._get(tx, turn.lease)
-        if current is not None and current != turn.member:
-            return first, False
-        tx.set(turn.lease, turn.member, turn.ttl)
-        return first, True
+        return first, first == turn.member and self._claim(tx, turn.lease, turn.member, turn.ttl)
 
     def zcard(self, key: str) -> int:
         def run(tx: _Tx) -> int:
