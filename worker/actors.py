@@ -40,8 +40,9 @@ from worker.state.base import key
 
 log = logging.getLogger(__name__)
 
-#: Seconds past its due time a run message that has not been picked up counts as lost.
-IN_FLIGHT_MARGIN = 120.0
+#: Seconds past its due time a run message that has not been picked up counts as lost (unless the
+#: run queue still has a backlog): a message a dead worker had fetched is not waited for longer.
+IN_FLIGHT_MARGIN = 30.0
 
 Ids = list[str] | str
 

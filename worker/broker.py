@@ -147,27 +147,32 @@ def is_embedded(broker: dramatiq.Broker) -> bool:
 
 
 def queue_backlog(broker: dramatiq.Broker, queue_name: str) -> int | None:
-    """Messages waiting, delayed or being worked on in ``queue_name``; None when it cannot be told.
+    """Messages of ``queue_name`` (and its delay queue) that no consumer has taken yet; None when it
+    cannot be told.
 
-    The sweeper asks before re-sending pending events: a backlog means their messages are merely
-    waiting their turn, and re-sending them would only add duplicates for dispatch to drop.
+    The sweeper asks before re-sending pending events and unfinished runs: a backlog means their
+    messages are merely waiting their turn, and re-sending them would only add duplicates. Messages
+    a consumer has taken are not counted: when that consumer dies, the Redis broker hands them on
+    only at its next randomised maintenance, and ppw does not wait for that (the sweeper re-sends
+    the work, and the duplicate that the broker delivers later finds it done).
     """
     from dramatiq.common import dq_name
 
     try:
-        if isinstance(broker, StubBroker):
+        if isinstance(broker, StubBroker):  # one process: nothing is taken by anyone else
             queues = broker.queues
             return sum(queues[q].unfinished_tasks for q in (queue_name, dq_name(queue_name)) if q in queues)
         from dramatiq.brokers.redis import RedisBroker
 
-        if isinstance(broker, RedisBroker):  # every message not yet acked sits in the queue's .msgs hash
+        if isinstance(broker, RedisBroker):  # untaken message ids wait in the queue's list
             names = (queue_name, dq_name(queue_name))
-            return sum(int(broker.client.hlen(f"{broker.namespace}:{q}.msgs")) for q in names)
+            return sum(int(broker.client.llen(f"{broker.namespace}:{q}")) for q in names)
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-        if isinstance(broker, RabbitmqBroker):
+        if isinstance(broker, RabbitmqBroker):  # ready counts: unacknowledged messages are not in them
             ready, delayed, _dead = broker.get_queue_message_counts(queue_name)
             return int(ready) + int(delayed)
     except Exception:  # the broker is down: nothing can be sent now anyway
         return None
+    return None
     return None

@@ -252,7 +252,7 @@ def run_demo(settings: Settings, stop: threading.Event) -> None:
         status: dict[str, Any] = registry.status() if registry else {"loaded": 0, "failed_files": []}
         say(f"{status['loaded']} rule(s) loaded from {settings.rules_dir}/ (edit them: they reload live)")
         for failed in status["failed_files"]:
-            say(f"  rule file with errors (skipped): {failed} — `ppw rules check` explains")
+            say(f"  rule file with errors (its broken rules skipped): {failed} — `ppw rules check` explains")
         view = LiveView(runtime)
         runtime.start_workers(settings.worker_threads)
 

@@ -302,19 +302,41 @@ def token_check(expires_at: Callable[[], float | None], *, grace: float = 300.0)
     return check
 
 
-def rules_check(loaded: Callable[[], int | None], errors: Callable[[], int] = lambda: 0) -> Check:
-    """The rule set has loaded (``loaded`` returns None until it has); failing files are reported.
+@dataclass(frozen=True)
+class RulesState:
+    """What :func:`rules_check` reads: the rules in force, one line per broken rule
+    (``rules/x.yaml:14:9 (rule-id): message``) and how many rule files there are."""
 
-    A bad file does not fail readiness: the other rules run and its last good version stays.
+    loaded: int
+    broken: Sequence[str] = ()
+    files: int = 0
+
+
+def rules_check(state: Callable[[], RulesState | None], *, shown: int = 5) -> Check:
+    """The rules have loaded (``state`` returns None until they have); broken rules are named.
+
+    Broken rules do not fail readiness: the other rules run, and each broken rule's last good
+    version stays in force, so taking the worker out of service would only stop the good ones too.
+    It fails when rule files are present but not one rule loaded from them (all broken): such a
+    worker would poll and run nothing while looking healthy. No rule files at all passes (a fresh
+    install). The first ``shown`` broken rules are listed, the rest counted.
     """
 
     def check() -> CheckResult:
-        count = loaded()
-        if count is None:
+        current = state()
+        if current is None:
             return CheckResult.failed("rules not loaded yet")
-        bad = errors()
+        count, broken = current.loaded, list(current.broken)
         detail = f"{count} rule{'s' if count != 1 else ''} loaded"
-        return CheckResult.passed(detail + (f"; {bad} file(s) failed to load" if bad else ""))
+        if broken:
+            more = f"; and {len(broken) - shown} more" if len(broken) > shown else ""
+            detail += f", {len(broken)} broken: " + "; ".join(broken[:shown]) + more
+        elif not current.files:
+            detail += " (no rule files)"
+        detail = scrub_text(detail)
+        if count == 0 and current.files and broken:
+            return CheckResult.failed(f"no rule loaded from {current.files} rule file(s): {detail}")
+        return CheckResult.passed(detail)
 
     return check
 

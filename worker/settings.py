@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     poll_sweep_interval: float = 30.0
     poll_page_size: int = 1000
     poll_timeout: float = 300.0
+    poll_lease: float = Field(default=30.0, gt=0)
     poll_resources: CommaList = Field(default_factory=list)
     poll_use_updated_since: CommaList = Field(default_factory=list)
     flood_limit: int = 100
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     env_allowlist: CommaList = Field(default_factory=list)
     rule_burst_per_minute: int = 10
+    # A broken rule is logged, counted and shown in /readyz while the other rules run; strict, the
+    # process refuses to start instead (a bad rule file fails the rollout).
+    strict_rules: bool = False
 
     # Actions
     slack_webhooks: dict[str, SecretStr] = Field(default_factory=dict)

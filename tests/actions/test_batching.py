@@ -221,6 +221,26 @@ def test_queue_backlog_counts_waiting_and_delayed_messages(redis_url: str, conne
             broker.close()
 
 
+def test_messages_a_consumer_took_are_not_a_backlog(redis_url: str, connection_id: str) -> None:
+    """A worker that fetched messages and died holds them until the broker's maintenance hands
+    them on; the sweeper must not wait for that, so they do not count as waiting."""
+    broker = RedisBroker(url=redis_url, namespace=f"ppw-test-{connection_id}")
+    actor = dramatiq.actor(broker=broker, queue_name=f"q{connection_id[-6:]}", actor_name="noop")(
+        lambda: None
+    )
+    try:
+        actor.send()
+        actor.send()
+        assert queue_backlog(broker, actor.queue_name) == 2
+        consumer = broker.consume(actor.queue_name, prefetch=2, timeout=100)
+        assert next(consumer) is not None  # fetched both (prefetch), acknowledged neither
+        assert queue_backlog(broker, actor.queue_name) == 0
+        consumer.close()
+    finally:
+        broker.flush_all()
+        broker.close()
+
+
 def test_the_sweeper_leaves_events_alone_while_their_messages_wait(
     runtime: Runtime, connection_id: str
 ) -> None:

@@ -207,14 +207,16 @@ class HealthWatch:
 
 # a private Redis ------------------------------------------------------------------------------------
 class PrivateRedis:
-    """``redis-server`` on a free port with AOF (``appendfsync always``) in ``directory``."""
+    """``redis-server`` on a free port with AOF (``appendfsync always``) in ``directory``; ``args``
+    are added to (and override) that configuration."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *args: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         self.binary = binary
         self.directory = directory
+        self.args = args
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -226,7 +228,7 @@ class PrivateRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-                "--logfile", str(self.directory / "redis.log")]  # fmt: skip
+                "--logfile", str(self.directory / "redis.log"), *self.args]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         eventually(self._answers, 15, f"the private redis-server on port {self.port}")
         return self
@@ -235,7 +237,7 @@ class PrivateRedis:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

@@ -3,7 +3,7 @@
 - A bulk update gives hundreds of matters one identical ``updated_at`` (more than a page of them):
   paging by timestamp alone would skip the rest; every one of them must fire once.
 - The rule file is replaced by a broken one while ``ppw run`` runs: the error is reported with
-  file:line:column, ``/readyz`` says a file failed to load, and the last good version keeps firing
+  file:line:column, ``/readyz`` names the broken file, and the last good version keeps firing
   until the file is fixed, when the new version takes over.
 - The disk under the embedded SQLite state fills up: polls fail cleanly, nothing advances,
   ``/readyz`` reports the polls failing; once space is freed everything made meanwhile fires once.
@@ -82,12 +82,13 @@ def test_rule_file_broken_mid_run(chaos_factory: Callable[..., Chaos], redis_url
     rules_file.write_text(BROKEN)
     sample = eventually(
         lambda: next(
-            (s for s in reversed(watch.samples) if "failed to load" in s.details.get("rules", "")), None
+            (s for s in reversed(watch.samples) if "1 broken: " in s.details.get("rules", "")), None
         ),
         20,
-        "/readyz to say the rule file failed to load",
+        "/readyz to name the broken rule file",
     )
     assert sample.status == 200, "a bad file does not take the worker out of service"
+    assert "rules.yaml:5:" in sample.details["rules"], "readiness names where"
     located = re.search(r"rule error: \S*rules\.yaml:(\d+):(\d+): error", worker.log())
     assert located, "the error names file:line:column"
     assert located.group(1) == "5", "the line of the stray indentation"
@@ -97,7 +98,7 @@ def test_rule_file_broken_mid_run(chaos_factory: Callable[..., Chaos], redis_url
 
     chaos.write_rules(CLOSED_MATTER_RULE.replace('task: "{{{{ steps.task.id }}}}"', "version: 2"))
     eventually(
-        lambda: any("failed" not in s.details.get("rules", "failed") for s in watch.samples[-3:]),
+        lambda: any("broken" not in s.details.get("rules", "broken") for s in watch.samples[-3:]),
         20,
         "the fixed file to load",
     )

@@ -31,13 +31,18 @@ PPW = str(Path(sys.executable).with_name("ppw"))
 HOOK = "/hooks/T9/B9/run-secret"
 
 
-def _start_embedded(
-    sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """`ppw run` as the test above starts it, once it has polled twice; and its SQLite file."""
+def embedded_env(
+    sandbox: SandboxServer,
+    slack_stub: StubServer,
+    tmp_path: Path,
+    connection_id: str,
+    rules_text: str = CLOSED_MATTER_RULE,
+) -> tuple[dict[str, str], Path]:
+    """The environment of `ppw run` with the embedded defaults, connected to the sandbox, with
+    ``rules_text`` in ``rules/closing.yaml``; and its SQLite file."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "closing.yaml").write_text(CLOSED_MATTER_RULE)
+    (rules / "closing.yaml").write_text(rules_text)
     database = tmp_path / ".ppw" / "state.db"
     settings = sandbox_settings(sandbox, f"sqlite:///{database}", connection_id)
     store = open_store(settings.state_url)
@@ -59,6 +64,18 @@ def _start_embedded(
         "PPW_SHUTDOWN_GRACE": "5",
         "PPW_SLACK_WEBHOOKS__BILLING": f"{slack_stub.url}{HOOK}",
     }
+    return env, database
+
+
+def start_embedded(
+    sandbox: SandboxServer,
+    slack_stub: StubServer,
+    tmp_path: Path,
+    connection_id: str,
+    rules_text: str = CLOSED_MATTER_RULE,
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`ppw run` as the test above starts it, once it has polled twice; and its SQLite file."""
+    env, database = embedded_env(sandbox, slack_stub, tmp_path, connection_id, rules_text)
     admin = SandboxAdmin(sandbox.url)
     since = admin.mark()
     with (tmp_path / "ppw-run.log").open("wb") as log:
@@ -82,6 +99,19 @@ def _start_embedded(
     finally:
         admin.http.close()
     return process, database
+
+
+def close_an_open_matter(
+    sandbox: SandboxServer, admin: SandboxAdmin, database: Path, connection_id: str
+) -> dict:
+    """Close one open matter as a person in the web UI would; the matter as it was read."""
+    settings = sandbox_settings(sandbox, f"sqlite:///{database}", connection_id)
+    store = open_store(settings.state_url)
+    with PracticePantherClient(settings, store) as client:
+        matter: dict = next(iter(client.list("matters", filter="status eq 'Open'", limit=1)))
+    store.close()
+    admin.mutate([{"op": "update", "resource": "matters", "id": matter["id"], "data": {"status": "Closed"}}])
+    return matter
 
 
 def _wait(process: subprocess.Popen[bytes], timeout: float = 20) -> int | None:
@@ -120,18 +150,11 @@ def _sigterm_with_the_file_locked(
 def test_ppw_run_embedded_end_to_end_and_graceful_stop(
     sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str
 ) -> None:
-    process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
-    settings = sandbox_settings(sandbox, f"sqlite:///{database}", connection_id)
+    process, database = start_embedded(sandbox, slack_stub, tmp_path, connection_id)
     admin = SandboxAdmin(sandbox.url)
     try:
-        store = open_store(settings.state_url)
-        with PracticePantherClient(settings, store) as client:
-            matter = next(iter(client.list("matters", filter="status eq 'Open'", limit=1)))
-        store.close()
         # two polls of matters were seen: the first primed (no firing), so a change now is detected
-        admin.mutate(
-            [{"op": "update", "resource": "matters", "id": matter["id"], "data": {"status": "Closed"}}]
-        )
+        matter = close_an_open_matter(sandbox, admin, database, connection_id)
         [message] = slack_stub.wait_for(1, HOOK, timeout=30)
         assert matter["display_name"] in message.json["text"]
     finally:
@@ -143,7 +166,7 @@ def test_ppw_run_embedded_end_to_end_and_graceful_stop(
     assert code == 0, output[-3000:]
     assert time.monotonic() - started < 10
     assert "embedded mode" in output
-    assert settings.pp_client_secret.get_secret_value() not in output
+    assert sandbox.config.client_secret not in output
 
 
 def test_embedded_runtime_picks_up_work_left_in_the_state_store(
@@ -173,7 +196,7 @@ def test_sigterm_while_the_poll_scheduler_waits_on_a_locked_sqlite_file(
     """The leader heartbeat (every third of a second here) is waiting for SQLite's write lock when
     SIGTERM comes, and gets it while the scheduler stops. APScheduler's ``shutdown(wait=True)``
     waited for that job holding the job-store lock the heartbeat needs next: `ppw run` hung."""
-    process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
+    process, database = start_embedded(sandbox, slack_stub, tmp_path, connection_id)
     # polling is stopping, the heartbeat still waiting; then it gets the lock, renews, syncs its jobs
     code, took = _sigterm_with_the_file_locked(process, database, unlock_after=1.0)
     output = (tmp_path / "ppw-run.log").read_text()
@@ -191,7 +214,7 @@ def test_sigterm_while_another_process_keeps_the_sqlite_file_locked(
 ) -> None:
     """A job that cannot get the store before the stop's deadline is abandoned (and said so), not
     waited for: the process exits within the grace plus a few seconds."""
-    process, database = _start_embedded(sandbox, slack_stub, tmp_path, connection_id)
+    process, database = start_embedded(sandbox, slack_stub, tmp_path, connection_id)
     code, took = _sigterm_with_the_file_locked(process, database, unlock_after=None)
     output = (tmp_path / "ppw-run.log").read_text()
     assert code == 0, output[-3000:]

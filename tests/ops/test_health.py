@@ -19,6 +19,7 @@ from starlette.routing import Route
 from worker.health import (
     CheckResult,
     HealthServer,
+    RulesState,
     broker_check,
     last_poll_success_from_metrics,
     polls_check,
@@ -194,9 +195,27 @@ def test_token_check() -> None:
 
 def test_rules_check() -> None:
     assert rules_check(lambda: None)() == CheckResult.failed("rules not loaded yet")
-    assert rules_check(lambda: 1)() == CheckResult.passed("1 rule loaded")
-    assert rules_check(lambda: 3, lambda: 1)() == CheckResult.passed(
-        "3 rules loaded; 1 file(s) failed to load"
+    assert rules_check(lambda: RulesState(1, files=1))() == CheckResult.passed("1 rule loaded")
+    assert rules_check(lambda: RulesState(0))() == CheckResult.passed("0 rules loaded (no rule files)")
+
+
+def test_rules_check_names_broken_rules_without_failing_readiness() -> None:
+    broken = ["rules/x.yaml:14:9 (a): unknown step type 'lgo'", "rules/y.yaml:3:1: YAML syntax: ..."]
+    assert rules_check(lambda: RulesState(12, broken, files=2))() == CheckResult.passed(
+        "12 rules loaded, 2 broken: rules/x.yaml:14:9 (a): unknown step type 'lgo'; "
+        "rules/y.yaml:3:1: YAML syntax: ..."
+    )
+    many = [f"rules/x.yaml:{n}:1 (r{n}): bad" for n in range(1, 9)]
+    detail = rules_check(lambda: RulesState(1, many, files=1), shown=2)().detail
+    assert detail == (
+        "1 rule loaded, 8 broken: rules/x.yaml:1:1 (r1): bad; rules/x.yaml:2:1 (r2): bad; and 6 more"
+    )
+
+
+def test_rules_check_fails_when_rule_files_are_there_but_no_rule_loaded() -> None:
+    result = rules_check(lambda: RulesState(0, ["rules/x.yaml:2:3 (a): bad"], files=1))()
+    assert result == CheckResult.failed(
+        "no rule loaded from 1 rule file(s): 0 rules loaded, 1 broken: rules/x.yaml:2:3 (a): bad"
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 from tests.polling.conftest import Harness, wait_for
 from worker.polling import cursors, held
 from worker.polling.own_writes import remember_own_record, remember_own_write
-from worker.polling.poller import Poller, poll_lock_key
+from worker.polling.poller import PollAborted, Poller, poll_lock_key
 
 
 def modes(query_mode: str) -> dict[str, Any]:
@@ -392,6 +394,48 @@ def test_one_poll_in_flight_per_resource(harness: Harness) -> None:
     assert harness.poll().outcome == "ok"
 
 
+class SlowPages:
+    """The real client, each page served ``delay`` seconds late; notes the poll lock's time left."""
+
+    def __init__(self, harness: Harness, delay: float) -> None:
+        self.harness = harness
+        self.delay = delay
+        self.lock_ttls: list[float | None] = []
+
+    def list_page(self, resource: str, **kwargs: object) -> list[dict]:
+        self.lock_ttls.append(self.harness.store.ttl(poll_lock_key(self.harness.connection, resource)))
+        threading.Event().wait(self.delay)
+        return self.harness.client.list_page(resource, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_poll_lock_is_a_short_lease_kept_while_the_poll_runs(harness: Harness) -> None:
+    harness.poll()
+    harness.create("matters", 12)
+    source = SlowPages(harness, delay=0.25)
+    options = replace(harness.options, page_size=3, lease=0.3, timeout=30.0)
+    poller = Poller(source, harness.store, connection=harness.connection, options=options)
+    result = poller.poll("matters", harness.emitted.extend)  # about 1 s: three times the lease
+    assert result.outcome == "ok" and len(result.events) == 12
+    # a dead holder would block the next poll for the lease (0.3 s), not for the timeout (30 s)
+    assert all(t is not None and 0 < t <= 0.3 for t in source.lock_ttls), source.lock_ttls
+    assert harness.store.get(poll_lock_key(harness.connection, "matters")) is None
+
+
+def test_a_poll_past_its_timeout_stops_and_commits_nothing(harness: Harness) -> None:
+    harness.poll()
+    harness.create("matters", 12)
+    before = harness.store.get(cursors.cursor_key(harness.connection, "matters"))
+    options = replace(harness.options, page_size=3, lease=0.3, timeout=0.4)
+    poller = Poller(
+        SlowPages(harness, delay=0.25), harness.store, connection=harness.connection, options=options
+    )
+    with pytest.raises(PollAborted, match="PPW_POLL_TIMEOUT"):
+        poller.poll("matters", harness.emitted.extend)
+    assert harness.store.get(cursors.cursor_key(harness.connection, "matters")) == before
+    assert harness.store.get(poll_lock_key(harness.connection, "matters")) is None  # given back
+    assert len(harness.poll().events) == 12  # the next poll finds every change
+
+
 def test_dry_run_writes_nothing(harness: Harness) -> None:
     harness.poll()
     harness.create("matters", 2)
@@ -471,7 +515,7 @@ def test_poll_killed_half_way_loses_and_repeats_nothing(harness: Harness, tmp_pa
     harness.poll()
     harness.bulk_update("matters", [r["id"] for r in records], status="Closed")
     out = tmp_path / "emitted.txt"
-    options = harness.poller(emit_chunk=50, timeout=1.0).options
+    options = harness.poller(emit_chunk=50, lease=1.0).options
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(
         target=_poll_and_die,
@@ -482,10 +526,10 @@ def test_poll_killed_half_way_loses_and_repeats_nothing(harness: Harness, tmp_pa
     assert child.exitcode == 17
     sent = out.read_text().split()
     assert len(sent) == 50
-    # its poll lock outlives it by at most the poll timeout
-    assert harness.poll(timeout=1.0).outcome == "busy"
+    # its poll lock outlives it by at most the lease (PPW_POLL_LEASE), whatever the poll timeout
+    assert harness.poll(lease=1.0).outcome == "busy"
     wait_for(lambda: harness.store.get(poll_lock_key(harness.connection, "matters")) is None, timeout=5)
-    result = harness.poll(timeout=1.0)
+    result = harness.poll(lease=1.0)
     sent += [e.id for e in result.events]
     assert len(sent) == len(set(sent)) == 120
     assert len(result.events) == 70

@@ -79,7 +79,7 @@ def test_no_poll_submitted_while_one_is_in_flight_or_queued(store: StateStore, c
         lambda c, r: submitted.append(r),
         lambda: ["matters"],
         connection=connection_id,
-        poll_timeout=30,
+        pending_ttl=30,
     )
     scheduler.heartbeat()  # become leader without starting the background jobs
     running = Lease(store, poll_lock_key(connection_id, "matters"), ttl=30)
@@ -148,7 +148,7 @@ def _scheduler_process(url: str, connection: str, log_path: str) -> None:
         interval=0.3,
         jitter=0.0,
         leader_ttl=1.0,
-        poll_timeout=2.0,
+        pending_ttl=2.0,
     )
     scheduler.start()
     threading.Event().wait()  # until killed
@@ -191,3 +191,27 @@ def test_leader_failover_between_processes(
             if proc.is_alive():
                 proc.kill()
             proc.join(10)
+
+
+def test_a_turn_skipped_for_a_dead_pollers_lock_comes_back_when_it_lapses(
+    store: StateStore, connection_id: str
+) -> None:
+    recorder = Recorder(store)
+    dead = Lease(store, poll_lock_key(connection_id, "matters"), ttl=0.8)  # its holder was killed
+    assert dead.acquire()
+    with make(store, connection_id, recorder, ["matters"], interval=600.0):
+        wait_for(lambda: store.get(dead.key) is None, timeout=5)
+        assert recorder.calls == []  # the first turn found the lock held
+        # not 600 s later at the next regular turn: once the lock has lapsed
+        wait_for(lambda: len(recorder.calls) >= 1, timeout=3)
+
+
+def test_a_new_leader_polls_every_resource_at_once(store: StateStore, connection_id: str) -> None:
+    recorder = Recorder(store)
+    old_leader = Lease(store, leader_key(connection_id), ttl=1.0)  # a scheduler that died
+    assert old_leader.acquire()
+    with make(store, connection_id, recorder, ["matters", "tasks"], interval=600.0) as scheduler:
+        assert not scheduler.is_leader
+        wait_for(lambda: scheduler.is_leader, timeout=5)
+        # jobs first ran while it was not the leader; their next regular turn is 600 s away
+        wait_for(lambda: {r for _, r in recorder.calls} == {"matters", "tasks"}, timeout=3)

@@ -31,7 +31,8 @@ def test_broken_file_is_rejected_at_the_right_place(path: Path) -> None:
     assert expected, f"{path.name} states no expectation"
     ruleset = load_rules([path], settings=make_settings())
     errors = [d for d in ruleset.diagnostics if d.is_error]
-    assert len(ruleset) == 0, "a file with errors contributes no rules"
+    assert len(ruleset) == 0, "every rule of these files has an error, so none loads"
+    assert {e for b in ruleset.broken for e in b.errors} == set(errors), "each error belongs to a rule"
     shown = "\n".join(d.format() for d in errors)
     for line, column, text in expected:
         hits = [

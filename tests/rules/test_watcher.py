@@ -90,14 +90,15 @@ def test_a_bad_edit_keeps_the_last_good_version(registry: RuleRegistry, rules_di
     assert rendered(registry, "alpha") == "fixed Closed"
 
 
-def test_a_file_that_steals_an_id_is_rejected(registry: RuleRegistry, rules_dir: Path) -> None:
+def test_a_rule_that_steals_an_id_is_rejected(registry: RuleRegistry, rules_dir: Path) -> None:
     registry.load()
     (rules_dir / "b.yaml").write_text(RULE.format(id="alpha", message="impostor"))
     registry.reload_paths([rules_dir / "b.yaml"])
-    assert sorted(r.id for r in registry.ruleset) == ["alpha", "beta"]
+    assert [r.id for r in registry.ruleset] == ["alpha"], "beta is no longer in b.yaml: retired"
     (error,) = registry.status()["errors"]
     assert "duplicate rule id 'alpha'" in error["message"] and error["file"].endswith("b.yaml")
-    assert rendered(registry, "alpha") == "one" and rendered(registry, "beta") == "two"
+    assert rendered(registry, "alpha") == "one", "the rule in force keeps its id"
+    assert [b["rule"] for b in registry.status()["broken"]] == ["alpha"]
 
 
 def test_deleted_and_new_files(registry: RuleRegistry, rules_dir: Path) -> None:
@@ -132,3 +133,102 @@ def test_watching_picks_up_changes(registry: RuleRegistry, rules_dir: Path) -> N
     (rules_dir / "c.yaml").unlink()
     wait_for(lambda: registry.ruleset.get("gamma") is None)
     registry.stop()
+
+
+PAIR = """\
+- id: keeper
+  trigger: {resource: matters, on: updated}
+  steps:
+    - type: log
+      with: {message: "KEEPER"}
+- id: neighbour
+  trigger: {resource: matters, on: updated}
+  steps:
+    - type: log
+      with: {message: "NEIGHBOUR"}
+"""
+
+
+def _gauge(name: str) -> float | None:
+    from worker.observability.exposition import collecting_registry
+
+    return collecting_registry().get_sample_value(name)
+
+
+def test_a_broken_rule_keeps_its_last_good_version_while_its_neighbour_changes(
+    registry: RuleRegistry, rules_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pair = rules_dir / "pair.yaml"
+    pair.write_text(PAIR)
+    registry.load()
+    keeper_version = registry.ruleset.get("keeper").version  # type: ignore[union-attr]
+
+    pair.write_text(
+        PAIR.replace('"KEEPER"', '"{{ record.stauts }}"').replace('"NEIGHBOUR"', '"neighbour v2"')
+    )
+    with caplog.at_level("ERROR", logger="worker.rules.watcher"):
+        registry.reload_paths([pair])
+
+    assert rendered(registry, "keeper") == "KEEPER", "the broken rule's last good version runs"
+    assert registry.ruleset.get("keeper").version == keeper_version  # type: ignore[union-attr]
+    assert rendered(registry, "neighbour") == "neighbour v2", "the neighbour's edit took effect"
+    status = registry.status()
+    assert status["loaded"] == 4 and status["failed_files"] == [status["errors"][0]["file"]]
+    (broken,) = status["broken"]
+    assert (broken["rule"], broken["line"], broken["column"], broken["kept"]) == ("keeper", 5, 34, ["keeper"])
+    assert _gauge("ppw_rule_errors") == 1 and _gauge("ppw_rule_load_errors") == 1
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "pair.yaml:5:34: error: unknown field 'stauts' on matters" in record.getMessage()
+    assert "[rule keeper]" in record.getMessage() and "last good version keeps running" in record.getMessage()
+
+    pair.write_text(PAIR.split("- id: neighbour")[0])  # the neighbour removed, the keeper fixed
+    registry.reload_paths([pair])
+    assert registry.ruleset.get("neighbour") is None, "a rule removed from its file goes away"
+    assert registry.status()["broken"] == [] and _gauge("ppw_rule_errors") == 0
+    assert sorted(r.id for r in registry.ruleset) == ["alpha", "beta", "keeper"]
+
+
+def test_a_removed_broken_rule_goes_away_and_a_new_broken_rule_is_just_an_error(
+    registry: RuleRegistry, rules_dir: Path
+) -> None:
+    pair = rules_dir / "pair.yaml"
+    pair.write_text(PAIR)
+    registry.load()
+    # keeper broken (keeps running), then renamed while still broken: the old keeper is retired
+    pair.write_text(PAIR.replace('type: log\n      with: {message: "KEEPER"}', "type: lgo\n      with: {}"))
+    registry.reload_paths([pair])
+    assert registry.ruleset.get("keeper") is not None
+    pair.write_text(PAIR.replace("id: keeper", "id: newcomer").replace('"KEEPER"', '"{{ nope }}"'))
+    registry.reload_paths([pair])
+    assert registry.ruleset.get("keeper") is None and registry.ruleset.get("newcomer") is None
+    (broken,) = registry.status()["broken"]
+    assert broken["rule"] == "newcomer" and broken["kept"] == []
+    assert rendered(registry, "neighbour") == "NEIGHBOUR"
+
+
+def test_a_file_that_no_longer_parses_keeps_each_rule_it_had(registry: RuleRegistry, rules_dir: Path) -> None:
+    pair = rules_dir / "pair.yaml"
+    pair.write_text(PAIR)
+    registry.load()
+    pair.write_text(
+        PAIR.replace("  trigger: {resource: matters, on: updated}\n", "  trigger: {resource: matters\n", 1)
+    )
+    registry.reload_paths([pair])
+    assert rendered(registry, "keeper") == "KEEPER" and rendered(registry, "neighbour") == "NEIGHBOUR"
+    (broken,) = registry.status()["broken"]
+    assert broken["rule"] is None and broken["kept"] == ["keeper", "neighbour"]
+    assert "YAML syntax" in broken["message"]
+
+
+def test_the_rescan_after_start_does_not_repeat_known_errors(
+    registry: RuleRegistry, rules_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (rules_dir / "bad.yaml").write_text(RULE.format(id="bad", message="{{ record.stauts }}"))
+    with caplog.at_level("ERROR", logger="worker.rules.watcher"):
+        registry.load()
+        registry.load(repeat_known=False)
+        assert len([r for r in caplog.records if "rule error" in r.getMessage()]) == 1
+        registry.load()
+        assert len([r for r in caplog.records if "rule error" in r.getMessage()]) == 2, (
+            "a reload says it again"
+        )

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from worker.state import StateStore, key
-from worker.state.locks import Lease, LockNotAcquired, lock
+from worker.state.locks import Lease, LockNotAcquired, keep_alive, lock
 
 
 def test_lock_excludes_and_releases(store: StateStore, connection_id: str) -> None:
@@ -74,3 +74,27 @@ def test_lease_context_manager(store: StateStore, connection_id: str) -> None:
 def test_invalid_ttl(store: StateStore, connection_id: str) -> None:
     with pytest.raises(ValueError):
         Lease(store, key(connection_id, "x"), ttl=0)
+
+
+def test_lock_outlasting_its_ttl_is_renewed_in_the_background(store: StateStore, connection_id: str) -> None:
+    k = key(connection_id, "lock", "held", "batch")
+    with lock(store, k, ttl=0.3) as held:
+        threading.Event().wait(1.0)  # three ttls: only the lease keeper keeps it
+        assert held.held and store.get(k) == held.owner
+        with pytest.raises(LockNotAcquired):
+            Lease(store, k, ttl=30).__enter__()
+    assert store.get(k) is None
+
+
+def test_the_keeper_stops_renewing_a_stuck_holder_at_its_limit(store: StateStore, connection_id: str) -> None:
+    k = key(connection_id, "lock", "poll", "matters")
+    lease = Lease(store, k, ttl=0.3)
+    assert lease.acquire()
+    with keep_alive(lease, until=time.monotonic() + 0.4):
+        threading.Event().wait(0.2)
+        assert store.get(k) == lease.owner  # renewed while within its limit
+        deadline = time.monotonic() + 5
+        while store.get(k) is not None:  # past it: no more renewals, so it lapses by itself
+            assert time.monotonic() < deadline, "the lease was renewed past its limit"
+            threading.Event().wait(0.05)
+    assert Lease(store, k, ttl=30).acquire()  # someone else may take it now

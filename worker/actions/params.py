@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from worker.practicepanther import resources
-from worker.rules.hints import suggest
+from worker.rules.hints import closest, one_of
 
 # -- shared field types ------------------------------------------------------------------------
 
@@ -34,15 +34,20 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def _resource_check(*, create: bool = False, update: bool = False, listing: bool = False) -> Any:
+    """A validator that accepts any spelling of a resource (``time_entries``, ``timeentries``,
+    ``TimeEntries``) and returns the catalogue name, so that what runs, what is recorded and what
+    messages say never depend on how the rule spelled it."""
+
     def check(name: str) -> str:
         known = resources.catalogue()
-        if name not in known:
+        resolved = resources.resolve_name(name)
+        if resolved is None:
             raise PydanticCustomError(
                 "unknown_resource",
                 "unknown resource '{name}'",
-                {"name": name, "hint": suggest(name, known)},
+                {"name": name, "hint": _resource_hint(name)},
             )
-        resource = known[name]
+        resource = known[resolved]
         for wanted, able, verb in (
             (create, resource.can_create, "create"),
             (update, resource.can_update, "update"),
@@ -57,41 +62,74 @@ def _resource_check(*, create: bool = False, update: bool = False, listing: bool
                 raise PydanticCustomError(
                     "resource_not_capable",
                     "PracticePanther's API cannot {verb} {name}",
-                    {"name": name, "verb": verb, "hint": f"resources that can: {', '.join(sorted(capable))}"},
+                    {
+                        "name": resolved,
+                        "verb": verb,
+                        "hint": f"resources that can: {', '.join(sorted(capable))}",
+                    },
                 )
-        return name
+        return resolved
 
     return check
+
+
+def _resource_hint(name: str) -> str:
+    """Did-you-mean over every spelling (``TimeEntrys`` is near ``TimeEntries``), naming the
+    catalogue resource, or the list of resources when nothing is near."""
+    by_spelling = {s: n for n in resources.catalogue() for s in resources.spellings(n)}
+    match = closest(name, by_spelling)
+    if match is None:
+        return f"expected {one_of(resources.catalogue())}"
+    return f"did you mean {by_spelling[match]!r}?"
 
 
 def _names(predicate: Any = None) -> list[str]:
     return sorted(n for n, r in resources.catalogue().items() if predicate is None or predicate(r))
 
 
+def _spelling_order(spelling: str) -> tuple[str, str]:
+    """Alphabetical regardless of case, and the same order on every run (schema.json is committed)."""
+    return spelling.lower(), spelling
+
+
+def _resource_schema(predicate: Any = None, description: str | None = None) -> WithJsonSchema:
+    """The editor schema of a resource field: ppw's names first (what completion offers first),
+    then PracticePanther's spellings of the same resources (``timeentries``, ``TimeEntries``)."""
+    names = _names(predicate)
+    others = sorted({s for n in names for s in resources.spellings(n)} - set(names), key=_spelling_order)
+    schema: dict[str, Any] = {"type": "string", "enum": [*names, *others]}
+    if description:
+        schema["description"] = description
+    return WithJsonSchema(schema)
+
+
 ResourceName = Annotated[
     str,
     AfterValidator(_resource_check()),
-    WithJsonSchema({"type": "string", "enum": _names(), "description": "A PracticePanther resource"}),
+    _resource_schema(
+        description="A PracticePanther resource: ppw's name (time_entries) or PracticePanther's "
+        "(timeentries, TimeEntries)"
+    ),
 ]
 CreatableResource = Annotated[
     str,
     AfterValidator(_resource_check(create=True)),
-    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_create)}),
+    _resource_schema(lambda r: r.can_create),
 ]
 UpdatableResource = Annotated[
     str,
     AfterValidator(_resource_check(update=True)),
-    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_update)}),
+    _resource_schema(lambda r: r.can_update),
 ]
 ListableResource = Annotated[
     str,
     AfterValidator(_resource_check(listing=True)),
-    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_list)}),
+    _resource_schema(lambda r: r.can_list),
 ]
 FindableResource = Annotated[
     str,
     AfterValidator(_resource_check(create=True, listing=True)),
-    WithJsonSchema({"type": "string", "enum": _names(lambda r: r.can_create and r.can_list)}),
+    _resource_schema(lambda r: r.can_create and r.can_list),
 ]
 
 

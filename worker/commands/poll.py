@@ -226,7 +226,10 @@ def held_list(
 ) -> None:
     """List held batches, oldest first."""
     from worker.polling import held, operations
+    from worker.practicepanther import resources
 
+    if resource is not None:
+        resource = resources.resolve_name(resource) or resource
     settings = _settings()
     conn = connection or settings.connection_id
     with operations.open_state(settings) as store:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -14,6 +16,19 @@ PortOpt = Annotated[
     typer.Option("--http-port", min=0, help="Port for /healthz, /readyz, /metrics (default PPW_HTTP_PORT)."),
 ]
 NoHttpOpt = Annotated[bool, typer.Option("--no-http", help="Do not serve /healthz, /readyz, /metrics.")]
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A process that refuses to start says why on stderr and exits 2, without a traceback."""
+    from worker.delivery.process import BrokenRules, NeedsSharedBroker
+    from worker.state.durability import UnsafeStateStore
+
+    try:
+        yield
+    except (NeedsSharedBroker, UnsafeStateStore, BrokenRules) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +54,7 @@ def worker(
     Scale by starting more of them (on any number of hosts). SIGTERM stops gracefully: running steps
     get PPW_SHUTDOWN_GRACE seconds to finish, the rest go back to the broker.
     """
-    from worker.delivery.process import NeedsSharedBroker, ProcessOptions, run_worker
+    from worker.delivery.process import ProcessOptions, run_worker
     from worker.delivery.runtime import STAGES
     from worker.settings import get_settings
 
@@ -48,14 +63,11 @@ def worker(
     if unknown:
         typer.echo(f"error: unknown stage {', '.join(unknown)}; use {', '.join(STAGES)}", err=True)
         raise typer.Exit(2)
-    try:
+    with _refusals():
         run_worker(
             get_settings(),
             ProcessOptions(threads=threads, http=not no_http, http_port=http_port, stages=stages),
         )
-    except NeedsSharedBroker as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def scheduler(http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
@@ -64,14 +76,11 @@ def scheduler(http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
     Run one, or two for failover: a lease in the state store makes exactly one the leader, and
     another takes over within two intervals if it dies. Needs a Redis or RabbitMQ broker.
     """
-    from worker.delivery.process import NeedsSharedBroker, ProcessOptions, run_scheduler
+    from worker.delivery.process import ProcessOptions, run_scheduler
     from worker.settings import get_settings
 
-    try:
+    with _refusals():
         run_scheduler(get_settings(), ProcessOptions(http=not no_http, http_port=http_port))
-    except NeedsSharedBroker as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def run(threads: ThreadsOpt = None, http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
@@ -83,8 +92,9 @@ def run(threads: ThreadsOpt = None, http_port: PortOpt = None, no_http: NoHttpOp
     from worker.delivery.process import ProcessOptions, run_all
     from worker.settings import get_settings
 
-    run_all(
-        get_settings(),
-        ProcessOptions(threads=threads, http=not no_http, http_port=http_port),
-        say=lambda line: typer.echo(line, err=True),
-    )
+    with _refusals():
+        run_all(
+            get_settings(),
+            ProcessOptions(threads=threads, http=not no_http, http_port=http_port),
+            say=lambda line: typer.echo(line, err=True),
+        )

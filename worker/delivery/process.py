@@ -31,7 +31,8 @@ from worker.delivery.runtime import STAGES, Runtime
 from worker.settings import EMBEDDED_BROKER_URL, EMBEDDED_STATE_URL, Settings
 
 if TYPE_CHECKING:
-    from worker.health import HealthServer
+    from worker.health import HealthServer, RulesState
+    from worker.rules.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ HTTP_STOP_TIMEOUT = 2.0
 
 class NeedsSharedBroker(ValueError):
     """``ppw worker`` with the in-process memory broker: nothing else could feed it."""
+
+
+class BrokenRules(ValueError):
+    """``PPW_STRICT_RULES``: a rule did not load, and this deployment wants that to fail the start."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +133,7 @@ def _health(
         "token": health.token_check(expires_at),
     }
     if registry is not None:
-        checks["rules"] = health.rules_check(
-            lambda: int(registry.status()["loaded"]), lambda: len(registry.status()["failed_files"])
-        )
+        checks["rules"] = health.rules_check(lambda: _rules_state(registry.ruleset))
     if polls:
         checks["polls"] = health.polls_check(lambda: _last_polls(settings, runtime), settings.poll_interval)
     from worker.triggers import webhook_routes_for
@@ -140,6 +143,35 @@ def _health(
     server.start()
     log.info("health and metrics on %s (/healthz, /readyz, /metrics)", server.url)
     return server
+
+
+def _rules_state(ruleset: RuleSet) -> RulesState:
+    from worker.health import RulesState
+
+    return RulesState(len(ruleset), [entry.summary() for entry in ruleset.broken], len(ruleset.files))
+
+
+def _strict_rules(settings: Settings, runtime: Runtime) -> None:
+    """With ``PPW_STRICT_RULES``, refuse to start when any rule is broken (before any work starts)."""
+    registry = runtime.registry
+    if not settings.strict_rules or registry is None or not registry.ruleset.broken:
+        return
+    broken = registry.ruleset.broken
+    raise BrokenRules(
+        f"PPW_STRICT_RULES is set and {len(broken)} rule(s) in {settings.rules_dir} did not load: "
+        + "; ".join(entry.summary() for entry in broken)
+        + ". Fix them (`ppw rules check` lists every error) or unset PPW_STRICT_RULES to run the others."
+    )
+
+
+def _rules_line(runtime: Runtime) -> str:
+    """``3 rule(s)``, and how many are broken, for the line ``ppw run`` prints at start."""
+    registry = runtime.registry
+    if registry is None:
+        return "0 rule(s)"
+    ruleset = registry.ruleset
+    broken = f" ({len(ruleset.broken)} broken: see the errors above)" if ruleset.broken else ""
+    return f"{len(ruleset)} rule(s){broken}"
 
 
 def _last_polls(settings: Settings, runtime: Runtime) -> dict[str, float | None]:
@@ -163,6 +195,7 @@ def run_worker(
     _observability(settings)
     stop = stop or threading.Event()
     with _signals(stop), Runtime.create(settings, watch_rules=True) as runtime:
+        _strict_rules(settings, runtime)
         runtime.start_workers(options.threads, stages=options.stages)
         server = _health(settings, runtime, options, polls=False)
         log.info(
@@ -194,19 +227,17 @@ def run_scheduler(
         )
     _observability(settings)
     stop = stop or threading.Event()
-    with (
-        _signals(stop),
-        Runtime.create(settings, watch_rules=True) as runtime,
-        _scheduling(settings, runtime),
-    ):
-        server = _health(settings, runtime, options, polls=True)
-        log.info("ppw scheduler: polling every %gs", settings.poll_interval)
-        try:
-            stop.wait()
-        finally:
-            if server is not None:
-                with suppress(Exception):
-                    server.stop(HTTP_STOP_TIMEOUT)
+    with _signals(stop), Runtime.create(settings, watch_rules=True) as runtime:
+        _strict_rules(settings, runtime)
+        with _scheduling(settings, runtime):
+            server = _health(settings, runtime, options, polls=True)
+            log.info("ppw scheduler: polling every %gs", settings.poll_interval)
+            try:
+                stop.wait()
+            finally:
+                if server is not None:
+                    with suppress(Exception):
+                        server.stop(HTTP_STOP_TIMEOUT)
 
 
 def run_all(
@@ -223,15 +254,15 @@ def run_all(
         say(banner)
     stop = stop or threading.Event()
     with _signals(stop), Runtime.create(settings, watch_rules=True) as runtime:
+        _strict_rules(settings, runtime)
         runtime.start_workers(options.threads)
-        registry = runtime.registry
         server: HealthServer | None = None
         stopped_at: float | None = None
         try:
             with _scheduling(settings, runtime):  # leaving it stops polling first
                 server = _health(settings, runtime, options, polls=True)
                 say(
-                    f"ppw run: {len(registry.ruleset) if registry else 0} rule(s), polling every "
+                    f"ppw run: {_rules_line(runtime)}, polling every "
                     f"{settings.poll_interval:g}s, {options.threads or settings.worker_threads} worker "
                     "thread(s); Ctrl-C to stop"
                 )

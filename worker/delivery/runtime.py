@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import dramatiq
 
@@ -23,9 +24,11 @@ from worker.delivery.app import DeliveryApp
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
 from worker.delivery.runner import run_lease_key
+from worker.rules.ruleset import RuleSet
 from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
 from worker.state import StateStore, key, open_store
+from worker.state.durability import UnsafeStateStore, check_durability
 from worker.state.locks import Lease
 
 log = logging.getLogger(__name__)
@@ -39,21 +42,51 @@ SWEEP_INTERVAL = 10.0
 def open_rules(settings: Settings, *, watch: bool) -> tuple[EngineRuleBook, RuleRegistry]:
     """The rules of ``settings.rules_dir``; with ``watch``, reloaded as the files change.
 
-    A file with errors is left out (and logged); with ``watch`` its last good version keeps running.
+    A broken rule is left out (each of its errors logged at ERROR by the registry) and the others
+    load; with ``watch`` its last good version keeps running. See :func:`announce_rules`.
     """
     registry = RuleRegistry(settings=settings)
     if watch:
         registry.start()
     else:
         registry.load()
-    status = registry.status()
-    log.info(
-        "loaded %d rule(s) from %s%s",
-        status["loaded"],
-        settings.rules_dir,
-        f"; {len(status['failed_files'])} file(s) with errors" if status["failed_files"] else "",
-    )
+    announce_rules(registry.ruleset, settings.rules_dir)
     return EngineRuleBook(lambda: registry.engine, settings), registry
+
+
+def announce_rules(ruleset: RuleSet, rules_dir: Path) -> None:
+    """Say at start how the rules loaded, the louder the worse: a worker that silently starts with
+    no rules polls nothing and looks idle, not broken.
+
+    ERROR when rule files are present but not one rule loaded (naming the files that failed),
+    WARNING when some rules are broken or there is no rule at all, INFO otherwise.
+    """
+    loaded, broken = len(ruleset), ruleset.broken
+    if loaded == 0 and broken:
+        failed = sorted({error.file for entry in broken for error in entry.errors})
+        log.error(
+            "no rule loaded from %s: %d broken rule(s) in %s; nothing will be polled or run until "
+            "they are fixed (errors above; `ppw rules check` lists them)",
+            rules_dir,
+            len(broken),
+            ", ".join(failed),
+        )
+    elif broken:
+        log.warning(
+            "loaded %d rule(s) from %s; %d broken rule(s) left out (errors above): %s",
+            loaded,
+            rules_dir,
+            len(broken),
+            ", ".join(entry.location for entry in broken),
+        )
+    elif loaded == 0:
+        log.warning(
+            "no rule loaded from %s (%d rule file(s)): nothing will be polled or run",
+            rules_dir,
+            len(ruleset.files),
+        )
+    else:
+        log.info("loaded %d rule(s) from %s", loaded, rules_dir)
 
 
 @dataclass
@@ -94,7 +127,13 @@ class Runtime:
         Without ``rules`` the rules directory is loaded (and, with ``watch_rules``, hot-reloaded).
         """
         owns_store = store is None
-        store = store or open_store(settings.state_url)
+        if store is None:
+            store = open_store(settings.state_url)
+            try:
+                check_durability(store)
+            except UnsafeStateStore:
+                store.close()
+                raise
         registry = None
         if rules is None:
             rules, registry = open_rules(settings, watch=watch_rules)
@@ -143,15 +182,35 @@ class Runtime:
         skips finished steps and waits for a lease another worker holds. With ``fresh_broker`` (a
         memory broker just created) no message can be on its way, whatever was noted. Returns
         (events, runs) re-sent.
+
+        Runs are held back while the run queue has a backlog on a shared broker: a run whose
+        "on its way" marker lapsed is then most likely still waiting in it. The memory broker's
+        queue counts delayed retries as waiting, and loses no message while its process lives.
         """
+        app, connection = self.app, self.app.settings.connection_id
+        events = (
+            []
+            if self._backlog(self.actors.queues.dispatch, fresh_broker)
+            else app.events.pending(connection, events_older_than)
+        )
+        self.actors.send_dispatch(connection, events)
+        waiting = not self.embedded and self._backlog(self.actors.queues.run, fresh_broker)
+        runs = [] if waiting else self._lost_runs(fresh_broker)
+        self.actors.send_runs(connection, runs)
+        if events or runs:
+            log.info(
+                "re-sent %d pending event(s) and %d unfinished run(s) from the state store",
+                len(events),
+                len(runs),
+            )
+        return len(events), len(runs)
+
+    def _lost_runs(self, fresh_broker: bool) -> list[str]:
+        """Unfinished runs that nobody holds and whose message is not on its way nor due later."""
         from worker.actors import in_flight_key
 
         app, connection = self.app, self.app.settings.connection_id
         now = time.time()
-        events = (
-            [] if self._dispatch_backlog(fresh_broker) else app.events.pending(connection, events_older_than)
-        )
-        self.actors.send_dispatch(connection, events)
         runs: list[str] = []
         active = app.history.active(connection)
         probes = [
@@ -168,21 +227,15 @@ class Runtime:
             if run is None or run.terminal or (run.next_retry_at is not None and run.next_retry_at > now):
                 continue
             runs.append(run_id)
-        self.actors.send_runs(connection, runs)
-        if events or runs:
-            log.info(
-                "re-sent %d pending event(s) and %d unfinished run(s) from the state store",
-                len(events),
-                len(runs),
-            )
-        return len(events), len(runs)
+        return runs
 
-    def _dispatch_backlog(self, fresh_broker: bool) -> bool:
-        """Whether dispatch messages are still waiting (or cannot be counted): then pending events
-        are on their way, not lost, and re-sending them would only make duplicates."""
+    def _backlog(self, queue: str, fresh_broker: bool) -> bool:
+        """Whether messages still wait in ``queue`` (or cannot be counted): then the work they carry
+        is on its way, not lost, and re-sending it would only make duplicates. Messages a dead
+        worker had taken are not waiting (see :func:`~worker.broker.queue_backlog`)."""
         if fresh_broker:
             return False
-        backlog = queue_backlog(self.broker, self.actors.queues.dispatch)
+        backlog = queue_backlog(self.broker, queue)
         return backlog is None or backlog > 0
 
     def _sweep(self) -> None:

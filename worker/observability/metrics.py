@@ -85,9 +85,15 @@ RULES_LOADED = Gauge(
     "Rules loaded and active after the latest (re)load.",
     multiprocess_mode="mostrecent",
 )
+RULE_ERRORS = Gauge(
+    "ppw_rule_errors",
+    "Rules that failed to load in the latest (re)load (a file that cannot be parsed counts once); "
+    "the other rules run, and a broken rule's last good version stays active.",
+    multiprocess_mode="mostrecent",
+)
 RULE_LOAD_ERRORS = Gauge(
     "ppw_rule_load_errors",
-    "Rule files that failed to load in the latest (re)load (their last good version stays active).",
+    "Rule files with at least one error in the latest (re)load (their good rules still load).",
     multiprocess_mode="mostrecent",
 )
 RULE_RUNS = Counter(
@@ -125,6 +131,7 @@ ALL = (
     API_LATENCY,
     TOKEN_EXPIRY,
     RULES_LOADED,
+    RULE_ERRORS,
     RULE_LOAD_ERRORS,
     RULE_RUNS,
     STEP_LATENCY,

@@ -135,7 +135,7 @@ def release(
     Events are removed from the batch chunk by chunk after each is emitted, so a failure part-way
     leaves only the rest held (run release again). Two operators cannot release one batch at once.
     """
-    with lock(store, key(connection, "lock", "held", batch_id), ttl=600):
+    with lock(store, key(connection, "lock", "held", batch_id)):
         events = held_events(store, connection, batch_id)
         for start in range(0, len(events), chunk):
             part = events[start : start + chunk]
@@ -147,7 +147,7 @@ def release(
 
 def discard(store: StateStore, connection: str, batch_id: str) -> int:
     """Drop a held batch without firing anything; returns how many events were dropped."""
-    with lock(store, key(connection, "lock", "held", batch_id), ttl=600):
+    with lock(store, key(connection, "lock", "held", batch_id)):
         if store.get(_meta_key(connection, batch_id)) is None:
             raise HeldBatchNotFound(f"no held batch {batch_id!r} for connection {connection!r}")
         count = store.hlen(_events_key(connection, batch_id))

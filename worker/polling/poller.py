@@ -2,8 +2,10 @@
 
 The order of work is what keeps the two promises "never lose a change" and "never fire one twice":
 
-1. take the resource's poll lock (one poll in flight per connection and resource; the lock lapses
-   after ``poll_timeout`` if this process dies, and is renewed before every request);
+1. take the resource's poll lock (one poll in flight per connection and resource). It is a short
+   lease (``PPW_POLL_LEASE``, 30 s) that the process's lease keeper renews while the poll runs, so
+   a process that dies mid-poll blocks the next poll for that long at most; a live poll that
+   outlasts ``PPW_POLL_TIMEOUT`` is no longer renewed and stops before its next request or write;
 2. read every record changed since ``cursor - overlap`` (:mod:`~worker.polling.paging`);
 3. compare them with their snapshots (:mod:`~worker.polling.detector`), one event per record;
 4. emit the events, a chunk at a time, storing each chunk's snapshots right after it was emitted
@@ -42,7 +44,7 @@ from worker.practicepanther import resources
 from worker.practicepanther.resources import Resource
 from worker.settings import Settings
 from worker.state.base import StateError, StateStore, key
-from worker.state.locks import Lease
+from worker.state.locks import SHORT_TTL, Lease, keep_alive
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,8 @@ PRIME_CHUNK = 1000
 
 
 class PollAborted(RuntimeError):
-    """This poll lost its lock (it ran longer than ``poll_timeout``); nothing more was committed."""
+    """This poll lost its lock (it outlived ``poll_timeout``, or the lease lapsed while this process
+    stalled); nothing more was committed."""
 
 
 def poll_lock_key(connection: str, resource: str) -> str:
@@ -94,6 +97,7 @@ class PollOptions:
     overlap: float = 120.0
     sweep_interval: float = 0.0
     timeout: float = 300.0
+    lease: float = SHORT_TTL
     flood_limit: int = 100
     use_updated_since: frozenset[str] = frozenset()
     backfill_since: Mapping[str, datetime] = field(default_factory=dict)
@@ -109,6 +113,7 @@ class PollOptions:
             overlap=settings.poll_overlap,
             sweep_interval=settings.poll_sweep_interval,
             timeout=settings.poll_timeout,
+            lease=settings.poll_lease,
             flood_limit=settings.flood_limit,
             use_updated_since=frozenset(_names(settings.poll_use_updated_since)),
             backfill_since=parse_backfill(settings.backfill_since),
@@ -188,14 +193,15 @@ class Poller:
         run = _Run(self, res, emit, dry_run=dry_run, on_progress=on_progress, started=started)
         if dry_run:
             return run.execute()
-        lease = Lease(self.store, poll_lock_key(self.connection, res.name), self.options.timeout)
+        lease = Lease(self.store, poll_lock_key(self.connection, res.name), self.options.lease)
         if not lease.acquire():
             log.info("%s: a poll is already in flight; skipped", res.name)
             return PollResult(res.name, "busy")
         run.lease = lease
         try:
-            self.store.delete(poll_pending_key(self.connection, res.name))
-            result = run.execute()
+            with keep_alive(lease, until=started + self.options.timeout):
+                self.store.delete(poll_pending_key(self.connection, res.name))
+                result = run.execute()
         except Exception as exc:
             self._record_failure(res, exc, started)
             raise
@@ -444,14 +450,24 @@ class _Run:
             use_updated_since=self.resource.name in self.options.use_updated_since,
             page_size=self.options.page_size,
         )
-        return PageReader(self.poller.source, query, before_request=self._keep_lock)
+        return PageReader(self.poller.source, query, before_request=self._check_lock)
 
-    def _keep_lock(self) -> None:
-        if self.lease is not None and not self.lease.renew():
+    def _check_lock(self) -> None:
+        """Before a request: stop if the lease keeper lost the lock or the poll is out of time."""
+        if self.lease is None:
+            return
+        if not self.lease.held or time.monotonic() - self.started > self.options.timeout:
             raise PollAborted(
                 f"{self.resource.name}: lost the poll lock (the poll outlived PPW_POLL_TIMEOUT="
-                f"{self.options.timeout:g}s); nothing further was committed"
+                f"{self.options.timeout:g}s, or this process stalled past PPW_POLL_LEASE="
+                f"{self.options.lease:g}s); nothing further was committed"
             )
+
+    def _keep_lock(self) -> None:
+        """Before a write: renew the lock (one round trip), so the write is made while it is ours."""
+        self._check_lock()
+        if self.lease is not None and not self.lease.renew():
+            self._check_lock()
 
     def _position(self, old: datetime | None, newest: datetime | None, reader: PageReader) -> datetime | None:
         """The new cursor: the greatest ``updated_at`` read, never earlier than the old one.

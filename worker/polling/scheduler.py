@@ -13,6 +13,15 @@ change waits at most one interval (plus the poll itself) to be seen. A job skips
 previous poll of that resource is still queued or running (the poller's own lock guarantees at
 most one poll in flight; the skip keeps the queue from filling with polls nobody needs).
 
+Neither skip waits on a dead process. The poll lock is a short lease renewed while the poll runs,
+so a worker killed mid-poll blocks the resource for ``PPW_POLL_LEASE`` (30 s) at most. The
+"queued" marker lasts that long too: a poll message that a dead worker had already fetched (the
+broker hands it to another worker only after its own randomised maintenance) is simply sent again.
+A duplicate poll message costs one cheap, idle poll, or finds the lock taken and does nothing.
+A turn skipped for either reason looks again when the lock or marker would lapse (a one-off job),
+not a whole interval later, and a scheduler that takes the leadership over polls every resource at
+once: after a crash, polling resumes within about 30 s whatever the interval.
+
 Which resources: ``PPW_POLL_RESOURCES`` plus every resource a loaded rule watches, read again
 every heartbeat, so a rule reload adds or removes jobs without a restart.
 
@@ -37,6 +46,7 @@ from typing import Any
 
 from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from worker.polling.poller import poll_lock_key, poll_pending_key
@@ -128,8 +138,9 @@ class PollScheduler:
         The connection whose resources are polled.
     interval, jitter:
         Seconds between polls of one resource, and the random delay added to each.
-    poll_timeout:
-        How long a submitted poll may stay queued before the job submits another.
+    pending_ttl:
+        How long a submitted poll may stay queued (not yet started) before the job submits another:
+        a message fetched by a worker that then died is not waited for.
     leader_ttl:
         Lease time-to-live; default ``min(interval, 30)``.
     """
@@ -143,7 +154,7 @@ class PollScheduler:
         connection: str = "default",
         interval: float = 60.0,
         jitter: float = 5.0,
-        poll_timeout: float = 300.0,
+        pending_ttl: float = 30.0,
         leader_ttl: float | None = None,
     ) -> None:
         self.store = store
@@ -152,7 +163,7 @@ class PollScheduler:
         self.connection = connection
         self.interval = interval
         self.jitter = jitter
-        self.poll_timeout = poll_timeout
+        self.pending_ttl = pending_ttl
         self.leader_ttl = leader_ttl or max(1.0, min(interval, MAX_LEADER_TTL))
         self.lease = Lease(store, leader_key(connection), self.leader_ttl)
         self._leader_until = 0.0  # monotonic time our lease surely lasts until
@@ -178,7 +189,7 @@ class PollScheduler:
             connection=settings.connection_id,
             interval=settings.poll_interval,
             jitter=settings.poll_jitter,
-            poll_timeout=settings.poll_timeout,
+            pending_ttl=settings.poll_lease,
         )
 
     # lifecycle -------------------------------------------------------------------------------
@@ -314,6 +325,8 @@ class PollScheduler:
                 return
             try:
                 self._sync_jobs()
+                if leads and not was_leader:
+                    self._poll_all_soon()
             except Exception:
                 log.exception("could not update the poll jobs; keeping the current ones")
 
@@ -334,6 +347,33 @@ class PollScheduler:
             )
             log.info("polling %s every %gs", wanted[job_id], self.interval)
 
+    def _poll_all_soon(self) -> None:
+        """Bring every poll job's next turn forward to now (spread over the jitter): a scheduler
+        taking over from a dead leader does not leave the resources unpolled for an interval."""
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith("poll:"):
+                soon = datetime.now(UTC) + timedelta(seconds=random.uniform(0, self.jitter))
+                if job.next_run_time is None or soon < job.next_run_time:
+                    job.modify(next_run_time=soon)
+
+    def _look_again(self, resource: str, blocker: str) -> None:
+        """A turn was skipped for ``blocker`` (the poll lock or the queued marker): take another
+        turn once it would lapse, if that comes before the job's next regular turn."""
+        left = self.store.ttl(blocker)
+        if left is None:
+            return
+        when = datetime.now(UTC) + timedelta(seconds=left + 0.2)
+        regular = self._scheduler.get_job(f"poll:{self.connection}:{resource}")
+        if regular is not None and regular.next_run_time is not None and regular.next_run_time <= when:
+            return
+        self._scheduler.add_job(
+            self.tick,
+            DateTrigger(when),
+            args=[resource],
+            id=f"again:{self.connection}:{resource}",
+            replace_existing=True,
+        )
+
     def tick(self, resource: str) -> bool:
         """One turn of ``resource``'s job: submit a poll if we lead and none is pending; True if sent."""
         with self._job(f"the poll turn of {resource}"):
@@ -343,12 +383,15 @@ class PollScheduler:
         if self._stopping.is_set() or not self.is_leader:
             return False
         try:
-            if self.store.get(poll_lock_key(self.connection, resource)) is not None:
+            lock = poll_lock_key(self.connection, resource)
+            if self.store.get(lock) is not None:
                 log.debug("%s: previous poll still running; skipping this turn", resource)
+                self._look_again(resource, lock)
                 return False
             pending = poll_pending_key(self.connection, resource)
-            if not self.store.set_if_absent(pending, datetime.now(UTC).isoformat(), ttl=self.poll_timeout):
+            if not self.store.set_if_absent(pending, datetime.now(UTC).isoformat(), ttl=self.pending_ttl):
                 log.debug("%s: previous poll still queued; skipping this turn", resource)
+                self._look_again(resource, pending)
                 return False
         except StateError as exc:
             log.warning("%s: cannot check for a poll in flight: %s", resource, exc)

@@ -43,6 +43,7 @@ from worker.practicepanther.errors import (
 from worker.practicepanther.tokens import USER_FIELDS, TokenSet, TokenStore, user_label
 from worker.settings import Settings
 from worker.state.base import StateError, StateStore, key
+from worker.state.locks import SHORT_TTL, Lease, keep_alive
 
 __all__ = ["OAuthClient", "login"]
 
@@ -103,7 +104,10 @@ class OAuthClient:
         self._token_url = self._base + _security()["tokenUrl"]
         self._authorize_url = self._base + _security()["authorizationUrl"]
         self._lease_key = key(self.connection, "oauth", "refresh")
-        self._lease_ttl = max(60.0, 3 * settings.http_timeout)
+        # A short lease, renewed while the refresh runs: a process killed mid-refresh blocks the
+        # others for SHORT_TTL at most. A live refresh may take up to three HTTP timeouts.
+        self._lease_ttl = SHORT_TTL
+        self._refresh_limit = max(60.0, 3 * settings.http_timeout)
         self._thread_lock = threading.Lock()
         #: Token-endpoint calls this object made; a test and the metrics can read it.
         self.token_requests = 0
@@ -171,20 +175,22 @@ class OAuthClient:
     def _refresh(self, *, seen: str, force: bool = False) -> str:
         """Refresh once across threads and processes; callers that lose the race reuse the result."""
         with self._thread_lock:
-            deadline = time.monotonic() + self._lease_ttl + 5
+            deadline = time.monotonic() + self._refresh_limit + self._lease_ttl + 5
             owner = uuid.uuid4().hex
             while True:
                 fresh = self._refreshed_by_someone(seen, force)
                 if fresh is not None:
                     return fresh
-                if self.store.acquire_lease(self._lease_key, owner, self._lease_ttl):
+                lease = Lease(self.store, self._lease_key, self._lease_ttl, owner=owner)
+                if lease.acquire():
                     try:
-                        fresh = self._refreshed_by_someone(seen, force)
-                        if fresh is not None:
-                            return fresh
-                        return self._refresh_holding_lease()
+                        with keep_alive(lease, until=time.monotonic() + self._refresh_limit):
+                            fresh = self._refreshed_by_someone(seen, force)
+                            if fresh is not None:
+                                return fresh
+                            return self._refresh_holding_lease()
                     finally:
-                        self.store.release_lease(self._lease_key, owner)
+                        lease.release()
                 if time.monotonic() > deadline:
                     raise AuthError(
                         "timed out waiting for another process to refresh the PracticePanther token"

@@ -277,10 +277,31 @@ _ALIASES = {seg.lower(): name for name, seg in _RESOURCE_SEGMENTS.items()} | {
 
 
 def resolve_name(name: str) -> str | None:
-    """The catalogue name for ``name`` or one of its spellings (``timeentries``, ``TimeEntries``)."""
+    """The catalogue name for ``name`` or one of its spellings (``timeentries``, ``TimeEntries``).
+
+    People copy names from PracticePanther's API and swagger as often as from ppw's docs, so case,
+    ``_`` and ``-`` are ignored: ``time_entries``, ``timeentries``, ``TimeEntries`` and
+    ``time-entries`` are one resource. Everything downstream (messages, run history, metrics, state
+    keys) uses the returned catalogue name, so the spelling a user chose never splits one resource in
+    two.
+    """
     if name in _RESOURCE_SEGMENTS:
         return name
     return _ALIASES.get(name.lower().replace("_", "").replace("-", ""))
+
+
+@cache
+def spellings(name: str) -> tuple[str, ...]:
+    """The spellings of the catalogue resource ``name`` worth offering, ppw's own first.
+
+    ``("time_entries", "timeentries", "TimeEntries")``: the catalogue name, the collection path
+    segment as published (and lower-cased) and the swagger's tag for it (and lower-cased). The
+    editor schema lists these; :func:`resolve_name` accepts any casing of them too.
+    """
+    resource = catalogue()[name]
+    tags = sorted({str(tag) for _, _, op in _operations_for(resource.segment) for tag in op.get("tags", ())})
+    found = [name, resource.segment, resource.segment.lower(), *tags, *(tag.lower() for tag in tags)]
+    return tuple(spelling for spelling in dict.fromkeys(found) if resolve_name(spelling) == name)
 
 
 def get(name: str) -> Resource:

@@ -259,7 +259,8 @@ class RuleChecker:
     def _step_params(self, index: int, action: str, params: dict[str, Any], shorthand: bool) -> None:
         base: Path_ = ("steps", index, "with")
         data_path: Path_ = base if shorthand else (*base, "data")
-        resource = resources.catalogue().get(str(params.get("resource")))
+        name = resources.resolve_name(str(params.get("resource")))
+        resource = resources.catalogue()[name] if name is not None else None
         if action in ("practicepanther.create", "practicepanther.update") and resource is not None:
             create = action == "practicepanther.create"
             for issue in fieldcheck.check_data(resource, params.get("data") or {}, data_path, create=create):

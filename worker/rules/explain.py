@@ -153,10 +153,18 @@ def explain(
 def event_from_data(data: dict[str, Any], *, resource: str | None = None) -> Event:
     """An :class:`Event` from a sample file: a full event (``id``, ``type``, ``resource`` ...) or
     a short form where ``id`` and ``revision`` are filled in and ``changes`` may be given as
-    ``{field: {old, new}}`` or left out (then computed from ``previous``)."""
+    ``{field: {old, new}}`` or left out (then computed from ``previous``).
+
+    A resource spelled as PracticePanther spells it (``TimeEntries``) becomes the catalogue name,
+    which is what the rules' triggers hold; a webhook's or schedule's ``resource`` is kept as is.
+    """
+    from worker.practicepanther import resources
+
     data = dict(data)
     if resource:
         data.setdefault("resource", resource)
+    if isinstance(data.get("resource"), str):
+        data["resource"] = resources.resolve_name(data["resource"]) or data["resource"]
     if "id" in data and "revision" in data:
         return Event.model_validate(data)
     record = data.get("record") or {}

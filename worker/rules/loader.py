@@ -1,15 +1,18 @@
 """Loading rule files: YAML -> model -> checks, every problem a located diagnostic.
 
-A file holds one rule (a mapping) or several (a list). A file with any error contributes no rules
-(it is fixed as a whole), and never stops the other files from loading. Rule ids are unique across
-all files.
+A file holds one rule (a mapping) or several (a list). Each rule is loaded or rejected on its own:
+a broken rule (reported with file:line:column and its id) never stops the other rules of its file,
+or of other files, from loading. Rule ids are unique across all files: a rule reusing an id taken by
+an earlier rule (in its file or an earlier file) is rejected, the earlier one loads. A file that
+cannot be read or parsed as YAML at all contributes no rules (and is one broken entry).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from worker.rules.checker import CheckConfig, RuleChecker
 from worker.rules.diagnostics import Diagnostic
 from worker.rules.hints import did_you_mean, one_of, suggest
 from worker.rules.model import RULE_KEYS, STEP_ID_RE, Rule
-from worker.rules.ruleset import LoadedRule, RuleSet, version_of
+from worker.rules.ruleset import BrokenRule, LoadedRule, RuleSet, version_of
 from worker.rules.source import Document, Path_, SourceMap, parse, read
 from worker.rules.templating import RulesEnvironment, environment
 from worker.settings import Settings, get_settings
@@ -31,15 +34,35 @@ RULE_SUFFIXES = (".yaml", ".yml")
 
 @dataclass
 class FileRules:
-    """The outcome of loading one file."""
+    """The outcome of loading one file: every rule of it, loaded or broken, in file order.
+
+    ``readable`` is False when the file could not be read or parsed, or holds neither a rule nor a
+    list of rules: nothing is known about the rules in it, so a hot reload keeps the last good
+    version of each (see :mod:`worker.rules.watcher`).
+    """
 
     file: str
-    rules: list[LoadedRule] = field(default_factory=list)
+    entries: list[LoadedRule | BrokenRule] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    readable: bool = True
+
+    @property
+    def rules(self) -> list[LoadedRule]:
+        return [e for e in self.entries if isinstance(e, LoadedRule)]
+
+    @property
+    def broken(self) -> list[BrokenRule]:
+        return [e for e in self.entries if isinstance(e, BrokenRule)]
 
     @property
     def ok(self) -> bool:
         return not any(d.is_error for d in self.diagnostics)
+
+    def _unreadable(self, error: Diagnostic) -> FileRules:
+        self.diagnostics.append(error)
+        self.entries.append(BrokenRule(None, (error,)))
+        self.readable = False
+        return self
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
@@ -62,44 +85,77 @@ def discover(paths: Iterable[Path]) -> list[Path]:
 
 
 def load_document(document: Document, *, env: RulesEnvironment, config: CheckConfig) -> FileRules:
-    """Validate and check every rule of a parsed file."""
+    """Validate and check every rule of a parsed file, each on its own: a rule with an error is a
+    :class:`BrokenRule` entry and the rules around it still load."""
     result = FileRules(file=document.file)
     if document.error is not None:
-        result.diagnostics.append(document.error)
-        return result
-    data = document.data
-    result.diagnostics.extend(document.source.warnings)
+        return result._unreadable(document.error)
+    data, source = document.data, document.source
+    result.diagnostics.extend(source.warnings)
     if data is None:
         result.diagnostics.append(
-            document.source.diagnostic(
+            source.diagnostic(
                 (), "the file holds no rules", severity="warning", hint="a rule or a list of rules"
             )
         )
         return result
+    if not isinstance(data, dict | list):
+        return result._unreadable(
+            source.diagnostic(
+                (), "a rule file holds a rule (id, trigger, steps) or a list of rules", hint=_START_HINT
+            )
+        )
     items: list[tuple[Path_, Any]] = (
         [((index,), item) for index, item in enumerate(data)] if isinstance(data, list) else [((), data)]
     )
     seen: dict[str, Path_] = {}
     for base, item in items:
-        loaded = _load_rule(item, base, document.source, env, config, result.diagnostics)
-        if loaded is None:
-            continue
-        if loaded.id in seen:
-            first = document.source.value((*seen[loaded.id], "id"))
-            result.diagnostics.append(
-                document.source.diagnostic(
-                    (*base, "id"),
-                    f"duplicate rule id {loaded.id!r}",
-                    hint=f"already used at line {first[0] + 1}; rule ids must be unique",
-                    rule=loaded.id,
-                )
-            )
-            continue
-        seen[loaded.id] = base
-        result.rules.append(loaded)
-    if not result.ok:
-        result.rules = []
+        entry, found = _entry(item, base, source, env, config, seen)
+        result.diagnostics.extend(found)
+        if isinstance(entry, LoadedRule):
+            seen[entry.id] = base
+        result.entries.append(entry)
     return result
+
+
+_START_HINT = "start the rule with 'id:'"
+
+
+def _entry(
+    item: Any,
+    base: Path_,
+    source: SourceMap,
+    env: RulesEnvironment,
+    config: CheckConfig,
+    seen: Mapping[str, Path_],
+) -> tuple[LoadedRule | BrokenRule, list[Diagnostic]]:
+    """One rule of a file, loaded or broken, and all it was told (each diagnostic naming its id)."""
+    found: list[Diagnostic] = []
+    loaded = _load_rule(item, base, source, env, config, found)
+    rule_id = loaded.id if loaded is not None else _id_of(item)
+    found = [dataclasses.replace(d, rule=rule_id) if d.rule is None else d for d in found]
+    if loaded is not None and not any(d.is_error for d in found) and loaded.id in seen:
+        first = source.value((*seen[loaded.id], "id"))
+        found.append(
+            source.diagnostic(
+                (*base, "id"),
+                f"duplicate rule id {loaded.id!r}",
+                hint=f"already used at line {first[0] + 1}; rule ids must be unique",
+                rule=loaded.id,
+            )
+        )
+    errors = tuple(d for d in found if d.is_error)
+    if loaded is not None and not errors:
+        return loaded, found
+    if not errors:  # never expected: a rule that did not validate always says why
+        errors = (source.diagnostic(base, "this rule could not be loaded", hint=_START_HINT, rule=rule_id),)
+        found.extend(errors)
+    return BrokenRule(rule_id, errors), found
+
+
+def _id_of(item: Any) -> str | None:
+    rule_id = item.get("id") if isinstance(item, dict) else None
+    return rule_id if isinstance(rule_id, str) and rule_id else None
 
 
 def _load_rule(
@@ -111,11 +167,8 @@ def _load_rule(
     out: list[Diagnostic],
 ) -> LoadedRule | None:
     if not isinstance(item, dict):
-        out.append(
-            source.diagnostic(
-                base, "a rule is a mapping with id, trigger and steps", hint="start the rule with 'id:'"
-            )
-        )
+        message = "a rule is a mapping with id, trigger and steps"
+        out.append(source.diagnostic(base, message, hint=_START_HINT))
         return None
     rule_id = item.get("id") if isinstance(item.get("id"), str) else None
     try:
@@ -199,8 +252,9 @@ def load_text(text: str, file: str = "<rules>", *, config: CheckConfig | None = 
 def load_rules(paths: Sequence[Path] | None = None, *, settings: Settings | None = None) -> RuleSet:
     """Load every rule file under ``paths`` (default: ``settings.rules_dir``) into a :class:`RuleSet`.
 
-    Files with errors are left out (their diagnostics say why); rule ids must be unique across files
-    (a later file reusing an id is in error).
+    Rules with errors are left out (their diagnostics say why, and :attr:`RuleSet.broken` lists
+    them); the other rules of their files load. Rule ids must be unique across files (a rule of a
+    later file reusing an id is in error and left out).
     """
     settings = settings or get_settings()
     config = CheckConfig.from_settings(settings)
@@ -224,42 +278,48 @@ def load_rules(paths: Sequence[Path] | None = None, *, settings: Settings | None
 
 
 def assemble(files: Sequence[FileRules], diagnostics: Sequence[Diagnostic] = ()) -> RuleSet:
-    """Combine loaded files, rejecting files that reuse a rule id defined in an earlier file."""
+    """Combine loaded files; a rule reusing an id defined in an earlier file is left out (broken),
+    the rest of its file still loads."""
     all_diagnostics = list(diagnostics)
     owners: dict[str, LoadedRule] = {}
     rules: list[LoadedRule] = []
+    broken: list[BrokenRule] = []
     for file_rules in files:
         all_diagnostics.extend(file_rules.diagnostics)
-        clashes = duplicate_ids(file_rules.rules, owners.values())
-        all_diagnostics.extend(clashes)
-        if clashes:
-            continue
-        for loaded in file_rules.rules:
-            owners[loaded.id] = loaded
-            rules.append(loaded)
+        for entry in file_rules.entries:
+            if isinstance(entry, LoadedRule) and (clash := id_clash(entry, owners)) is not None:
+                all_diagnostics.append(clash)
+                entry = BrokenRule(entry.id, (clash,))
+            if isinstance(entry, BrokenRule):
+                broken.append(entry)
+                continue
+            owners[entry.id] = entry
+            rules.append(entry)
     return RuleSet(
         rules=tuple(rules),
         diagnostics=tuple(sorted(all_diagnostics, key=lambda d: (d.file, d.line, d.column))),
         files=tuple(f.file for f in files),
+        broken=tuple(broken),
     )
 
 
 def duplicate_ids(candidates: Iterable[LoadedRule], existing: Iterable[LoadedRule]) -> list[Diagnostic]:
     """Errors for rules in ``candidates`` whose id is already taken by a rule in ``existing``."""
     taken = {rule.id: rule for rule in existing}
-    out: list[Diagnostic] = []
-    for loaded in candidates:
-        other = taken.get(loaded.id)
-        if other is not None and other.file != loaded.file:
-            out.append(
-                loaded.source.diagnostic(
-                    (*loaded.base, "id"),
-                    f"duplicate rule id {loaded.id!r}",
-                    hint=f"also defined at {other.location}; rule ids must be unique across files",
-                    rule=loaded.id,
-                )
-            )
-    return out
+    return [clash for loaded in candidates if (clash := id_clash(loaded, taken)) is not None]
+
+
+def id_clash(loaded: LoadedRule, taken: Mapping[str, LoadedRule]) -> Diagnostic | None:
+    """The error for ``loaded`` when a rule of another file in ``taken`` already has its id."""
+    other = taken.get(loaded.id)
+    if other is None or other.file == loaded.file:
+        return None
+    return loaded.source.diagnostic(
+        (*loaded.base, "id"),
+        f"duplicate rule id {loaded.id!r}",
+        hint=f"also defined at {other.location}; rule ids must be unique across files",
+        rule=loaded.id,
+    )
 
 
 def display_name(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""A loaded rule (with where it came from and its version) and the set of rules in force."""
+"""A loaded rule (with where it came from and its version), a rule that did not load, and the set
+of rules in force."""
 
 from __future__ import annotations
 
@@ -49,12 +50,56 @@ class LoadedRule:
 
 
 @dataclass(frozen=True)
+class BrokenRule:
+    """A rule that did not load, with its errors (never empty), so each bad rule is reported, counted
+    and, on a hot reload, replaced by its last good version on its own.
+
+    ``rule`` is its id, or None when it has no usable one, or when the whole file could not be read
+    or parsed (then nothing is known about the rules in it). ``kept`` names the rules whose last good
+    version stays in force because of this failure (hot reload only).
+    """
+
+    rule: str | None
+    errors: tuple[Diagnostic, ...]
+    kept: tuple[str, ...] = ()
+
+    @property
+    def location(self) -> str:
+        """``file:line:column`` of its first error."""
+        first = self.errors[0]
+        return f"{first.file}:{first.line}:{first.column}"
+
+    def summary(self) -> str:
+        """One line for operators: ``rules/x.yaml:14:9 (rule-id): the first error's message``."""
+        name = f" ({self.rule})" if self.rule else ""
+        more = f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        return f"{self.location}{name}: {self.errors[0].message}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.errors[0]
+        return {
+            "rule": self.rule,
+            "file": first.file,
+            "line": first.line,
+            "column": first.column,
+            "message": first.message,
+            "errors": len(self.errors),
+            "kept": list(self.kept),
+        }
+
+
+@dataclass(frozen=True)
 class RuleSet:
-    """The rules in force, in file order, plus what was wrong with the files that were skipped."""
+    """The rules in force, in file order, plus what was wrong with the rules that were left out.
+
+    ``files`` are the rule files read (also those with no rule in force); ``broken`` the rules (or
+    unreadable files) that did not load, each with its errors, in file order.
+    """
 
     rules: tuple[LoadedRule, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
     files: tuple[str, ...] = ()
+    broken: tuple[BrokenRule, ...] = ()
 
     @property
     def version(self) -> str:

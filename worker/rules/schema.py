@@ -3,7 +3,9 @@
 Generated from the pydantic model (so it cannot drift from what ``ppw rules check`` accepts) plus
 the catalogue: resource names, every step type and its parameters, and, per resource, the fields
 of ``data:`` with their kinds and enum values. Any value that is a template (``{{ ... }}``) is
-accepted where data is expected. Rule files point at it with a modeline::
+accepted where data is expected. A resource may be named as ppw names it (``time_entries``) or as
+PracticePanther's API and swagger do (``timeentries``, ``TimeEntries``); ppw's names come first, so
+completion offers them first. Rule files point at it with a modeline::
 
     # yaml-language-server: $schema=schema.json
 """
@@ -78,9 +80,14 @@ def data_schema(resource: Resource, *, create: bool) -> dict[str, Any]:
 
 
 def _by_resource(names: list[str], kind: str, key: str = "data") -> list[dict[str, Any]]:
+    """``data:`` checked against the fields of the step's resource, however the rule spells it
+    (``time_entries``, ``timeentries`` or ``TimeEntries``)."""
     return [
         {
-            "if": {"properties": {"resource": {"const": name}}, "required": ["resource"]},
+            "if": {
+                "properties": {"resource": {"enum": list(resources.spellings(name))}},
+                "required": ["resource"],
+            },
             "then": {"properties": {key: {"$ref": f"#/$defs/data.{kind}.{name}"}}},
         }
         for name in names

@@ -1,10 +1,14 @@
-"""Hot reload: the rules in force, replaced file by file as the files change on disk.
+"""Hot reload: the rules in force, replaced rule by rule as their files change on disk.
 
 :class:`RuleRegistry` holds the current :class:`RuleSet` and its :class:`Engine`. When a file
-changes it is loaded and checked on its own first; a good file replaces its previous version, a
-bad one is reported (log, :meth:`RuleRegistry.status`, metrics) while the last good version of that
-file keeps running. A deleted file's rules are retired. Every rule carries its own version (content
-hash), so run history can say exactly which definition ran.
+changes it is loaded and each of its rules checked on its own: a good rule replaces its previous
+version; a broken one is reported (ERROR log with file:line:column and the rule id,
+:meth:`RuleRegistry.status`, metrics) while **its** last good version keeps running, and its
+neighbours' edits take effect. A rule no longer in its file is retired; a new rule that is broken is
+just an error. A file that cannot be read or parsed at all keeps the last good version of every rule
+it had. A rule taking an id another file's rule already has is rejected (the rule in force stays).
+A deleted file's rules are retired. Every rule carries its own version (content hash), so run
+history can say exactly which definition ran.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +25,23 @@ from worker.rules.checker import CheckConfig
 from worker.rules.context import Clock, system_clock
 from worker.rules.diagnostics import Diagnostic
 from worker.rules.engine import Engine
-from worker.rules.loader import RULE_SUFFIXES, FileRules, discover, display_name, duplicate_ids, load_file
-from worker.rules.ruleset import RuleSet
+from worker.rules.loader import RULE_SUFFIXES, FileRules, discover, display_name, id_clash, load_file
+from worker.rules.ruleset import BrokenRule, LoadedRule, RuleSet
 from worker.rules.templating import environment
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[RuleSet], None]
+
+
+@dataclass
+class _FileState:
+    """What the registry holds for one rule file after its latest load."""
+
+    rules: list[LoadedRule] = field(default_factory=list)  # in force: fresh, or kept last good versions
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # everything the latest load said
+    broken: list[BrokenRule] = field(default_factory=list)
 
 
 class RuleRegistry:
@@ -52,8 +66,8 @@ class RuleRegistry:
         self._env = environment(self._config.timezone)
         self._clock = clock
         self._lock = threading.RLock()
-        self._good: dict[Path, FileRules] = {}
-        self._problems: dict[Path, list[Diagnostic]] = {}
+        self._files: dict[Path, _FileState] = {}
+        self._missing: Diagnostic | None = None  # the rules directory itself is not there
         self._listeners: list[Listener] = []
         self._ruleset = RuleSet()
         self._engine = Engine(self._ruleset, settings=self.settings, clock=clock)
@@ -78,44 +92,50 @@ class RuleRegistry:
             self._listeners.append(listener)
 
     def status(self) -> dict[str, Any]:
-        """For ``/readyz`` and metrics: how many rules run, which files failed and why."""
+        """For ``/readyz``, metrics and start-up checks: how many rules run, which are broken and
+        why, and which files have errors.
+
+        ``files`` counts the rule files read (also those with no rule in force), ``broken`` lists
+        each rule that did not load (one entry per file that could not be parsed at all).
+        """
         with self._lock:
-            errors = [d.to_dict() for problems in self._problems.values() for d in problems if d.is_error]
-            failed = sorted({e["file"] for e in errors})
+            ruleset = self._ruleset
+            errors = [d.to_dict() for d in ruleset.errors]
             return {
-                "loaded": len(self._ruleset),
-                "files": len(self._good),
-                "failed_files": failed,
+                "loaded": len(ruleset),
+                "files": len(ruleset.files),
+                "failed_files": sorted({e["file"] for e in errors}),
                 "errors": errors,
-                "warnings": sum(1 for p in self._problems.values() for d in p if not d.is_error),
-                "version": self._ruleset.version,
+                "broken": [b.to_dict() for b in ruleset.broken],
+                "warnings": len(ruleset.diagnostics) - len(errors),
+                "version": ruleset.version,
                 "reloads": self._reloads,
                 "reloaded_at": self._reloaded_at.isoformat() if self._reloaded_at else None,
-                "rules": {r.id: r.version for r in self._ruleset},
+                "rules": {r.id: r.version for r in ruleset},
             }
 
     # -- loading ----------------------------------------------------------------------------------
-    def load(self) -> RuleSet:
-        """(Re)load every file of the rules directory."""
+    def load(self, *, repeat_known: bool = True) -> RuleSet:
+        """(Re)load every file of the rules directory (gone: the rules in force stay, reported).
+
+        Every rule error is logged, unless ``repeat_known`` is False: then only errors that differ
+        from the file's previous load are (the watcher's rescan right after start).
+        """
         with self._lock:
             if not self.rules_dir.is_dir():
-                self._problems = {
-                    self.rules_dir: [
-                        Diagnostic(
-                            str(self.rules_dir),
-                            1,
-                            1,
-                            "rules directory not found",
-                            hint="set PPW_RULES_DIR to the directory of rule files",
-                            code="io",
-                        )
-                    ]
-                }
+                self._missing = Diagnostic(
+                    str(self.rules_dir),
+                    1,
+                    1,
+                    "rules directory not found",
+                    hint="set PPW_RULES_DIR to the directory of rule files",
+                    code="io",
+                )
                 self._publish()
                 return self._ruleset
-            self._problems.pop(self.rules_dir, None)
-            paths = {p.resolve() for p in discover([self.rules_dir])} | set(self._good) | set(self._problems)
-            self._reload(sorted(paths))
+            self._missing = None
+            paths = {p.resolve() for p in discover([self.rules_dir])} | set(self._files)
+            self._reload(sorted(paths), repeat_known=repeat_known)
             return self._ruleset
 
     def reload_paths(self, paths: Iterable[Path]) -> RuleSet:
@@ -124,49 +144,80 @@ class RuleRegistry:
             self._reload(sorted({Path(p).resolve() for p in paths}))
             return self._ruleset
 
-    def _reload(self, paths: list[Path]) -> None:
+    def _reload(self, paths: list[Path], *, repeat_known: bool = True) -> None:
         for path in paths:
             key = self._key(path)
             if not path.exists():
-                if key in self._good:
+                gone = self._files.pop(key, None)
+                if gone is not None and gone.rules:
                     log.info("rule file %s removed: its rules are retired", display_name(path))
-                self._good.pop(key, None)
-                self._problems.pop(key, None)
                 continue
             if path.suffix not in RULE_SUFFIXES or path.is_dir():
                 continue
             loaded = load_file(path, display=display_name(path), env=self._env, config=self._config)
-            others = [rule for other, good in self._good.items() if other != key for rule in good.rules]
-            clashes = duplicate_ids(loaded.rules, others)
-            problems = loaded.diagnostics + clashes
-            self._problems[key] = problems
-            if loaded.ok and not clashes:
-                self._good[key] = loaded
-                for warning in problems:
-                    log.info("rule warning: %s", warning.format())
-            else:
-                kept = " (its last good version keeps running)" if key in self._good else ""
-                for problem in problems:
-                    if problem.is_error:
-                        log.error("rule error: %s%s", problem.format(), kept)
+            previous = self._files.get(key)
+            state = self._merge(key, loaded, previous)
+            self._files[key] = state
+            if repeat_known or previous is None or previous.diagnostics != state.diagnostics:
+                _report(state)
         self._publish()
+
+    def _merge(self, key: Path, loaded: FileRules, previous: _FileState | None) -> _FileState:
+        """The file's new state: its good rules, and for each broken rule its last good version (if
+        it had one in this file). A rule no longer in the file is not kept."""
+        last_good = {rule.id: rule for rule in previous.rules} if previous else {}
+        if not loaded.readable:  # nothing is known about its rules: all keep their last good version
+            broken = [replace(b, kept=tuple(last_good)) for b in loaded.broken]
+            return _FileState(list(last_good.values()), list(loaded.diagnostics), broken)
+        taken = {r.id: r for other, held in self._files.items() if other != key for r in held.rules}
+        fresh = {rule.id for rule in loaded.rules}
+        state = _FileState(diagnostics=list(loaded.diagnostics))
+        for entry in loaded.entries:
+            if isinstance(entry, LoadedRule):
+                clash = id_clash(entry, taken)
+                if clash is None:
+                    state.rules.append(entry)
+                    continue
+                state.diagnostics.append(clash)
+                entry = BrokenRule(entry.id, (clash,))
+            state.broken.append(self._keep(entry, last_good, fresh, taken, state))
+        return state
+
+    @staticmethod
+    def _keep(
+        broken: BrokenRule,
+        last_good: Mapping[str, LoadedRule],
+        fresh: set[str],
+        taken: Mapping[str, LoadedRule],
+        state: _FileState,
+    ) -> BrokenRule:
+        """Keep the last good version of a broken rule in force, in its place in the file, unless
+        the file now also has a good rule by that id (or another file took the id)."""
+        old = last_good.get(broken.rule) if broken.rule else None
+        if old is None or old.id in fresh or old.id in taken or old in state.rules:
+            return broken
+        state.rules.append(old)
+        return replace(broken, kept=(old.id,))
 
     def _key(self, path: Path) -> Path:
         return path.resolve()
 
     def _publish(self) -> None:
-        rules = tuple(rule for key in sorted(self._good) for rule in self._good[key].rules)
-        diagnostics = sorted(
-            (d for p in self._problems.values() for d in p), key=lambda d: (d.file, d.line, d.column)
-        )
-        ruleset = RuleSet(rules, tuple(diagnostics), tuple(display_name(k) for k in sorted(self._good)))
+        keys = sorted(self._files)
+        rules = tuple(rule for key in keys for rule in self._files[key].rules)
+        found = [d for key in keys for d in self._files[key].diagnostics]
+        if self._missing is not None:
+            found.append(self._missing)
+        diagnostics = tuple(sorted(found, key=lambda d: (d.file, d.line, d.column)))
+        broken = tuple(b for key in keys for b in self._files[key].broken)
+        ruleset = RuleSet(rules, diagnostics, tuple(display_name(k) for k in keys), broken)
         changed = ruleset.version != self._ruleset.version
         self._ruleset = ruleset
         if changed or self._reloads == 0:
             self._engine = Engine(ruleset, settings=self.settings, clock=self._clock, previous=self._engine)
         self._reloads += 1
         self._reloaded_at = dt.datetime.now(dt.UTC)
-        _update_metrics(len(ruleset), len({d.file for p in self._problems.values() for d in p if d.is_error}))
+        _update_metrics(ruleset)
         if changed:
             log.info("rules reloaded: %d rules, version %s", len(ruleset), ruleset.version)
             for listener in list(self._listeners):
@@ -206,7 +257,7 @@ class RuleRegistry:
             try:
                 if not started:
                     started = True
-                    self.load()
+                    self.load(repeat_known=False)  # start() just loaded (and logged) them
                     if ready is not None:
                         ready.set()
                 if changes:
@@ -241,10 +292,38 @@ class RuleRegistry:
             self._thread = None
 
 
-def _update_metrics(loaded: int, failed_files: int) -> None:
+def _report(state: _FileState) -> None:
+    """Log what a file's load found: each broken rule's errors at ERROR (file:line:column, message,
+    rule id, whether its last good version keeps running), warnings at INFO."""
+    for warning in state.diagnostics:
+        if not warning.is_error:
+            log.info("rule warning: %s", warning.format())
+    for broken in state.broken:
+        for error in broken.errors:
+            log.error(
+                "rule error: %s%s%s",
+                error.format(),
+                f" [rule {broken.rule}]" if broken.rule else "",
+                _kept(broken),
+                extra={"rule_id": broken.rule} if broken.rule else {},
+            )
+
+
+def _kept(broken: BrokenRule) -> str:
+    if not broken.kept:
+        return " (not loaded)" if broken.rule else ""
+    if broken.rule is None:
+        return f" (the last good version of {', '.join(broken.kept)} keeps running)"
+    return " (its last good version keeps running)"
+
+
+def _update_metrics(ruleset: RuleSet) -> None:
+    """``ppw_rules_loaded``, ``ppw_rule_errors`` (broken rules) and ``ppw_rule_load_errors`` (files
+    with errors)."""
     try:
-        from worker.observability.metrics import RULE_LOAD_ERRORS, RULES_LOADED
+        from worker.observability.metrics import RULE_ERRORS, RULE_LOAD_ERRORS, RULES_LOADED
     except ImportError:  # metrics are optional for the rules library
         return
-    RULES_LOADED.set(loaded)
-    RULE_LOAD_ERRORS.set(failed_files)
+    RULES_LOADED.set(len(ruleset))
+    RULE_ERRORS.set(len(ruleset.broken))
+    RULE_LOAD_ERRORS.set(len({d.file for d in ruleset.errors}))

@@ -13,7 +13,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from worker.state.durability import Durability
 
 PREFIX = "ppw"
 
@@ -195,6 +198,13 @@ class StateStore(abc.ABC):
         """``with store.batch() as b: b.set(...); b.hset(...)``: applied all together or not at all."""
 
     # lifecycle ------------------------------------------------------------------------------
+    def durability(self) -> Durability:
+        """What the backend's configuration means for the records ppw keeps in it
+        (:mod:`worker.state.durability`); nothing to say by default."""
+        from worker.state.durability import Durability  # the module imports this one
+
+        return Durability()
+
     @abc.abstractmethod
     def ping(self) -> bool:
         """True when the backend answers; used by ``/readyz``."""

@@ -1,15 +1,22 @@
 """Expiring locks on top of the store's leases.
 
-Used for "one poll in flight per (connection, resource)", "one OAuth token refresh at a time" and
-scheduler leader election. A lease expires on its own, so a crashed holder blocks the others for at
-most ``ttl`` seconds; a long-running holder calls :meth:`Lease.renew` to keep it, and learns from a
-False answer that it lost the lease and must not commit what it was doing.
+Used for "one poll in flight per (connection, resource)", "one OAuth token refresh at a time",
+"one operator on a held batch", run and record leases and scheduler leader election. A lease
+expires on its own, so a crashed holder blocks the others for at most ``ttl`` seconds. Leases are
+therefore short (:data:`SHORT_TTL`), and a holder that works longer has the process's
+:class:`LeaseKeeper` renew it in the background (:func:`keep_alive`); a holder learns from
+``lease.held`` turning False that it lost the lease and must not commit what it was doing. How long
+a *live* holder may keep a lease is a separate bound (``until`` of :meth:`LeaseKeeper.keep`): past
+it the keeper stops renewing, so a stuck holder loses the lease too. docs/operations.md lists every
+lease with its worst-case block after a crash.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -19,6 +26,15 @@ from types import TracebackType
 from worker.state.base import StateError, StateStore, WriteBatch
 
 log = logging.getLogger(__name__)
+
+#: Time-to-live of the leases a crash may leave behind: a dead holder blocks others this long at most.
+SHORT_TTL = 30.0
+
+
+def new_owner() -> str:
+    """``host/pid/random``: unique, so two holders never mistake each other, and telling an
+    operator (or a test) which process holds a lock."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(8)}"
 
 
 class LockNotAcquired(StateError):
@@ -37,7 +53,7 @@ class Lease:
     ttl:
         Seconds the claim lasts without renewal: the longest a crashed holder blocks others.
     owner:
-        Who holds it; a random token by default, so two holders never mistake each other.
+        Who holds it; by default this host and process and a random token (:func:`new_owner`).
     """
 
     def __init__(self, store: StateStore, key: str, ttl: float, *, owner: str | None = None) -> None:
@@ -46,7 +62,7 @@ class Lease:
         self.store = store
         self.key = key
         self.ttl = ttl
-        self.owner = owner or secrets.token_hex(16)
+        self.owner = owner or new_owner()
         self.held = False
 
     def __repr__(self) -> str:
@@ -117,18 +133,19 @@ class Lease:
 
 
 @contextmanager
-def lock(store: StateStore, key: str, ttl: float, wait: float = 0.0) -> Iterator[Lease]:
-    """Hold ``key`` for the duration of the block.
+def lock(store: StateStore, key: str, ttl: float = SHORT_TTL, wait: float = 0.0) -> Iterator[Lease]:
+    """Hold ``key`` for the duration of the block, renewed in the background while it runs.
 
     Raises :class:`LockNotAcquired` when another owner keeps it for longer than ``wait`` seconds.
     The lease is released on exit, even when the block raises; if the process dies instead, the
-    lease lapses after ``ttl``.
+    lease lapses after ``ttl``, however long the block would have taken.
     """
     lease = Lease(store, key, ttl)
     if not lease.acquire(wait):
         raise LockNotAcquired(f"{key} is held by another owner (waited {wait:g}s)")
     try:
-        yield lease
+        with keep_alive(lease):
+            yield lease
     finally:
         with suppress(StateError):  # it lapses after ttl; the block's own outcome matters more
             lease.release()
@@ -147,16 +164,24 @@ class LeaseKeeper:
 
     def __init__(self) -> None:
         self._due: dict[Lease, float] = {}
+        self._until: dict[Lease, float] = {}
         self._renewing: set[Lease] = set()
         self._changed = threading.Condition()
         self._tick = 60.0
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def keep(self, lease: Lease) -> Iterator[Lease]:
-        """Keep ``lease`` renewed until the block ends; no renewal happens after it ended."""
+    def keep(self, lease: Lease, *, until: float | None = None) -> Iterator[Lease]:
+        """Keep ``lease`` renewed until the block ends; no renewal happens after it ended.
+
+        ``until`` (a :func:`time.monotonic` time) bounds a holder that is alive but stuck: the
+        keeper renews no more after it, so the lease lapses a ``ttl`` later and the holder finds
+        ``lease.held`` False at its next check.
+        """
         with self._changed:
             self._due[lease] = time.monotonic() + lease.ttl / 3
+            if until is not None:
+                self._until[lease] = until
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
                 self._thread.start()
@@ -173,6 +198,7 @@ class LeaseKeeper:
         follows cannot be undone by a renewal re-taking the lease."""
         with self._changed:
             self._due.pop(lease, None)
+            self._until.pop(lease, None)
             while lease in self._renewing:
                 self._changed.wait()
 
@@ -182,6 +208,11 @@ class LeaseKeeper:
                 self._changed.wait(self._tick)
                 now = time.monotonic()
                 due = [lease for lease, at in self._due.items() if at <= now + self._tick]
+                for lease in [x for x in due if self._until.get(x, now) < now]:
+                    log.warning("lease %s outlived its time limit; no longer renewed", lease.key)
+                    del self._due[lease]
+                    del self._until[lease]
+                    due.remove(lease)
                 for lease in due:
                     self._due[lease] = now + lease.ttl / 3
                 self._renewing.update(due)
@@ -205,9 +236,10 @@ class LeaseKeeper:
 _KEEPER = LeaseKeeper()
 
 
-def keep_alive(lease: Lease) -> AbstractContextManager[Lease]:
-    """Renew ``lease`` (by the process-wide :class:`LeaseKeeper`) until the block ends."""
-    return _KEEPER.keep(lease)
+def keep_alive(lease: Lease, *, until: float | None = None) -> AbstractContextManager[Lease]:
+    """Renew ``lease`` (by the process-wide :class:`LeaseKeeper`) until the block ends, or until
+    the monotonic time ``until``."""
+    return _KEEPER.keep(lease, until=until)
 
 
 def stop_keeping(lease: Lease) -> None:

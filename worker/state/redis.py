@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from worker.state.base import StateError, StateStore, Turn, WriteBatch
+from worker.state.durability import Durability
 
 # A lease: the key holds its owner and expires; the owner may renew it. Shared by the scripts below.
 _CLAIM = """
@@ -473,6 +474,41 @@ class RedisStore(StateStore):
             self._call("batch", lambda: self._batch(keys=keys, args=[payload], client=self._client))
 
     # lifecycle ------------------------------------------------------------------------------
+    def durability(self) -> Durability:
+        """Eviction policy and persistence, read with ``INFO`` (which managed Redis services allow
+        where they disable ``CONFIG``); the RDB save schedule from ``CONFIG GET`` where allowed."""
+        info: dict[str, Any] = {}
+        for section in ("memory", "persistence"):
+            info.update(self._call("INFO", functools.partial(self._info, section)))
+        where = redact_url(self.url)
+        errors, warnings = [], []
+        policy = str(info.get("maxmemory_policy", "noeviction"))
+        if policy != "noeviction":
+            errors.append(
+                f"Redis at {where} has maxmemory-policy {policy}: under memory pressure it deletes "
+                "keys, and ppw's cursors, step ledger and tokens would vanish without a word. Set "
+                "maxmemory-policy noeviction (redis.conf, `CONFIG SET maxmemory-policy noeviction`, "
+                "or a managed Redis's parameter group); see docs/operations.md"
+            )
+        if not int(info.get("aof_enabled", 0)) and not self._saves_snapshots():
+            warnings.append(
+                f"Redis at {where} keeps nothing on disk (no AOF, no RDB snapshots): a Redis "
+                "restart loses every cursor, ledger entry and token (`ppw auth login` again, and "
+                "changes made meanwhile are missed). Turn on `appendonly yes`; see docs/operations.md"
+            )
+        return Durability(errors=errors, warnings=warnings)
+
+    def _info(self, section: str) -> dict[str, Any]:
+        return dict(self._client.info(section))
+
+    def _saves_snapshots(self) -> bool:
+        """Whether RDB snapshots are scheduled; False when ``CONFIG`` is not allowed (unknown)."""
+        try:
+            schedule = self._client.config_get("save").get("save", "")
+        except redis.RedisError:
+            return False
+        return bool(str(schedule).strip())
+
     def ping(self) -> bool:
         try:
             return bool(self._client.ping())
