@@ -17,6 +17,7 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check worker tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check worker tests $(wildcard benchmarks)
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy worker

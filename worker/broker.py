@@ -31,7 +31,9 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from worker.errors import PpwError
 from worker.observability.middleware import LogContextMiddleware
+from worker.options import options_from, setting
 from worker.settings import Settings
 
 # Bounds for failures the actors did not classify themselves (they raise dramatiq.Retry with an
@@ -43,10 +45,8 @@ UNEXPECTED_MAX_BACKOFF_MS = 5 * 60_000
 # worker thread is interrupted and the message retried, resuming from the ledger.
 TIME_LIMIT_MS = 15 * 60_000
 
-DEFAULT_QUEUE_PREFIX = "ppw"
 
-
-class BrokerURLError(ValueError):
+class BrokerURLError(PpwError, ValueError):
     """``PPW_BROKER_URL`` names a scheme ppw cannot use."""
 
 
@@ -60,17 +60,13 @@ class BrokerOptions:
     killed worker to another one.
     """
 
-    queue_prefix: str = DEFAULT_QUEUE_PREFIX
-    redis_heartbeat_timeout_ms: int = 60_000
-    redis_maintenance_chance: int = 1_000
+    queue_prefix: str = setting("queue_prefix")
+    redis_heartbeat_timeout_ms: int = setting("broker_heartbeat_timeout", lambda seconds: int(seconds * 1000))
+    redis_maintenance_chance: int = setting("broker_maintenance_chance")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BrokerOptions:
-        return cls(
-            queue_prefix=settings.queue_prefix,
-            redis_heartbeat_timeout_ms=int(settings.broker_heartbeat_timeout * 1000),
-            redis_maintenance_chance=settings.broker_maintenance_chance,
-        )
+        return options_from(cls, settings)
 
 
 def _middleware() -> list[Middleware]:

@@ -10,7 +10,7 @@ from worker.delivery.breaker import CircuitBreaker
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.eventstore import EventNotFound, EventStore
 from worker.delivery.history import EventSummary, Run, RunHistory, RunNotFound, StepTrace, run_id_for
-from worker.delivery.ledger import Ledger
+from worker.delivery.ledger import Ledger, RunKey
 from worker.events import Event
 from worker.state.base import StateStore
 
@@ -29,35 +29,33 @@ def _run(connection: str, event_id: str = "e1", rule_id: str = "r1", **kw: objec
 
 def test_ledger_records_start_finish_and_uncertainty(store: StateStore, connection_id: str) -> None:
     ledger = Ledger(store, ttl=60)
-    assert ledger.entries(connection_id, "e1", "r1", ["a", "b"]) == {}
+    assert ledger.entries(RunKey(connection_id, "e1", "r1"), ["a", "b"]) == {}
 
-    started = ledger.start(connection_id, "e1", "r1", "a", "v1", previous=None)
+    started = ledger.start(RunKey(connection_id, "e1", "r1"), "a", "v1", previous=None)
     assert started.status == "started" and started.attempts == 1 and not started.may_have_applied
-    assert ledger.entry(connection_id, "e1", "r1", "a") == started
-    assert ledger.entry(connection_id, "e1", "r1", "a").uncertain  # type: ignore[union-attr]
+    assert ledger.entry(RunKey(connection_id, "e1", "r1"), "a") == started
+    assert ledger.entry(RunKey(connection_id, "e1", "r1"), "a").uncertain  # type: ignore[union-attr]
 
     # a second attempt after a crash (entry left at "started") carries the uncertainty
-    again = ledger.start(connection_id, "e1", "r1", "a", "v1", previous=started)
+    again = ledger.start(RunKey(connection_id, "e1", "r1"), "a", "v1", previous=started)
     assert again.attempts == 2 and again.may_have_applied
 
-    done = ledger.finish(connection_id, "e1", "r1", again, {"id": "t1"})
+    done = ledger.finish(RunKey(connection_id, "e1", "r1"), again, {"id": "t1"})
     assert done.finished and not done.uncertain and done.output == {"id": "t1"}
-    ledger.skip(connection_id, "e1", "r1", "b", "v1", "if: false")
-    entries = ledger.entries(connection_id, "e1", "r1", ["a", "b", "c"])
+    ledger.skip(RunKey(connection_id, "e1", "r1"), "b", "v1", "if: false")
+    entries = ledger.entries(RunKey(connection_id, "e1", "r1"), ["a", "b", "c"])
     assert set(entries) == {"a", "b"}
     assert entries["a"].rule_version == "v1" and entries["b"].status == "skipped"
 
 
 def test_ledger_failure_that_may_have_applied_stays_uncertain(store: StateStore, connection_id: str) -> None:
     ledger = Ledger(store, ttl=60)
-    entry = ledger.start(connection_id, "e1", "r1", "a", "v1", previous=None)
-    failed = ledger.fail(connection_id, "e1", "r1", entry, "POST -> 500", may_have_applied=True)
+    entry = ledger.start(RunKey(connection_id, "e1", "r1"), "a", "v1", previous=None)
+    failed = ledger.fail(RunKey(connection_id, "e1", "r1"), entry, "POST -> 500", may_have_applied=True)
     assert failed.uncertain
     clean = ledger.fail(
-        connection_id,
-        "e2",
-        "r1",
-        ledger.start(connection_id, "e2", "r1", "a", "v1", None),
+        RunKey(connection_id, "e2", "r1"),
+        ledger.start(RunKey(connection_id, "e2", "r1"), "a", "v1", None),
         "400",
         may_have_applied=False,
     )
@@ -66,9 +64,9 @@ def test_ledger_failure_that_may_have_applied_stays_uncertain(store: StateStore,
 
 def test_ledger_entries_expire_with_retention(store: StateStore, connection_id: str) -> None:
     ledger = Ledger(store, ttl=0.3)
-    ledger.start(connection_id, "e1", "r1", "a", "v1", previous=None)
+    ledger.start(RunKey(connection_id, "e1", "r1"), "a", "v1", previous=None)
     deadline = time.monotonic() + 5
-    while ledger.entry(connection_id, "e1", "r1", "a") is not None:
+    while ledger.entry(RunKey(connection_id, "e1", "r1"), "a") is not None:
         assert time.monotonic() < deadline, "ledger entry never expired"
         time.sleep(0.05)
 

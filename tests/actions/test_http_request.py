@@ -10,10 +10,10 @@ from pydantic import SecretStr
 
 from tests.actions.helpers import execute
 from tests.fixtures.stubs import Reply, StubServer
+from worker.actions.errors import StepError
 from worker.actions.http import check_destination, host_allowed
 from worker.actions.services import Services
 from worker.actions.signing import verify
-from worker.delivery.failures import StepError
 from worker.settings import Settings
 from worker.state.base import StateStore
 

@@ -11,8 +11,8 @@ from tests.actions.helpers import event, execute
 from tests.fixtures.client import SandboxAdmin
 from worker.actions import markers
 from worker.actions.base import step_key
+from worker.actions.errors import StepError
 from worker.actions.services import Services
-from worker.delivery.failures import StepError
 from worker.polling.own_writes import is_own_write
 from worker.practicepanther import resources
 from worker.practicepanther.client import PracticePantherClient

@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from tests.actions.helpers import execute
 from tests.fixtures.stubs import Reply, StubServer
+from worker.actions.errors import StepError
 from worker.actions.services import Services
-from worker.delivery.failures import StepError
 from worker.settings import Settings
 from worker.state.base import StateStore
 

@@ -16,12 +16,12 @@ from tests.fixtures.client import SandboxAdmin, connect, sandbox_settings
 from worker.practicepanther import client as client_module
 from worker.practicepanther.client import PracticePantherClient
 from worker.practicepanther.errors import (
+    InvalidRequest,
     NotFound,
     PracticePantherError,
     RateLimited,
     ServerError,
     TransportError,
-    ValidationError,
 )
 from worker.practicepanther.odata import eq, parse_timestamp, startswith
 from worker.practicepanther.retry import IDEMPOTENT_METHODS, RetryPolicy, retryable
@@ -124,7 +124,7 @@ def test_filter_with_quotes_and_count(pp_client: PracticePantherClient, matter: 
 
 
 def test_validation_errors_are_typed(pp_client: PracticePantherClient) -> None:
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         pp_client.create("tasks", {"notes": "no subject"})
     error = caught.value
     assert error.status == 400 and error.method == "POST" and error.path == "/api/v2/tasks"

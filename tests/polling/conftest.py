@@ -46,7 +46,9 @@ class Harness:
         self.client = PracticePantherClient(
             settings, store, retry_wait=TEST_RETRY_WAIT, retry_wait_max=TEST_RETRY_WAIT * 5
         )
-        self.options = PollOptions(page_size=100, overlap=120.0, timeout=30.0, flood_limit=1000)
+        self.options = PollOptions(
+            page_size=100, overlap=120.0, sweep_interval=0.0, timeout=30.0, flood_limit=1000
+        )
         self.emitted: list[Event] = []
         self._account: str | None = None
 

@@ -12,8 +12,8 @@ import pytest
 from tests.actions.helpers import execute
 from tests.fixtures.client import SandboxAdmin
 from tests.triggers.conftest import SAMPLES, TRIGGER_RULES, HookWorker
+from worker.actions.errors import StepError, StopRun
 from worker.actions.services import Services
-from worker.delivery.failures import StepError, StopRun
 from worker.practicepanther.client import PracticePantherClient
 from worker.state.base import StateStore
 

@@ -4,7 +4,7 @@ An executor is a function ``(params, ctx) -> StepResult`` registered with :func:
 or more step types. ``params`` is the step's rendered ``with:`` block validated by the step type's
 pydantic model from :mod:`worker.actions.params`; ``ctx`` says which event, rule and step this is,
 whether an earlier attempt may already have had its effect, and hands out the shared clients.
-Executors raise :class:`~worker.delivery.failures.StepError` (transient or permanent) and never
+Executors raise :class:`~worker.actions.errors.StepError` (transient or permanent) and never
 log or return a secret: the request summary they return goes into the run history as is.
 """
 

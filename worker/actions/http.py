@@ -20,12 +20,12 @@ from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.errors import PermanentStepError
 from worker.actions.outbound import Reply, TransportFailure
 from worker.actions.params import HttpRequestParams
 from worker.actions.responses import PREVIEW, status_error, transport_error
 from worker.actions.signing import HEADER as SIGNATURE_HEADER
 from worker.actions.signing import sign
-from worker.delivery.failures import PermanentStepError
 
 MAX_REDIRECTS = 3
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

@@ -33,13 +33,15 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, HTTPError, LocationValueError
 from urllib3.util import parse_url
 
+from worker.errors import PpwError
+
 USER_AGENT = "ppw (PracticePanther automation worker)"
 #: Destinations whose pools are kept (the manager closes the least used one past that).
 _POOLS = 32
 
 
-class TransportFailure(Exception):
-    """The request got no answer: the connection failed, timed out or broke.
+class TransportFailure(PpwError):
+    """The request got no answer: the connection failed, timed out or broke. Transient.
 
     ``sent`` says whether the request may have reached the receiver (a read timeout) or surely did
     not (the connection was never made), which decides whether the step may have applied.
@@ -49,6 +51,14 @@ class TransportFailure(Exception):
         super().__init__(kind)
         self.kind = kind
         self.sent = sent
+
+    @property
+    def transient(self) -> bool:
+        return True
+
+    @property
+    def may_have_applied(self) -> bool:
+        return self.sent
 
 
 @dataclass(frozen=True)

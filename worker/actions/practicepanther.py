@@ -17,6 +17,7 @@ from typing import Any
 
 from worker.actions import markers
 from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.errors import PermanentStepError, StepError, StopRun
 from worker.actions.params import (
     CreateParams,
     FindContactByEmailParams,
@@ -26,7 +27,6 @@ from worker.actions.params import (
     UpdateParams,
     search_as_find,
 )
-from worker.delivery.failures import PermanentStepError, StepError, StopRun
 from worker.polling.own_writes import remember_own_record
 from worker.practicepanther import odata, resources
 from worker.practicepanther.errors import AuthError, PracticePantherError
@@ -47,7 +47,7 @@ def _client_error(exc: PracticePantherError) -> StepError:
     return StepError(
         str(exc),
         transient=exc.transient,
-        retry_after=getattr(exc, "retry_after", None),
+        retry_after=exc.retry_after,
         may_have_applied=exc.may_have_applied,
     )
 

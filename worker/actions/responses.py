@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from worker.actions.errors import PermanentStepError, StepError, TransientStepError
 from worker.actions.outbound import Reply, TransportFailure
-from worker.delivery.failures import PermanentStepError, StepError, TransientStepError
 from worker.practicepanther.retry import retry_after
 
 __all__ = ["PREVIEW", "TRANSIENT_STATUSES", "preview", "retry_after", "status_error", "transport_error"]

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.errors import PermanentStepError, TransientStepError
 from worker.actions.outbound import TransportFailure
 from worker.actions.params import SlackPostParams
 from worker.actions.responses import retry_after, status_error, transport_error
-from worker.delivery.failures import PermanentStepError, TransientStepError
 
 #: Web API ``error`` values that mean "try again later"; anything else needs a person.
 TRANSIENT_API_ERRORS = frozenset(

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from worker.commands.common import ConnectionOpt, JsonOpt, fail, load_settings
 from worker.events import Event
 
 poll_app = typer.Typer(no_args_is_help=True, help="Poll PracticePanther for changes by hand.")
@@ -16,28 +17,12 @@ held_app = typer.Typer(
     no_args_is_help=True, help="Batches held because a poll found more changes than PPW_FLOOD_LIMIT."
 )
 
-ConnectionOpt = Annotated[
-    str | None, typer.Option("--connection", help="Connection id (default PPW_CONNECTION_ID).")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.add_typer(poll_app, name="poll")
     app.add_typer(held_app, name="held")
     app.command("status")(status)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
-
-
-def _settings() -> Any:
-    from worker.settings import get_settings
-
-    return get_settings()
 
 
 # ppw poll once -----------------------------------------------------------------------------------
@@ -51,16 +36,16 @@ def poll_once(
     as_json: JsonOpt = False,
 ) -> None:
     """Poll one resource now and print its events (with --dry-run: without emitting or saving)."""
-    from worker.polling import operations
     from worker.practicepanther import resources
     from worker.practicepanther.errors import PracticePantherError
+    from worker.process import poll_commands as operations
     from worker.state import StateError
 
     try:
         name = resources.get(resource).name
     except KeyError as exc:
-        raise _fail(str(exc.args[0])) from None
-    settings = _settings()
+        raise fail(str(exc.args[0])) from None
+    settings = load_settings()
     conn = connection or settings.connection_id
     progress = _Progress(name) if not as_json else None
     try:
@@ -76,7 +61,7 @@ def poll_once(
                     result = poller.poll(name, emitter.emit, on_progress=progress)
                     embedded = emitter.embedded
     except (PracticePantherError, StateError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         if progress is not None:
             progress.done()
@@ -158,18 +143,19 @@ def _short(value: Any, limit: int = 60) -> str:
 # ppw status ---------------------------------------------------------------------------------------
 def status(connection: ConnectionOpt = None, as_json: JsonOpt = False) -> None:
     """Every resource's cursor and lag, its last poll, held batches and queue depths."""
-    from worker.polling import held, operations
+    from worker.polling import held
     from worker.polling.status import humanize_seconds
+    from worker.process import poll_commands as operations
     from worker.state import StateError
 
-    settings = _settings()
+    settings = load_settings()
     conn = connection or settings.connection_id
     try:
         with operations.open_state(settings) as store:
             report = operations.status_report(settings, store, conn)
             batches = held.list_held(store, conn)
     except StateError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         data = report.to_dict()
         data["held"] = [b.__dict__ for b in batches]
@@ -225,12 +211,13 @@ def held_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List held batches, oldest first."""
-    from worker.polling import held, operations
+    from worker.polling import held
     from worker.practicepanther import resources
+    from worker.process import poll_commands as operations
 
     if resource is not None:
         resource = resources.resolve_name(resource) or resource
-    settings = _settings()
+    settings = load_settings()
     conn = connection or settings.connection_id
     with operations.open_state(settings) as store:
         batches = held.list_held(store, conn, resource)
@@ -255,15 +242,16 @@ def held_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the events of a held batch."""
-    from worker.polling import held, operations
+    from worker.polling import held
+    from worker.process import poll_commands as operations
 
-    settings = _settings()
+    settings = load_settings()
     conn = connection or settings.connection_id
     with operations.open_state(settings) as store:
         try:
             events = held.held_events(store, conn, batch_id)
         except held.HeldBatchNotFound as exc:
-            raise _fail(str(exc.args[0])) from None
+            raise fail(str(exc.args[0])) from None
     if as_json:
         typer.echo(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
         return
@@ -277,9 +265,10 @@ def held_release(
     connection: ConnectionOpt = None,
 ) -> None:
     """Fire a held batch: its events go to dispatch and the rules run."""
-    from worker.polling import held, operations
+    from worker.polling import held
+    from worker.process import poll_commands as operations
 
-    settings = _settings()
+    settings = load_settings()
     conn = connection or settings.connection_id
     with operations.open_state(settings) as store:
         try:
@@ -288,7 +277,7 @@ def held_release(
                 count = held.release(store, conn, batch_id, emitter.emit)
                 embedded = emitter.embedded
         except held.HeldBatchNotFound as exc:
-            raise _fail(str(exc.args[0])) from None
+            raise fail(str(exc.args[0])) from None
     typer.echo(f"released {batch_id}: {count} event(s) sent to dispatch")
     if embedded:
         typer.echo("the broker is embedded (memory://): `ppw run` dispatches these events")
@@ -301,9 +290,10 @@ def held_discard(
     connection: ConnectionOpt = None,
 ) -> None:
     """Drop a held batch: none of its changes will fire any rule."""
-    from worker.polling import held, operations
+    from worker.polling import held
+    from worker.process import poll_commands as operations
 
-    settings = _settings()
+    settings = load_settings()
     conn = connection or settings.connection_id
     with operations.open_state(settings) as store:
         try:
@@ -314,5 +304,5 @@ def held_discard(
                 )
             count = held.discard(store, conn, batch_id)
         except held.HeldBatchNotFound as exc:
-            raise _fail(str(exc.args[0])) from None
+            raise fail(str(exc.args[0])) from None
     typer.echo(f"discarded {batch_id}: {count} event(s) dropped")

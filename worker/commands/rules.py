@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from worker.commands.common import fail, load_settings
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -83,9 +85,8 @@ def schema(
 ) -> None:
     """Write the JSON Schema editors use to complete and check rule files."""
     from worker.rules import schema as rules_schema
-    from worker.settings import get_settings
 
-    target = output or get_settings().rules_dir / "schema.json"
+    target = output or load_settings().rules_dir / "schema.json"
     if check_only:
         current = target.read_text(encoding="utf-8") if target.exists() else ""
         if current != rules_schema.render():
@@ -194,10 +195,9 @@ def _test_schedules(
     from ruamel.yaml.error import YAMLError
 
     from worker.rules.source import load_data
-    from worker.settings import get_settings
     from worker.triggers.preview import slot_preview
 
-    settings = get_settings()
+    settings = load_settings()
     schedules = [r for r in selected if r.rule.schedule_trigger is not None]
     if not schedules:
         raise typer.BadParameter("--at needs schedule rules; none of the selected rules has one")
@@ -220,8 +220,7 @@ def _test_schedules(
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from None
             except Exception as exc:  # PracticePanther or the state store
-                typer.echo(f"error: {loaded_rule.id}: the query failed: {exc}", err=True)
-                raise typer.Exit(2) from None
+                raise fail(f"{loaded_rule.id}: the query failed: {exc}", code=2) from None
             upcoming = ", ".join(s.isoformat() for s in preview.next_slots)
             notes = [f"slot {preview.slot.isoformat()}; next: {upcoming}"]
             if preview.query is not None:
@@ -327,9 +326,8 @@ def explain(
     from worker.rules.engine import Engine
     from worker.rules.explain import explain_live
     from worker.rules.loader import load_rules
-    from worker.settings import get_settings
 
-    settings = get_settings()
+    settings = load_settings()
     try:
         name = resources.get(resource).name
     except KeyError as exc:
@@ -340,8 +338,7 @@ def explain(
     try:
         result = explain_live(Engine(ruleset, settings=settings), settings, name, record_id)
     except PracticePantherError as exc:
-        typer.echo(f"error: could not fetch {name} {record_id}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"could not fetch {name} {record_id}: {exc}", code=2) from None
     if output is Format.json:
         _emit_json(result.to_dict())
     else:

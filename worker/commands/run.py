@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from worker.commands.common import fail, load_settings
+
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", min=1, help="Worker threads (default PPW_WORKER_THREADS).")
 ]
@@ -27,8 +29,7 @@ def _refusals() -> Iterator[None]:
     try:
         yield
     except (NeedsSharedBroker, UnsafeStateStore, BrokenRules) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), code=2) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -56,16 +57,14 @@ def worker(
     """
     from worker.delivery.process import ProcessOptions, run_worker
     from worker.delivery.runtime import STAGES
-    from worker.settings import get_settings
 
     stages = tuple(queue) if queue else STAGES
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        typer.echo(f"error: unknown stage {', '.join(unknown)}; use {', '.join(STAGES)}", err=True)
-        raise typer.Exit(2)
+        raise fail(f"unknown stage {', '.join(unknown)}; use {', '.join(STAGES)}", code=2)
     with _refusals():
         run_worker(
-            get_settings(),
+            load_settings(),
             ProcessOptions(threads=threads, http=not no_http, http_port=http_port, stages=stages),
         )
 
@@ -77,10 +76,9 @@ def scheduler(http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
     another takes over within two intervals if it dies. Needs a Redis or RabbitMQ broker.
     """
     from worker.delivery.process import ProcessOptions, run_scheduler
-    from worker.settings import get_settings
 
     with _refusals():
-        run_scheduler(get_settings(), ProcessOptions(http=not no_http, http_port=http_port))
+        run_scheduler(load_settings(), ProcessOptions(http=not no_http, http_port=http_port))
 
 
 def run(threads: ThreadsOpt = None, http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
@@ -90,11 +88,10 @@ def run(threads: ThreadsOpt = None, http_port: PortOpt = None, no_http: NoHttpOp
     and says so. SIGTERM or Ctrl-C: polling stops, running steps finish (up to PPW_SHUTDOWN_GRACE).
     """
     from worker.delivery.process import ProcessOptions, run_all
-    from worker.settings import get_settings
 
     with _refusals():
         run_all(
-            get_settings(),
+            load_settings(),
             ProcessOptions(threads=threads, http=not no_http, http_port=http_port),
             say=lambda line: typer.echo(line, err=True),
         )

@@ -7,26 +7,17 @@ from typing import Annotated
 
 import typer
 
+from worker.commands.common import ConnectionOpt, JsonOpt, fail
 from worker.delivery.history import STATUSES
 
 runs_app = typer.Typer(no_args_is_help=True, help="Run history: what each rule run saw, sent and got back.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: runs that need a person, and replaying them.")
-
-ConnectionOpt = Annotated[
-    str | None, typer.Option("--connection", help="Connection id (default PPW_CONNECTION_ID).")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.add_typer(runs_app, name="runs")
     app.add_typer(dlq_app, name="dlq")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
 
 
 @runs_app.command("list")
@@ -46,11 +37,11 @@ def runs_list(
     from worker.delivery import operations, report
 
     if status is not None and status not in STATUSES:
-        raise _fail(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
+        raise fail(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
     try:
         since_ts = report.parse_since(since) if since else None
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     with operations.open_history() as (history, default_connection):
         runs = history.recent(
             connection or default_connection, rule=rule, status=status, since=since_ts, limit=limit
@@ -77,7 +68,7 @@ def runs_show(
         try:
             run = history.resolve(connection or default_connection, run_id)
         except RunNotFound as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     if as_json:
         typer.echo(run.model_dump_json(indent=2))
     else:
@@ -128,7 +119,7 @@ def dlq_replay(
     from worker.delivery.replay import ReplayError
 
     if (run_id is None) == (not replay_all):
-        raise _fail("give a RUN_ID or --all (not both)")
+        raise fail("give a RUN_ID or --all (not both)")
     try:
         with operations.open_replayer() as replayer:
             conn = connection or replayer.connection
@@ -140,4 +131,4 @@ def dlq_replay(
             for line in replayer.report(runs):
                 typer.echo(line)
     except (RunNotFound, ReplayError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None

@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from worker.errors import PpwError
 from worker.events import Event
 from worker.state.base import StateStore, WriteBatch, key
 
 
-class EventNotFound(LookupError):
+class EventNotFound(PpwError, LookupError):
     """The event expired (past retention) or was never stored."""
 
 

@@ -13,55 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from worker.errors import PpwError
 from worker.observability.scrub import scrub_text
-from worker.state.base import StateError
-
-
-class StepError(Exception):
-    """A step failed in a way its executor understood.
-
-    Parameters:
-      message: what went wrong, for the run history and the operator; must not carry a secret.
-      transient: whether trying again later may succeed.
-      retry_after: seconds the far side asked us to wait (``Retry-After``), if it said.
-      may_have_applied: whether the far side may have acted although we saw a failure, so a
-        retry must first look for the effect of this attempt.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        transient: bool = False,
-        retry_after: float | None = None,
-        may_have_applied: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.transient = transient
-        self.retry_after = retry_after
-        self.may_have_applied = may_have_applied
-
-
-class PermanentStepError(StepError):
-    """Retrying cannot help: the rule, its parameters or the destination need a person."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, transient=False)
-
-
-class TransientStepError(StepError):
-    """Retrying later may succeed."""
-
-    def __init__(
-        self, message: str, *, retry_after: float | None = None, may_have_applied: bool = False
-    ) -> None:
-        super().__init__(message, transient=True, retry_after=retry_after, may_have_applied=may_have_applied)
-
-
-class StopRun(Exception):
-    """A step asks to end the run quietly (``not_found: stop``): later steps are skipped and the
-    run counts as succeeded, with this as its reason."""
 
 
 @dataclass(frozen=True)
@@ -72,28 +25,31 @@ class Failure:
     transient: bool
     retry_after: float | None = None
     kind: str = ""
+    #: The failed operation may have taken effect (see :class:`~worker.errors.PpwError`).
+    may_have_applied: bool = False
 
 
 def classify(exc: BaseException) -> Failure:
     """Sort any exception a step or the runner raised into transient or permanent.
 
-    Errors that carry their own ``transient`` flag (ppw's step errors and PracticePanther client
-    errors) are trusted; network failures and state-store outages are transient; anything else
-    (a bug, a template error, a bad parameter) is permanent so it reaches a person instead of
-    retrying forever.
+    ppw's own errors (:class:`~worker.errors.PpwError`: step errors, PracticePanther client
+    errors, the state store down) say themselves whether they are transient, how long the far
+    side asked us to wait and whether they may have applied; other network failures are transient;
+    anything else (a bug, a bad parameter) is permanent so it reaches a person instead of retrying
+    forever.
     """
     kind = type(exc).__name__
     reason = scrub_text(str(exc) or kind)
-    transient_flag = getattr(exc, "transient", None)
-    if isinstance(transient_flag, bool):
-        retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, PpwError):
+        retry_after = exc.retry_after
         return Failure(
             reason=reason,
-            transient=transient_flag,
-            retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+            transient=exc.transient,
+            retry_after=float(retry_after) if retry_after is not None else None,
             kind=kind,
+            may_have_applied=exc.may_have_applied,
         )
-    if isinstance(exc, httpx.TransportError | StateError | ConnectionError | TimeoutError):
+    if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
         return Failure(reason=reason, transient=True, kind=kind)
     return Failure(reason=reason, transient=False, kind=kind)
 

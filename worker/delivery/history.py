@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from worker.errors import PpwError
 from worker.state.base import StateStore, WriteBatch, key
 
 RunStatus = Literal["queued", "running", "retrying", "succeeded", "skipped", "paused", "dead"]
@@ -100,7 +101,7 @@ class Run(BaseModel):
         return datetime.fromtimestamp(self.created_at, UTC)
 
 
-class RunNotFound(LookupError):
+class RunNotFound(PpwError, LookupError):
     pass
 
 

@@ -1,9 +1,10 @@
 """The step ledger: what each step of one rule on one event did, so a retry never does it twice.
 
 One entry per (event id, rule id, step id), written when a step starts and again when it ends,
-with the rule version that ran it. A retry (after an error, a crash or a replay) reads the ledger
-and skips every step whose entry says ``done`` or ``skipped``, reusing its recorded output for the
-templates of later steps. An entry left at ``started`` (the worker died mid-step) or at ``failed``
+with the rule version that ran it; a :class:`RunKey` names the (connection, event, rule) part every
+call shares. A retry (after an error, a crash or a replay) reads the ledger and skips every step
+whose entry says ``done`` or ``skipped``, reusing its recorded output for the templates of later
+steps. An entry left at ``started`` (the worker died mid-step) or at ``failed``
 after an error that may have reached the far side tells the executor to look for the effect of
 that attempt before acting again (see :mod:`worker.actions.markers`).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +22,30 @@ from worker.state.base import StateStore, WriteBatch, key
 StepStatus = Literal["started", "done", "skipped", "failed", "errored"]
 #: ``errored``: failed for good, but the step has ``continue_on_error`` so the run went on.
 FINISHED: frozenset[str] = frozenset({"done", "skipped", "errored"})
+
+
+class _RunLike(Protocol):
+    @property
+    def connection(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def rule_id(self) -> str: ...
+
+
+class RunKey(NamedTuple):
+    """Whose steps a ledger entry is about: one rule on one event of one connection."""
+
+    connection: str
+    event_id: str
+    rule_id: str
+
+    @classmethod
+    def of(cls, run: _RunLike) -> RunKey:
+        """The key of a run (anything with ``connection``, ``event_id`` and ``rule_id``)."""
+        return cls(run.connection, run.event_id, run.rule_id)
 
 
 class LedgerEntry(BaseModel):
@@ -54,17 +79,15 @@ class Ledger:
         self.ttl = ttl
 
     @staticmethod
-    def _key(connection: str, event_id: str, rule_id: str, step_id: str) -> str:
-        return key(connection, "ledger", event_id, rule_id, step_id)
+    def _key(run: RunKey, step_id: str) -> str:
+        return key(run.connection, "ledger", run.event_id, run.rule_id, step_id)
 
-    def keys(self, connection: str, event_id: str, rule_id: str, step_ids: Sequence[str]) -> list[str]:
-        return [self._key(connection, event_id, rule_id, s) for s in step_ids]
+    def keys(self, run: RunKey, step_ids: Sequence[str]) -> list[str]:
+        return [self._key(run, s) for s in step_ids]
 
-    def entries(
-        self, connection: str, event_id: str, rule_id: str, step_ids: Sequence[str]
-    ) -> dict[str, LedgerEntry]:
+    def entries(self, run: RunKey, step_ids: Sequence[str]) -> dict[str, LedgerEntry]:
         """The recorded entries of ``step_ids`` (steps never started are absent)."""
-        keys = self.keys(connection, event_id, rule_id, step_ids)
+        keys = self.keys(run, step_ids)
         return self.parse(step_ids, self.store.get_many(keys) if keys else [])
 
     @staticmethod
@@ -76,20 +99,13 @@ class Ledger:
             if raw is not None
         }
 
-    def entry(self, connection: str, event_id: str, rule_id: str, step_id: str) -> LedgerEntry | None:
-        raw = self.store.get(self._key(connection, event_id, rule_id, step_id))
+    def entry(self, run: RunKey, step_id: str) -> LedgerEntry | None:
+        raw = self.store.get(self._key(run, step_id))
         return LedgerEntry.model_validate_json(raw) if raw is not None else None
 
-    def _write(
-        self,
-        connection: str,
-        event_id: str,
-        rule_id: str,
-        entry: LedgerEntry,
-        batch: WriteBatch | None = None,
-    ) -> LedgerEntry:
+    def _write(self, run: RunKey, entry: LedgerEntry, batch: WriteBatch | None = None) -> LedgerEntry:
         """Write ``entry`` now, or into ``batch`` (the runner writes it with the run's history)."""
-        k, value = self._key(connection, event_id, rule_id, entry.step_id), entry.model_dump_json()
+        k, value = self._key(run, entry.step_id), entry.model_dump_json()
         if batch is not None:
             batch.set(k, value, ttl=self.ttl)
         else:
@@ -98,9 +114,7 @@ class Ledger:
 
     def start(
         self,
-        connection: str,
-        event_id: str,
-        rule_id: str,
+        run: RunKey,
         step_id: str,
         rule_version: str,
         previous: LedgerEntry | None,
@@ -116,13 +130,11 @@ class Ledger:
             # a crash or an uncertain failure before stays uncertain until this attempt settles it
             may_have_applied=bool(previous and previous.uncertain),
         )
-        return self._write(connection, event_id, rule_id, entry, batch)
+        return self._write(run, entry, batch)
 
     def finish(
         self,
-        connection: str,
-        event_id: str,
-        rule_id: str,
+        run: RunKey,
         entry: LedgerEntry,
         output: dict[str, Any],
         *,
@@ -137,13 +149,11 @@ class Ledger:
                 "may_have_applied": False,
             }
         )
-        return self._write(connection, event_id, rule_id, done, batch)
+        return self._write(run, done, batch)
 
     def skip(
         self,
-        connection: str,
-        event_id: str,
-        rule_id: str,
+        run: RunKey,
         step_id: str,
         rule_version: str,
         why: str,
@@ -158,13 +168,11 @@ class Ledger:
             finished_at=time.time(),
             error=why,
         )
-        return self._write(connection, event_id, rule_id, entry, batch)
+        return self._write(run, entry, batch)
 
     def fail(
         self,
-        connection: str,
-        event_id: str,
-        rule_id: str,
+        run: RunKey,
         entry: LedgerEntry,
         error: str,
         *,
@@ -178,11 +186,9 @@ class Ledger:
                 "may_have_applied": may_have_applied or entry.may_have_applied,
             }
         )
-        return self._write(connection, event_id, rule_id, failed)
+        return self._write(run, failed)
 
-    def give_up(
-        self, connection: str, event_id: str, rule_id: str, entry: LedgerEntry, error: str
-    ) -> LedgerEntry:
+    def give_up(self, run: RunKey, entry: LedgerEntry, error: str) -> LedgerEntry:
         """Settle a failed ``continue_on_error`` step so retries and replays do not try it again."""
         settled = entry.model_copy(
             update={
@@ -192,4 +198,4 @@ class Ledger:
                 "output": {"ok": False, "error": error},
             }
         )
-        return self._write(connection, event_id, rule_id, settled)
+        return self._write(run, settled)

@@ -1,7 +1,8 @@
 """Delivery knobs, read from the settings.
 
 Kept as one frozen object handed to the actors, so a test can run the real machinery with short
-backoffs and leases without patching anything.
+backoffs and leases without patching anything. The knobs that are settings take their defaults
+from :class:`~worker.settings.Settings` (see :mod:`worker.options`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from worker.options import options_from, setting
 from worker.settings import Settings
 
 DAY = 86_400.0
@@ -35,13 +37,13 @@ class DeliveryOptions:
         it has not started to new messages (one run each), so slow steps spread over every thread.
     """
 
-    max_attempts: int = 6
-    retry_base: float = 2.0
-    retry_max: float = 300.0
-    retention: float = 30 * DAY
-    run_lease: float = 30.0
-    burst_per_minute: int = 10
-    breaker_pause: float = 900.0
+    max_attempts: int = setting("max_retries", lambda retries: max(1, int(retries) + 1))
+    retry_base: float = setting("retry_base")
+    retry_max: float = setting("retry_max")
+    retention: float = setting("run_retention_days", lambda days: float(days) * DAY)
+    run_lease: float = setting("run_lease")
+    burst_per_minute: int = setting("rule_burst_per_minute", int)
+    breaker_pause: float = setting("breaker_pause")
     queued_wait: float = 1.0
     dispatch_batch: int = 50
     run_batch: int = 10
@@ -49,15 +51,7 @@ class DeliveryOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryOptions:
-        return cls(
-            max_attempts=max(1, int(settings.max_retries) + 1),
-            retry_base=settings.retry_base,
-            retry_max=settings.retry_max,
-            retention=float(settings.run_retention_days) * DAY,
-            run_lease=settings.run_lease,
-            burst_per_minute=int(settings.rule_burst_per_minute),
-            breaker_pause=settings.breaker_pause,
-        )
+        return options_from(cls, settings)
 
     def with_(self, **changes: Any) -> DeliveryOptions:
         return replace(self, **changes)

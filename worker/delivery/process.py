@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from worker.broker import describe
 from worker.delivery.runtime import STAGES, Runtime
+from worker.errors import PpwError
 from worker.settings import EMBEDDED_BROKER_URL, EMBEDDED_STATE_URL, Settings
 
 if TYPE_CHECKING:
@@ -44,11 +45,11 @@ POLLING_STOP_TIMEOUT = 2.0
 HTTP_STOP_TIMEOUT = 2.0
 
 
-class NeedsSharedBroker(ValueError):
+class NeedsSharedBroker(PpwError, ValueError):
     """``ppw worker`` with the in-process memory broker: nothing else could feed it."""
 
 
-class BrokenRules(ValueError):
+class BrokenRules(PpwError, ValueError):
     """``PPW_STRICT_RULES``: a rule did not load, and this deployment wants that to fail the start."""
 
 

@@ -14,11 +14,12 @@ from collections.abc import Callable
 
 from worker.delivery.app import DeliveryApp
 from worker.delivery.history import Run
+from worker.errors import PpwError
 
 log = logging.getLogger(__name__)
 
 
-class ReplayError(RuntimeError):
+class ReplayError(PpwError, RuntimeError):
     """The run cannot be replayed (not dead, or its rule is no longer loaded)."""
 
 

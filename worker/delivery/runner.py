@@ -25,26 +25,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
 from worker.actions.base import StepContext, get_executor
+from worker.actions.errors import PermanentStepError, StopRun
 from worker.actions.params import STEP_TYPES
 from worker.delivery.app import DeliveryApp
+from worker.delivery.carry import Carry
 from worker.delivery.eventstore import EventNotFound
-from worker.delivery.failures import Failure, PermanentStepError, StopRun, backoff_seconds, classify
-from worker.delivery.history import Run, RunHistory, StepTrace
-from worker.delivery.ledger import LedgerEntry
+from worker.delivery.failures import Failure, backoff_seconds, classify
+from worker.delivery.history import Run, StepTrace
+from worker.delivery.journal import Journal, trace
+from worker.delivery.ledger import LedgerEntry, RunKey
 from worker.delivery.rulebook import PreparedRule, steps_of
 from worker.events import Event
 from worker.observability import log_context
 from worker.rules.model import Rule, StepBase
-from worker.state.base import StateError, StateStore, Turn, WriteBatch, key
-from worker.state.locks import Lease, keep_alive, stop_keeping
+from worker.state.base import StateError, Turn, key
+from worker.state.locks import Lease, keep_alive
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,15 @@ class Batch:
 
     outcomes: list[tuple[str, Outcome]] = field(default_factory=list)
     handed_back: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _StepAt:
+    """Which step of the rule: its position, its definition and its ledger key."""
+
+    index: int
+    step: StepBase
+    sid: str
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,7 @@ class Runner:
         Every run is claimed and its record read in one round trip, the events and ledger entries
         of those to execute in a second, and the ``queued`` runs' turns taken in a third
         (:meth:`_take_turns`), so a message of ten runs costs three round trips before its first
-        step, not thirty. A run's ending rides with the next run's first write (:class:`_Carry`). With
+        step, not thirty. A run's ending rides with the next run's first write (:class:`Carry`). With
         ``budget`` (seconds), the runs not started once it is spent (slow steps) are released and
         handed back for other workers. ``clear``: keys deleted with the message's first write (the
         markers saying its runs are on their way).
@@ -136,7 +148,7 @@ class Runner:
         leases = [Lease(app.store, run_lease_key(connection, r), ttl=app.options.run_lease) for r in ids]
         records = Lease.acquire_all_and_read(leases, [app.history.key(connection, r) for r in ids])
         batch = Batch()
-        carry = _Carry()
+        carry = Carry()
         if clear:
             carry.pending.delete(*clear)
         started = time.monotonic()
@@ -207,7 +219,7 @@ class Runner:
             ids = step_ids(rule.rule)
             plans.append((rule, ids, len(keys)))
             keys.append(app.events.key(run.connection, run.event_id))
-            keys += app.ledger.keys(run.connection, run.event_id, run.rule_id, ids)
+            keys += app.ledger.keys(RunKey.of(run), ids)
         raws = app.store.get_many(keys) if keys else []
         loaded: list[_Loaded | Exception] = []
         for (run, _lease), plan in zip(ready, plans, strict=True):
@@ -278,7 +290,7 @@ class Runner:
 
     # one attempt, holding the run lease --------------------------------------------------------
     def _run_loaded(
-        self, run: Run, lease: Lease, loaded: _Loaded | Exception, carry: _Carry, turn: _Turn | None
+        self, run: Run, lease: Lease, loaded: _Loaded | Exception, carry: Carry, turn: _Turn | None
     ) -> Outcome:
         if isinstance(loaded, Exception):
             return self._dead(run, classify(loaded), failed_step=None, event=None)
@@ -305,7 +317,7 @@ class Runner:
             owner=run.id,
         )
 
-    def _claim_record(self, run: Run, carry: _Carry, turn: _Turn | None = None) -> Lease | Outcome:
+    def _claim_record(self, run: Run, carry: Carry, turn: _Turn | None = None) -> Lease | Outcome:
         """The per-(rule, record) turn for ``queued`` and ``single`` modes: the lease that holds
         it, or why this run cannot go now (waiting its turn, skipped). ``turn``: the answer to
         the message's early ask (:meth:`_take_turns`).
@@ -372,7 +384,7 @@ class Runner:
         event: Event,
         entries: dict[str, LedgerEntry],
         leases: tuple[Lease, ...],
-        carry: _Carry,
+        carry: Carry,
     ) -> Outcome:
         """One attempt at the steps. ``leases``: the run's lease first, then the record's (modes
         ``queued``/``single``); the run's last write releases them."""
@@ -380,7 +392,7 @@ class Runner:
         ids = step_ids(rule.rule)
         now = time.time()
         traces = {t.id: t for t in run.steps}
-        journal = _Journal(
+        journal = Journal(
             app,
             run.model_copy(
                 update={
@@ -409,7 +421,7 @@ class Runner:
                 journal.flush()
                 return Outcome("busy", requeue_after=app.options.run_lease, run=journal.run)
             with log_context(step=sid):
-                outcome = self._step(journal, rule, event, index, step, sid, entry, outputs)
+                outcome = self._step(journal, rule, event, _StepAt(index, step, sid), entry, outputs)
             if outcome is not None and outcome.status == "stopped":
                 return self._succeeded(journal, reason=outcome.reason, skip_from=index + 1)
             if outcome is not None:
@@ -418,12 +430,10 @@ class Runner:
 
     def _step(
         self,
-        journal: _Journal,
+        journal: Journal,
         rule: PreparedRule,
         event: Event,
-        index: int,
-        step: StepBase,
-        sid: str,
+        at: _StepAt,
         previous: LedgerEntry | None,
         outputs: dict[str, Any],
     ) -> Outcome | None:
@@ -432,97 +442,150 @@ class Runner:
         What the step did is left in ``journal`` for the next write (the next step's start, or the
         run's ending): the ledger entry saying ``done`` goes out with the run's history in one batch.
         """
-        app, run = self.app, journal.run
         context = rule.context(event, outputs)
-        dry_run = rule.rule.dry_run or run.dry_run
         try:
-            if step.if_ is not None and not rule.applies(index, context):
-                app.ledger.skip(
-                    run.connection,
-                    run.event_id,
-                    run.rule_id,
-                    sid,
-                    run.rule_version,
-                    "if: false",
-                    batch=journal.pending,
-                )
-                outputs[sid] = {}
-                journal.trace(sid, status="skipped", condition=False)
+            if at.step.if_ is not None and not rule.applies(at.index, context):
+                self._skip(journal, at, outputs)
                 return None
-            params = _params(step, rule.render(index, context))
+            params = _params(at.step, rule.render(at.index, context))
         except Exception as exc:  # a template or parameter error: the rule needs fixing
-            failure = classify(exc)
-            failure = Failure(f"step {sid}: {failure.reason}", transient=failure.transient, kind=failure.kind)
-            journal.trace(sid, status="failed", error=failure.reason)
-            journal.flush()
-            journal.run, outcome = self._failed(journal.run, rule, step, sid, failure, event)
-            return outcome
-
-        executor = get_executor(step.action)
-        entry = app.ledger.start(
-            run.connection, run.event_id, run.rule_id, sid, run.rule_version, previous, batch=journal.pending
-        )
-        journal.trace(
-            sid,
-            status="started",
-            condition=True if step.if_ is not None else None,
-            attempts=entry.attempts,
-        )
-        journal.flush()  # the ledger says "started" before the step acts
-        ctx = StepContext(
-            services=app.services,
-            connection=run.connection,
-            event=event,
-            rule_id=run.rule_id,
-            step_id=sid,
-            run_id=run.id,
-            uncertain=entry.may_have_applied,
-            dry_run=dry_run,
-        )
+            return self._unrenderable(journal, rule, event, at, exc)
+        executor = get_executor(at.step.action)
+        entry = self._start(journal, at, previous)
+        ctx = self._step_context(journal, rule, event, at, entry)
         started = time.perf_counter()
         try:
             result = executor.run(params, ctx)
         except StopRun as stop:
-            seconds = time.perf_counter() - started
-            app.ledger.finish(run.connection, run.event_id, run.rule_id, entry, {}, batch=journal.pending)
-            outputs[sid] = {}
-            journal.trace(sid, status="done", duration_ms=seconds * 1000, response={"stopped": str(stop)})
-            return Outcome("stopped", run=journal.run, reason=str(stop))
+            return self._stopped(journal, at, entry, stop, time.perf_counter() - started, outputs)
         except Exception as exc:
             seconds = time.perf_counter() - started
-            failure = classify(exc)
-            _observe(step.action, seconds, params, result="retry" if failure.transient else "failed")
-            applied = bool(getattr(exc, "may_have_applied", False))
-            entry = app.ledger.fail(
-                run.connection, run.event_id, run.rule_id, entry, failure.reason, may_have_applied=applied
-            )
-            journal.trace(sid, status="failed", error=failure.reason, duration_ms=seconds * 1000)
-            log.warning(
-                "step %s (%s) failed (%s): %s",
-                sid,
-                step.action,
-                "transient" if failure.transient else "permanent",
-                failure.reason,
-            )
-            journal.run, outcome = self._failed(journal.run, rule, step, sid, failure, event, entry=entry)
-            return outcome
-        seconds = time.perf_counter() - started
+            return self._step_failed(journal, rule, event, at, entry, params, exc, seconds)
+        self._done(journal, rule, at, entry, params, result, time.perf_counter() - started, outputs)
+        return None
+
+    def _skip(self, journal: Journal, at: _StepAt, outputs: dict[str, Any]) -> None:
+        """The step's ``if:`` is false: recorded as skipped (for the next write), no output."""
+        self.app.ledger.skip(
+            journal.key, at.sid, journal.run.rule_version, "if: false", batch=journal.pending
+        )
+        outputs[at.sid] = {}
+        journal.trace(at.sid, status="skipped", condition=False)
+
+    def _unrenderable(
+        self, journal: Journal, rule: PreparedRule, event: Event, at: _StepAt, exc: Exception
+    ) -> Outcome | None:
+        """The step's ``if:`` or ``with:`` could not be rendered or validated: it fails before
+        acting (nothing in the ledger says it started)."""
+        failure = classify(exc)
+        failure = replace(failure, reason=f"step {at.sid}: {failure.reason}")
+        journal.trace(at.sid, status="failed", error=failure.reason)
+        journal.flush()
+        journal.run, outcome = self._failed(journal.run, rule, at.step, at.sid, failure, event)
+        return outcome
+
+    def _start(self, journal: Journal, at: _StepAt, previous: LedgerEntry | None) -> LedgerEntry:
+        """Record that the step starts, and write it (with what is pending) before it acts."""
+        entry = self.app.ledger.start(
+            journal.key, at.sid, journal.run.rule_version, previous, batch=journal.pending
+        )
+        journal.trace(
+            at.sid,
+            status="started",
+            condition=True if at.step.if_ is not None else None,
+            attempts=entry.attempts,
+        )
+        journal.flush()  # the ledger says "started" before the step acts
+        return entry
+
+    def _step_context(
+        self, journal: Journal, rule: PreparedRule, event: Event, at: _StepAt, entry: LedgerEntry
+    ) -> StepContext:
+        run = journal.run
+        return StepContext(
+            services=self.app.services,
+            connection=run.connection,
+            event=event,
+            rule_id=run.rule_id,
+            step_id=at.sid,
+            run_id=run.id,
+            uncertain=entry.may_have_applied,
+            dry_run=rule.rule.dry_run or run.dry_run,
+        )
+
+    def _stopped(
+        self,
+        journal: Journal,
+        at: _StepAt,
+        entry: LedgerEntry,
+        stop: StopRun,
+        seconds: float,
+        outputs: dict[str, Any],
+    ) -> Outcome:
+        """The step asked to stop the run: it is done (no output), and the run ends here."""
+        self.app.ledger.finish(journal.key, entry, {}, batch=journal.pending)
+        outputs[at.sid] = {}
+        journal.trace(at.sid, status="done", duration_ms=seconds * 1000, response={"stopped": str(stop)})
+        return Outcome("stopped", run=journal.run, reason=str(stop))
+
+    def _step_failed(
+        self,
+        journal: Journal,
+        rule: PreparedRule,
+        event: Event,
+        at: _StepAt,
+        entry: LedgerEntry,
+        params: Any,
+        exc: Exception,
+        seconds: float,
+    ) -> Outcome | None:
+        """The step raised while acting: the ledger says so (and whether it may have applied)."""
+        step = at.step
+        failure = classify(exc)
+        _observe(step.action, seconds, params, result="retry" if failure.transient else "failed")
+        entry = self.app.ledger.fail(
+            journal.key, entry, failure.reason, may_have_applied=failure.may_have_applied
+        )
+        journal.trace(at.sid, status="failed", error=failure.reason, duration_ms=seconds * 1000)
+        log.warning(
+            "step %s (%s) failed (%s): %s",
+            at.sid,
+            step.action,
+            "transient" if failure.transient else "permanent",
+            failure.reason,
+        )
+        journal.run, outcome = self._failed(journal.run, rule, step, at.sid, failure, event, entry=entry)
+        return outcome
+
+    def _done(
+        self,
+        journal: Journal,
+        rule: PreparedRule,
+        at: _StepAt,
+        entry: LedgerEntry,
+        params: Any,
+        result: Any,
+        seconds: float,
+        outputs: dict[str, Any],
+    ) -> None:
+        """The step succeeded: ``done`` and its (masked) output recorded for the next write, which
+        goes out now unless this was the last step (then it rides with the run's ending)."""
+        app, step = self.app, at.step
         _observe(step.action, seconds, params, result="ok")
         output = app.services.mask(result.output) if step.action in ("http.request",) else result.output
-        app.ledger.finish(run.connection, run.event_id, run.rule_id, entry, output, batch=journal.pending)
-        outputs[sid] = output
+        app.ledger.finish(journal.key, entry, output, batch=journal.pending)
+        outputs[at.sid] = output
         journal.trace(
-            sid,
+            at.sid,
             status="done",
             request=app.services.mask(result.request),
             response=app.services.mask(result.response),
             duration_ms=seconds * 1000,
             error=None,
         )
-        if index + 1 < len(rule.rule.steps):
+        if at.index + 1 < len(rule.rule.steps):
             journal.flush()  # a later step may fail or wait: this one's result is recorded now
-        log.info("step %s (%s) done in %.0f ms", sid, step.action, seconds * 1000)
-        return None
+        log.info("step %s (%s) done in %.0f ms", at.sid, step.action, seconds * 1000)
 
     # endings --------------------------------------------------------------------------------------
     def _failed(
@@ -558,17 +621,15 @@ class Runner:
             return retrying, Outcome("retrying", requeue_after=delay, run=retrying)
         if step.continue_on_error:
             if entry is None:
-                entry = app.ledger.start(
-                    run.connection, run.event_id, run.rule_id, sid, run.rule_version, None
-                )
-            app.ledger.give_up(run.connection, run.event_id, run.rule_id, entry, failure.reason)
-            run = _trace(run, sid, status="errored", error=failure.reason)
+                entry = app.ledger.start(RunKey.of(run), sid, run.rule_version, None)
+            app.ledger.give_up(RunKey.of(run), entry, failure.reason)
+            run = trace(run, sid, status="errored", error=failure.reason)
             app.history.save(run)
             log.warning("step %s failed (%s); continuing (continue_on_error)", sid, failure.reason)
             return run, None
         if failure.transient:
-            failure = Failure(
-                f"gave up after {run.attempts} attempts: {failure.reason}", transient=False, kind=failure.kind
+            failure = replace(
+                failure, reason=f"gave up after {run.attempts} attempts: {failure.reason}", transient=False
             )
         return run, self._dead(run, failure, failed_step=sid, event=event)
 
@@ -583,7 +644,7 @@ class Runner:
         return Outcome("dead", run=dead)
 
     def _succeeded(
-        self, journal: _Journal, *, reason: str | None = None, skip_from: int | None = None
+        self, journal: Journal, *, reason: str | None = None, skip_from: int | None = None
     ) -> Outcome:
         now = time.time()
         run = journal.run
@@ -611,122 +672,6 @@ class Runner:
         _count(done)
         log.info("run succeeded (%d step(s))", len(done.steps))
         return Outcome("succeeded", run=done)
-
-
-class _Journal:
-    """The writes of one attempt, batched: the run's history rides along with its ledger entries.
-
-    The ledger entry saying a step *started* is flushed before the step acts; the one saying it is
-    *done* goes out right after (with the run's ending, when it was the last step), so a crash can
-    cost at most a repeat of the uncertain step, which its executor checks for (markers,
-    ``Idempotency-Key``). Two writes per step instead of four; the ending is carried to the
-    message's next write.
-    """
-
-    def __init__(self, app: DeliveryApp, run: Run, leases: tuple[Lease, ...], carry: _Carry) -> None:
-        self.app = app
-        self.run = run
-        self.leases = leases
-        self.carry = carry
-        self.pending = _Deferred()
-
-    def trace(self, step_id: str, **changes: Any) -> None:
-        self.run = _trace(self.run, step_id, **changes)
-
-    def flush(self, *, last: bool = False) -> None:
-        """Write what is pending and the run as it is now, in one atomic batch with what the
-        message carries. The ``last`` write of a run, which also gives up its leases (no renewal
-        may follow, so the keeper lets go first), is carried instead."""
-        if last:
-            for lease in self.leases:
-                stop_keeping(lease)
-            self.carry.take(self.pending, self.app.history, self.run, self.leases)
-        else:
-            with self.app.store.batch() as batch:
-                self.carry.write_into(batch)
-                self.pending.replay(batch)
-                self.app.history.write(batch, self.run)
-            self.carry.written()
-        self.pending = _Deferred()
-
-
-class _Carry:
-    """The endings of a message's finished runs, held back to go out with its next write.
-
-    A run's ending (its last ledger entry, its history, its leases given back) must be stored
-    before anything that depends on it, not at once: the next run's first write comes a moment
-    later, before that run acts, and takes it along, so a message of ten one-step runs costs
-    eleven writes instead of twenty. What depends on an ending: a later run of the same rule for
-    the same record (it needs the record lease; :meth:`Runner._claim_record` flushes first), and
-    the end of the message (:meth:`Runner.run_many` flushes what is left). A crash before the
-    write loses nothing: the run's ledger still says its step started, so a retry repeats it
-    as uncertain, as a crash right after the step would.
-    """
-
-    def __init__(self) -> None:
-        self.pending = _Deferred()
-        self.leases: list[Lease] = []
-
-    def take(self, pending: _Deferred, history: RunHistory, run: Run, leases: Sequence[Lease]) -> None:
-        pending.replay(self.pending)
-        history.write(self.pending, run)
-        for lease in leases:
-            lease.release_in(self.pending)
-        self.leases += leases
-
-    def releases(self, lease_key: str) -> bool:
-        """Whether the carried write gives that lease back (so it must not be released now, and
-        whoever waits for it must flush first)."""
-        return any(carried.key == lease_key for carried in self.leases)
-
-    def write_into(self, batch: WriteBatch) -> None:
-        self.pending.replay(batch)
-
-    def written(self) -> None:
-        """The carried writes applied: their leases are given back."""
-        for lease in self.leases:
-            lease.released_by_batch()
-        self.pending = _Deferred()
-        self.leases = []
-
-    def flush(self, store: StateStore) -> None:
-        if not self.pending.ops:
-            return
-        with store.batch() as batch:
-            self.write_into(batch)
-        self.written()
-
-
-class _Deferred(WriteBatch):
-    """Writes held back until the journal's next flush."""
-
-    def __init__(self) -> None:
-        self.ops: list[Callable[[WriteBatch], None]] = []
-
-    def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self.ops.append(lambda b: b.set(key, value, ttl))
-
-    def delete(self, *keys: str) -> None:
-        self.ops.append(lambda b: b.delete(*keys))
-
-    def hset(self, key: str, mapping: Mapping[str, str]) -> None:
-        self.ops.append(lambda b: b.hset(key, mapping))
-
-    def hdel(self, key: str, *fields: str) -> None:
-        self.ops.append(lambda b: b.hdel(key, *fields))
-
-    def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
-        self.ops.append(lambda b: b.zadd(key, mapping))
-
-    def zrem(self, key: str, *members: str) -> None:
-        self.ops.append(lambda b: b.zrem(key, *members))
-
-    def release_lease(self, key: str, owner: str) -> None:
-        self.ops.append(lambda b: b.release_lease(key, owner))
-
-    def replay(self, batch: WriteBatch) -> None:
-        for op in self.ops:
-            op(batch)
 
 
 def run_lease_key(connection: str, run_id: str) -> str:
@@ -763,11 +708,6 @@ def _params(step: StepBase, rendered: dict[str, Any]) -> Any:
             f"{'.'.join(str(p) for p in err['loc']) or 'with'}: {err['msg']}" for err in exc.errors()
         )
         raise PermanentStepError(f"invalid parameters after rendering: {problems}") from None
-
-
-def _trace(run: Run, step_id: str, **changes: Any) -> Run:
-    steps = [s.model_copy(update=changes) if s.id == step_id else s for s in run.steps]
-    return run.model_copy(update={"steps": steps})
 
 
 #: Steps that deliver to Slack or a webhook, counted by destination name in ``ppw_webhook_deliveries``.

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from worker.errors import PpwError
 from worker.events import Event
 from worker.observability import metrics
 from worker.state.base import StateStore, WriteBatch, key
@@ -27,7 +28,7 @@ from worker.state.locks import lock
 RELEASE_CHUNK = 100
 
 
-class HeldBatchNotFound(LookupError):
+class HeldBatchNotFound(PpwError, LookupError):
     """No held batch has that id (released or discarded already, or a typo)."""
 
 

@@ -27,6 +27,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any, Protocol
 
+from worker.errors import PpwError
 from worker.polling.snapshots import parse_revision
 from worker.practicepanther import odata
 from worker.practicepanther.resources import Resource
@@ -52,7 +53,7 @@ class PageSource(Protocol):
     ) -> list[Record]: ...
 
 
-class PagingError(RuntimeError):
+class PagingError(PpwError, RuntimeError):
     """The list kept shifting while we paged; the poll fails and nothing is committed."""
 
 

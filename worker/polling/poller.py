@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from worker.errors import PpwError
 from worker.events import Event
 from worker.observability import metrics
+from worker.options import options_from, setting
 from worker.polling import cursors, held
 from worker.polling.cursors import Cursor, PollStatus
 from worker.polling.detector import Detection, Detector
@@ -44,7 +46,7 @@ from worker.practicepanther import resources
 from worker.practicepanther.resources import Resource
 from worker.settings import Settings
 from worker.state.base import StateError, StateStore, key
-from worker.state.locks import SHORT_TTL, Lease, keep_alive
+from worker.state.locks import Lease, keep_alive
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ EMIT_CHUNK = 50
 PRIME_CHUNK = 1000
 
 
-class PollAborted(RuntimeError):
+class PollAborted(PpwError, RuntimeError):
     """This poll lost its lock (it outlived ``poll_timeout``, or the lease lapsed while this process
     stalled); nothing more was committed."""
 
@@ -93,14 +95,17 @@ class PollResult:
 class PollOptions:
     """The settings a poll reads (see ``PPW_POLL_*`` in ``.env.example``)."""
 
-    page_size: int = 200
-    overlap: float = 120.0
-    sweep_interval: float = 0.0
-    timeout: float = 300.0
-    lease: float = SHORT_TTL
-    flood_limit: int = 100
-    use_updated_since: frozenset[str] = frozenset()
-    backfill_since: Mapping[str, datetime] = field(default_factory=dict)
+    page_size: int = setting("poll_page_size")
+    overlap: float = setting("poll_overlap")
+    sweep_interval: float = setting("poll_sweep_interval")
+    timeout: float = setting("poll_timeout")
+    lease: float = setting("poll_lease")
+    flood_limit: int = setting("flood_limit")
+    # lambdas: the conversions are defined below this class
+    use_updated_since: frozenset[str] = setting(
+        "poll_use_updated_since", lambda names: frozenset(_names(names))
+    )
+    backfill_since: Mapping[str, datetime] = setting("backfill_since", lambda since: parse_backfill(since))
     keep_fields: Mapping[str, Collection[str]] = field(default_factory=dict)
     emit_chunk: int = EMIT_CHUNK
 
@@ -108,17 +113,7 @@ class PollOptions:
     def from_settings(
         cls, settings: Settings, *, keep_fields: Mapping[str, Collection[str]] | None = None
     ) -> PollOptions:
-        return cls(
-            page_size=settings.poll_page_size,
-            overlap=settings.poll_overlap,
-            sweep_interval=settings.poll_sweep_interval,
-            timeout=settings.poll_timeout,
-            lease=settings.poll_lease,
-            flood_limit=settings.flood_limit,
-            use_updated_since=frozenset(_names(settings.poll_use_updated_since)),
-            backfill_since=parse_backfill(settings.backfill_since),
-            keep_fields=keep_fields or {},
-        )
+        return options_from(cls, settings, keep_fields=keep_fields or {})
 
 
 def _names(values: Iterable[str]) -> list[str]:

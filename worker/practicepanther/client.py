@@ -33,12 +33,12 @@ from worker.practicepanther import odata, records, resources
 from worker.practicepanther.auth import OAuthClient
 from worker.practicepanther.errors import (
     AuthError,
+    InvalidRequest,
     NotFound,
     PracticePantherError,
     RateLimited,
     ServerError,
     TransportError,
-    ValidationError,
 )
 from worker.practicepanther.ratelimit import RateLimiter
 from worker.practicepanther.retry import RetryPolicy, retry_after
@@ -222,7 +222,7 @@ class PracticePantherClient:
         query = {"$filter": str(filter)} if filter else {}
         try:
             data = self._request("GET", path, route=path, params=query)
-        except (NotFound, ValidationError):
+        except (NotFound, InvalidRequest):
             log.info("%s/$count is not supported; counting by listing", res.path)
             return sum(1 for _ in self.list(resource, filter=filter, page_size=500))
         try:
@@ -477,7 +477,7 @@ def _payload(response: httpx.Response, method: str, path: str) -> Any:
     if status == 404:
         raise NotFound(_message(body, "not found"), **where)
     if status in (400, 422):
-        raise ValidationError(_message(body, "request refused"), model_state=_model_state(body), **where)
+        raise InvalidRequest(_message(body, "request refused"), model_state=_model_state(body), **where)
     if status == 429:
         raise RateLimited(_message(body, "rate limited"), retry_after=retry_after(response), **where)
     if status >= 500:

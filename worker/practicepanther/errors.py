@@ -2,10 +2,13 @@
 
 Each error names the HTTP method and the URL *path* (never the query string, which can carry an
 OData filter with client names, and never a header, which carries the bearer token), so it is
-safe to log and to send to Sentry. Two properties drive the retry policy and the callers:
+safe to log and to send to Sentry. The root is a :class:`~worker.errors.PpwError`, and its three
+properties drive the retry policy and the callers:
 
 ``transient``
     Trying the same request again later may succeed (rate limit, outage, network blip).
+``retry_after``
+    PracticePanther's ``Retry-After`` in seconds (only a :class:`RateLimited` carries one).
 ``may_have_applied``
     The server may have processed the request although we saw a failure (a read timeout, a 500).
     Retrying such a failure is only safe for idempotent requests; a create is not retried.
@@ -13,8 +16,10 @@ safe to log and to send to Sentry. Two properties drive the retry policy and the
 
 from __future__ import annotations
 
+from worker.errors import PpwError
 
-class PracticePantherError(Exception):
+
+class PracticePantherError(PpwError):
     """Base class: a PracticePanther call failed.
 
     Parameters
@@ -80,8 +85,8 @@ class NotFound(PracticePantherError):
     """The record or path does not exist (404)."""
 
 
-class ValidationError(PracticePantherError):
-    """PracticePanther rejected the request body or query (400), ASP.NET Web API style.
+class InvalidRequest(PracticePantherError):
+    """PracticePanther rejected the request body or query (400/422), ASP.NET Web API style.
 
     ``model_state`` maps a field (``value.subject``) to its messages, as PracticePanther sends them.
     """
@@ -116,11 +121,15 @@ class RateLimited(PracticePantherError):
         status: int | None = 429,
     ) -> None:
         super().__init__(message, method=method, path=path, status=status)
-        self.retry_after = retry_after
+        self._retry_after = retry_after
 
     @property
     def transient(self) -> bool:
         return True
+
+    @property
+    def retry_after(self) -> float | None:
+        return self._retry_after
 
 
 class ServerError(PracticePantherError):

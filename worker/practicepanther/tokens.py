@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import BaseModel, Field, SecretStr, field_serializer
 
+from worker.errors import PpwError
 from worker.state.base import StateStore, key
 
 __all__ = ["USER_FIELDS", "TokenSet", "TokenStore", "TokenStoreError", "generate_key", "user_label"]
@@ -73,7 +74,7 @@ def user_label(user: dict[str, Any] | None) -> str | None:
     return str(name or email) if (name or email) else None
 
 
-class TokenStoreError(RuntimeError):
+class TokenStoreError(PpwError, RuntimeError):
     """The stored tokens cannot be read (wrong or missing encryption key, corrupt value)."""
 
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Diagnostic": "worker.rules.diagnostics",
     "Engine": "worker.rules.engine",
-    "Evaluation": "worker.rules.engine",
-    "Match": "worker.rules.engine",
+    "Evaluation": "worker.rules.results",
+    "Match": "worker.rules.results",
     "explain": "worker.rules.explain",
     "load_rules": "worker.rules.loader",
     "load_text": "worker.rules.loader",
@@ -48,10 +48,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from worker.rules.diagnostics import Diagnostic
-    from worker.rules.engine import Engine, Evaluation, Match
+    from worker.rules.engine import Engine
     from worker.rules.explain import explain
     from worker.rules.loader import load_rules, load_text
     from worker.rules.model import Rule
+    from worker.rules.results import Evaluation, Match
     from worker.rules.ruleset import LoadedRule, RuleSet
     from worker.rules.watcher import RuleRegistry
 

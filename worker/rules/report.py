@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.rules.engine import ConditionResult, Evaluation, StepPreview
 from worker.rules.explain import Explanation
+from worker.rules.results import ConditionResult, Evaluation, StepPreview
 from worker.rules.views import unwrap
 
 YES = "✔"

@@ -29,6 +29,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError, safe_range
 
+from worker.errors import PpwError
 from worker.rules.filters import FILTERS
 from worker.rules.views import LOOKUP_TYPES, Missing
 
@@ -59,11 +60,11 @@ class Limits:
     loop_iterations: int = 1_000_000
 
 
-class TemplateLimitError(SecurityError):
+class TemplateLimitError(PpwError, SecurityError):
     """A template went over a render limit (size, time, loop items)."""
 
 
-class CompileError(Exception):
+class CompileError(PpwError):
     """A template or expression does not parse. ``line`` is 1-based within the template."""
 
     def __init__(self, message: str, line: int, source: str) -> None:
@@ -73,7 +74,7 @@ class CompileError(Exception):
         self.source = source
 
 
-class RenderError(Exception):
+class RenderError(PpwError):
     """Rendering failed. ``line`` is 1-based within the template; ``kind`` is ``undefined``,
     ``security``, ``limit`` or ``error``."""
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, NamedTuple
 
+from worker.errors import PpwError
+
 if TYPE_CHECKING:
     from worker.state.durability import Durability
 
@@ -37,8 +39,15 @@ class Turn(NamedTuple):
     ttl: float
 
 
-class StateError(RuntimeError):
-    """The state backend failed (unreachable, disk full, locked ...). Nothing was written."""
+class StateError(PpwError, RuntimeError):
+    """The state backend failed (unreachable, disk full, locked ...). Nothing was written.
+
+    Transient: the store is down or locked now, and a retry once it is back may succeed.
+    """
+
+    @property
+    def transient(self) -> bool:
+        return True
 
 
 class WriteBatch(abc.ABC):

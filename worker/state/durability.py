@@ -25,7 +25,14 @@ log = logging.getLogger(__name__)
 
 
 class UnsafeStateStore(StateError):
-    """The state store would lose ppw's records silently (see the module docstring)."""
+    """The state store would lose ppw's records silently (see the module docstring).
+
+    Not transient, unlike other state errors: the store's configuration must change first.
+    """
+
+    @property
+    def transient(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 Read from :class:`~worker.settings.Settings` (``PPW_WEBHOOK_*``, ``PPW_SCHEDULE_*``) into one
 frozen object per process, so tests run the real machinery with small windows and no patching.
+The defaults are the settings' (see :mod:`worker.options`).
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from worker.options import options_from, setting
 from worker.settings import Settings
-
-KIB = 1024
 
 
 @dataclass(frozen=True)
@@ -38,27 +38,18 @@ class TriggerOptions:
         slot runs at most this late.
     """
 
-    webhook_max_body: int = 256 * KIB
-    webhook_replay_window: float = 300.0
-    webhook_rate_per_minute: int = 60
-    webhook_dedupe_window: float = 300.0
-    webhook_idempotency_ttl: float = 86_400.0
-    schedule_grace: float = 3_600.0
-    schedule_query_limit: int = 1_000
-    schedule_tick: float = 5.0
+    webhook_max_body: int = setting("webhook_max_body")
+    webhook_replay_window: float = setting("webhook_replay_window")
+    webhook_rate_per_minute: int = setting("webhook_rate_per_minute")
+    webhook_dedupe_window: float = setting("webhook_dedupe_window")
+    webhook_idempotency_ttl: float = setting("webhook_idempotency_ttl")
+    schedule_grace: float = setting("schedule_grace")
+    schedule_query_limit: int = setting("schedule_query_limit")
+    schedule_tick: float = setting("schedule_tick")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TriggerOptions:
-        return cls(
-            webhook_max_body=settings.webhook_max_body,
-            webhook_replay_window=settings.webhook_replay_window,
-            webhook_rate_per_minute=settings.webhook_rate_per_minute,
-            webhook_dedupe_window=settings.webhook_dedupe_window,
-            webhook_idempotency_ttl=settings.webhook_idempotency_ttl,
-            schedule_grace=settings.schedule_grace,
-            schedule_query_limit=settings.schedule_query_limit,
-            schedule_tick=settings.schedule_tick,
-        )
+        return options_from(cls, settings)
 
     def with_(self, **changes: Any) -> TriggerOptions:
         return replace(self, **changes)

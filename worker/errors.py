@@ -1,0 +1,79 @@
+"""The one base class of every error ppw raises on purpose, and the properties retries read.
+
+Every error ppw raises itself is a :class:`PpwError`, so a retry decision asks the error instead
+of guessing from its type or probing it with ``getattr``. Three properties, each with a safe
+default (permanent, no wait asked, nothing applied) that a subclass overrides:
+
+``transient``
+    A retry may succeed later: the far side is down, busy, rate limiting us, or a lock is held.
+``retry_after``
+    Seconds the far side asked us to wait (an HTTP ``Retry-After``), or None when it did not say.
+``may_have_applied``
+    The operation may have taken effect although we saw a failure (a read timeout, a 500), so a
+    retry must first look for its effect before repeating a write.
+
+Where an error is also caught as a builtin (``ValueError``, ``LookupError``, ``RuntimeError``) or
+as a library's (Jinja's ``SecurityError``), that stays its second base.
+
+The tree (``tests/test_errors.py`` keeps it complete: every class must be named here, with the
+module it lives in)::
+
+    * PpwError (worker.errors)
+      x StepError (worker.actions.errors): transient or not, as the step said
+        + PermanentStepError (worker.actions.errors)
+        + TransientStepError (worker.actions.errors)
+      x StopRun (worker.actions.errors): not a failure; ends the run as succeeded
+      x TransportFailure (worker.actions.outbound): transient
+      x PracticePantherError (worker.practicepanther.errors): 403, other statuses
+        + AuthError (worker.practicepanther.errors)
+          - ReauthorizationRequired (worker.practicepanther.errors)
+        + NotFound (worker.practicepanther.errors)
+        + InvalidRequest (worker.practicepanther.errors): 400/422
+        + RateLimited (worker.practicepanther.errors): transient, retry_after
+        + ServerError (worker.practicepanther.errors): transient
+        + TransportError (worker.practicepanther.errors): transient
+        + LoginError (worker.practicepanther.errors)
+      x TokenStoreError (worker.practicepanther.tokens)
+      x StateError (worker.state.base): transient
+        + LockNotAcquired (worker.state.locks)
+        + UnsafeStateStore (worker.state.durability): permanent
+        + _WrongType (worker.state.sqlite)
+      x PagingError (worker.polling.paging)
+      x PollAborted (worker.polling.poller)
+      x HeldBatchNotFound (worker.polling.held)
+      x EventNotFound (worker.delivery.eventstore)
+      x RunNotFound (worker.delivery.history)
+      x ReplayError (worker.delivery.replay)
+      x NeedsSharedBroker (worker.delivery.process)
+      x BrokenRules (worker.delivery.process)
+      x BrokerURLError (worker.broker)
+      x CompileError (worker.rules.templating)
+      x RenderError (worker.rules.templating)
+      x TemplateLimitError (worker.rules.templating)
+
+The sandbox (``worker.sandbox``) is a simulator of PracticePanther, not part of ppw's error
+surface, and keeps its own exceptions.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PpwError"]
+
+
+class PpwError(Exception):
+    """Base class of every error ppw raises on purpose; by default permanent and not applied."""
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later may succeed."""
+        return False
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the far side asked us to wait before trying again, if it said."""
+        return None
+
+    @property
+    def may_have_applied(self) -> bool:
+        """Whether the operation may have taken effect: a retry must check before writing again."""
+        return False

@@ -1,0 +1,209 @@
+"""Whether a rule's trigger holds for an event: one evaluation, for firing and for explaining.
+
+:func:`check_trigger` tests the parts of a trigger in order and returns a :class:`TriggerVerdict`
+(held or not, and a :class:`~worker.rules.results.Check` per part tested). Firing
+(:meth:`~worker.rules.engine.Engine.match`) asks for the verdict only, which stops at the first
+part that fails; explaining (:meth:`~worker.rules.engine.Engine.evaluate`, so ``ppw rules test``
+and ``ppw rules explain``) asks for every part with the values involved. Both read the same
+parts, so what fires and what the explanation says cannot disagree. Pure: no I/O, no clock.
+
+The parts, in order:
+
+* ``enabled``: the rule is not ``enabled: false``;
+* a webhook trigger: ``webhook``, the event is a delivery to that hook (nothing else is tested);
+* a schedule trigger: ``schedule``, the event is a slot of this rule's schedule (nothing else);
+* a record trigger: ``resource``, the event is for the watched resource; ``event type``, the
+  event's type is one the rule lists under ``on``;
+* ``own change``, tested only for changes ppw made itself: the rule has ``allow_own_changes``;
+* ``changed``, when the rule lists fields: one of them changed (``created``: it has a non-empty
+  value; ``deleted``: it had one; ``updated``: it is among the event's changes);
+* ``from``/``to``, when given: the first ``changed`` field's old/new value matches (``created``
+  has no old value and ``deleted`` no new one); a list matches any of its values, and a
+  reference (a dict) matches its ``id``, ``display_name`` or ``name``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from worker.events import Event
+from worker.rules import context as ctx
+from worker.rules.model import Rule, ScheduleTrigger, WebhookTrigger
+from worker.rules.results import Check
+
+
+@dataclass(frozen=True)
+class TriggerVerdict:
+    """Whether the trigger ``held``, and the parts tested: every one when explained, else up to
+    the first that failed (none when it held)."""
+
+    held: bool
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def failed(self) -> Check | None:
+        """The first part that did not hold."""
+        return next((check for check in self.checks if not check.passed), None)
+
+
+#: The verdicts of firing (no details): held, or failed at one part. Shared, as they never vary.
+_HELD = TriggerVerdict(True)
+_FAILED = {
+    name: TriggerVerdict(False, (Check(name, False),))
+    for name in (
+        "enabled",
+        "webhook",
+        "schedule",
+        "resource",
+        "event type",
+        "own change",
+        "changed",
+        "from",
+        "to",
+    )
+}
+
+
+def check_trigger(rule: Rule, event: Event, *, explain: bool = True) -> TriggerVerdict:
+    """The verdict of ``rule``'s trigger on ``event``. With ``explain`` every part is tested and
+    listed with its details; without, the first part that fails decides (and is the only one
+    listed, without details). Firing calls this for every candidate rule of every event, so the
+    parts are tested inline, and details are only built to explain."""
+    checks: list[Check] = []
+    trigger = rule.trigger
+
+    ok = rule.enabled
+    if not explain and not ok:
+        return _FAILED["enabled"]
+    if explain:
+        checks.append(Check("enabled", ok, "" if ok else "the rule has enabled: false"))
+
+    if isinstance(trigger, WebhookTrigger):
+        wanted = ctx.webhook_resource(trigger.webhook)
+        ok = event.type == "webhook" and event.resource == wanted
+        if not explain:
+            return _HELD if ok else _FAILED["webhook"]
+        detail = (
+            f"a delivery to /hooks/{trigger.webhook}"
+            if event.resource == wanted
+            else f"rule listens on /hooks/{trigger.webhook}; event is {event.type} {event.resource}"
+        )
+        return _explained(checks, Check("webhook", ok, detail))
+
+    if isinstance(trigger, ScheduleTrigger):
+        wanted = ctx.schedule_resource(rule.id)
+        ok = event.type == "schedule" and event.resource == wanted
+        if not explain:
+            return _HELD if ok else _FAILED["schedule"]
+        detail = (
+            f"slot {event.record.get('slot')}"
+            if event.resource == wanted
+            else "runs on its schedule, not on record changes"
+        )
+        return _explained(checks, Check("schedule", ok, detail))
+
+    ok = event.resource == trigger.resource
+    if not explain and not ok:
+        return _FAILED["resource"]
+    if explain:
+        checks.append(
+            Check("resource", ok, f"event is for {event.resource}, rule watches {trigger.resource}")
+        )
+
+    ok = event.type in trigger.on
+    if not explain and not ok:
+        return _FAILED["event type"]
+    if explain:
+        checks.append(
+            Check("event type", ok, f"event is {event.type!r}; rule fires on {', '.join(trigger.on)}")
+        )
+
+    if event.origin == "ppw":
+        ok = rule.allow_own_changes
+        if not explain and not ok:
+            return _FAILED["own change"]
+        if explain:
+            detail = "the change was made by ppw itself (set allow_own_changes: true to fire on it)"
+            checks.append(Check("own change", ok, detail))
+
+    if trigger.changed:
+        changed = _changed_fields(event, trigger.changed)
+        ok = bool(changed)
+        if not explain and not ok:
+            return _FAILED["changed"]
+        if explain:
+            checks.append(Check("changed", ok, _changed_detail(event, trigger.changed, changed)))
+        if trigger.has_from or trigger.has_to:
+            name = trigger.changed[0]
+            old, new = transition(event, name)
+            if trigger.has_from:
+                ok = value_matches(old, trigger.from_)
+                if not explain and not ok:
+                    return _FAILED["from"]
+                if explain:
+                    checks.append(Check("from", ok, f"{name} was {old!r}, rule wants {trigger.from_!r}"))
+            if trigger.has_to:
+                ok = value_matches(new, trigger.to)
+                if not explain and not ok:
+                    return _FAILED["to"]
+                if explain:
+                    checks.append(Check("to", ok, f"{name} is {new!r}, rule wants {trigger.to!r}"))
+
+    return _explained(checks) if explain else _HELD
+
+
+def _explained(checks: list[Check], *last: Check) -> TriggerVerdict:
+    parts = (*checks, *last)
+    return TriggerVerdict(all(check.passed for check in parts), parts)
+
+
+def _changed_fields(event: Event, names: list[str]) -> list[str]:
+    """Those of ``names`` that changed with ``event`` (:func:`changed_in`, inlined for updates)."""
+    if event.type == "updated":
+        changes = event.changes
+        return [name for name in names if name in changes]
+    return [name for name in names if changed_in(event, name)]
+
+
+def _changed_detail(event: Event, wanted: list[str], changed: list[str]) -> str:
+    if changed:
+        return f"{', '.join(changed)} changed"
+    return f"{' or '.join(wanted)} did not change" + (
+        f" (changed: {', '.join(sorted(event.changes)) or 'nothing'})" if event.type == "updated" else ""
+    )
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def changed_in(event: Event, name: str) -> bool:
+    """Whether field ``name`` changed with ``event`` (see the module docstring)."""
+    if event.type == "created":
+        return not _empty(event.record.get(name))
+    if event.type == "deleted":
+        return not _empty((event.previous or event.record).get(name))
+    return name in event.changes
+
+
+def transition(event: Event, name: str) -> tuple[Any, Any]:
+    """The old and new value of field ``name`` with ``event``."""
+    if event.type == "created":
+        return None, event.record.get(name)
+    if event.type == "deleted":
+        return (event.previous or event.record).get(name), None
+    change = event.changes.get(name)
+    if change is not None:
+        return change.old, change.new
+    previous = (event.previous or {}).get(name)
+    return previous, event.record.get(name)
+
+
+def value_matches(actual: Any, expected: Any) -> bool:
+    """Equality, where ``expected`` may list alternatives and a reference matches its id or name."""
+    if isinstance(expected, list):
+        return any(value_matches(actual, option) for option in expected)
+    if isinstance(actual, dict) and not isinstance(expected, dict):
+        return expected in (actual.get("id"), actual.get("display_name"), actual.get("name"))
+    return bool(actual == expected)
