@@ -35,7 +35,7 @@ RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 TARGET_RSS_MB = 150.0
 READY_TIMEOUT = 90.0
 IMPORTS = (
-    "import worker.cli, worker.delivery.process, worker.delivery.runtime, worker.health, "
+    "import worker.cli, worker.process.run, worker.process.runtime, worker.process.health, "
     "worker.polling.scheduler, worker.rules.watcher, dramatiq, apscheduler, uvicorn, httpx, time; "
     "print('ready', flush=True); time.sleep(600)"
 )

@@ -25,9 +25,9 @@ from typing import Any
 
 from benchmarks.instruments import StageClock
 from benchmarks.pipeline import BrokerKind, pipeline
-from worker.delivery.eventstore import EventNotFound
-from worker.delivery.runtime import wait_until
+from worker.eventstore import EventNotFound
 from worker.polling.snapshots import parse_revision
+from worker.process.runtime import wait_until
 from worker.settings import Settings
 
 DEFAULT_INTERVAL = Settings.model_fields["poll_interval"].default

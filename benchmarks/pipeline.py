@@ -3,7 +3,7 @@
 sandbox (child process) → scheduler (APScheduler, leader lease) → poll actor → events →
 dispatch actor → rules → run actor → ``http.request`` → sink (child process)
 
-The worker side runs in this process: :class:`~worker.delivery.runtime.Runtime` (state store,
+The worker side runs in this process: :class:`~worker.process.runtime.Runtime` (state store,
 rules from a rules directory, broker, actors, Dramatiq worker threads) and
 :class:`~worker.polling.scheduler.PollScheduler` submitting polls through the poll actor, exactly
 the pieces ``ppw run`` starts. Its settings are the shipped defaults except where a benchmark
@@ -26,10 +26,10 @@ from benchmarks import children
 from benchmarks.instruments import CountingStore
 from benchmarks.sandbox_tools import Admin, connect, settings_for
 from benchmarks.services import REDIS_URL, THREADS, Namespace, namespace
-from worker.broker import BrokerOptions, create_broker
-from worker.delivery.runtime import Runtime, wait_until
 from worker.polling import cursors
 from worker.polling.scheduler import PollScheduler
+from worker.process.broker import BrokerOptions, create_broker
+from worker.process.runtime import Runtime, wait_until
 from worker.settings import Settings
 from worker.state import StateStore, open_store
 

@@ -3,7 +3,7 @@
 ``py-spy record --gil`` samples only the thread holding the GIL, so the profile is the CPU the
 Python process spends (a worker thread waiting on Redis or HTTP is not counted), across every
 thread: the poll, dispatch and run actors, the scheduler, Dramatiq's consumers. The summary gives
-each stage's share (the actor functions in ``worker/actors.py``), the ``worker/`` functions with
+each stage's share (the actor functions in ``worker/process/actors.py``), the ``worker/`` functions with
 the largest inclusive share, and the frames with the largest own (self) share.
 
     python -m benchmarks.profiling [changes] [memory|redis]

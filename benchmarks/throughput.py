@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.instruments import CountingStore, StageClock
 from benchmarks.pipeline import BrokerKind, pipeline, produce
 from benchmarks.services import THREADS
-from worker.delivery.runtime import wait_until
+from worker.process.runtime import wait_until
 
 TARGET_RATIO = 0.5
 

@@ -17,7 +17,6 @@ from worker import errors as errors_module
 from worker.actions.errors import PermanentStepError, StepError, StopRun, TransientStepError
 from worker.actions.outbound import TransportFailure
 from worker.actions.practicepanther import _client_error
-from worker.broker import BrokerURLError
 from worker.delivery.failures import classify
 from worker.errors import PpwError
 from worker.polling.held import HeldBatchNotFound
@@ -32,6 +31,7 @@ from worker.practicepanther.errors import (
     TransportError,
 )
 from worker.practicepanther.retry import retryable
+from worker.process.broker import BrokerURLError
 from worker.rules.templating import TemplateLimitError
 from worker.state.base import StateError
 from worker.state.durability import UnsafeStateStore

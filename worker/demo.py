@@ -35,9 +35,16 @@ from typing import Any
 from pydantic import SecretStr
 
 from worker.delivery.history import Run
-from worker.delivery.runtime import Runtime
 from worker.events import Event
+from worker.polling.scheduler import PollScheduler
+from worker.practicepanther.tokens import TokenSet, TokenStore
+from worker.process.runtime import Runtime
+from worker.rules.engine import rules_by_resource
+from worker.rules.loader import load_rules
+from worker.sandbox import SandboxConfig, SandboxServer
+from worker.sandbox.testing import obtain_tokens
 from worker.settings import Settings
+from worker.state import open_store
 
 DEMO_DIR = Path(".ppw/demo")
 
@@ -156,8 +163,6 @@ class LiveView:
 
 def webhook_names(rules_dir: Path) -> set[str]:
     """Every ``webhook: NAME`` the rules use, so each can point at the stand-in."""
-    from worker.rules.loader import load_rules
-
     names: set[str] = set()
     ruleset = load_rules([rules_dir], settings=Settings(rules_dir=rules_dir))
     for loaded in ruleset:
@@ -170,10 +175,6 @@ def webhook_names(rules_dir: Path) -> set[str]:
 
 def connect(settings: Settings, sandbox_url: str, client_id: str, secret: str, redirect_uri: str) -> None:
     """The authorization-code flow against the sandbox, tokens saved where the worker reads them."""
-    from worker.practicepanther.tokens import TokenSet, TokenStore
-    from worker.sandbox.testing import obtain_tokens
-    from worker.state import open_store
-
     answer = obtain_tokens(sandbox_url, client_id, secret, redirect_uri)
     tokens = TokenSet(
         access_token=SecretStr(answer["access_token"]),
@@ -189,8 +190,6 @@ def connect(settings: Settings, sandbox_url: str, client_id: str, secret: str, r
 
 @contextmanager
 def sandbox(churn: float) -> Iterator[Any]:
-    from worker.sandbox import SandboxConfig, SandboxServer
-
     server = SandboxServer(SandboxConfig(seed=1, churn_per_minute=churn)).start()
     try:
         yield server
@@ -244,9 +243,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_demo(settings: Settings, stop: threading.Event) -> None:
-    from worker.polling.scheduler import PollScheduler
-    from worker.rules.engine import rules_by_resource
-
     with Runtime.create(settings, watch_rules=True) as runtime:
         registry = runtime.registry
         status: dict[str, Any] = registry.status() if registry else {"loaded": 0, "failed_files": []}

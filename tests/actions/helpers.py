@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from worker.actions.base import StepContext, StepResult, get_executor
-from worker.actions.params import STEP_TYPES
+from worker.actions.base import StepContext, StepResult, step_type
 from worker.actions.services import Services
 from worker.events import Event
 
@@ -25,7 +24,7 @@ def event(connection: str, record_id: str = "m-1", **record: Any) -> Event:
 
 def execute(
     services: Services,
-    step_type: str,
+    name: str,
     params: dict[str, Any],
     *,
     connection: str,
@@ -35,7 +34,7 @@ def execute(
     uncertain: bool = False,
 ) -> StepResult:
     """Validate ``params`` with the step type's model and run its executor, as the runner does."""
-    model: type[BaseModel] = STEP_TYPES[step_type]
+    model: type[BaseModel] = step_type(name).params
     ctx = StepContext(
         services=services,
         connection=connection,
@@ -45,4 +44,4 @@ def execute(
         run_id="run-1",
         uncertain=uncertain,
     )
-    return get_executor(step_type).run(model.model_validate(params), ctx)
+    return step_type(name).run(model.model_validate(params), ctx)

@@ -1,7 +1,7 @@
 """End-to-end scenarios: the sandbox over HTTP, a Slack stand-in, real brokers and state stores.
 
 A :class:`Scenario` is one embedded-or-deployed worker setup: rules written to a temporary rules
-directory, tokens obtained through the real OAuth flow, a :class:`~worker.delivery.runtime.Runtime`
+directory, tokens obtained through the real OAuth flow, a :class:`~worker.process.runtime.Runtime`
 on the requested broker with unique queue names (so tests can share Redis and RabbitMQ), and helpers
 to change records the way a person would and to wait for the results.
 """
@@ -20,9 +20,9 @@ from tests.fixtures.client import SandboxAdmin, connect, sandbox_settings
 from tests.fixtures.stubs import StubServer
 from worker.delivery.history import Run
 from worker.delivery.options import DeliveryOptions
-from worker.delivery.runtime import Runtime, wait_until
 from worker.polling.poller import Poller, PollOptions
 from worker.practicepanther.client import PracticePantherClient
+from worker.process.runtime import Runtime, wait_until
 from worker.sandbox import SandboxServer
 from worker.settings import Settings
 from worker.state import StateStore, open_store

@@ -19,9 +19,9 @@ from pathlib import Path
 from tests.e2e.conftest import CLOSED_MATTER_RULE, Scenario, eventually
 from tests.fixtures.client import SandboxAdmin, connect, sandbox_settings
 from tests.fixtures.stubs import StubServer
-from worker.delivery.runtime import Runtime
 from worker.polling.scheduler import leader_key
 from worker.practicepanther.client import PracticePantherClient
+from worker.process.runtime import Runtime
 from worker.sandbox import SandboxServer
 from worker.state import open_store
 

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.health import (
+from worker.observability import metrics
+from worker.process.health import (
     CheckResult,
     HealthServer,
     RulesState,
@@ -27,7 +28,6 @@ from worker.health import (
     state_check,
     token_check,
 )
-from worker.observability import metrics
 from worker.state.redis import RedisStore
 from worker.state.sqlite import SqliteStore
 

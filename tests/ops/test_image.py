@@ -11,11 +11,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from worker.health import CheckResult, HealthServer
+from worker.process.health import CheckResult, HealthServer
 
 from .conftest import REPO, make_settings
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
+#: The container HEALTHCHECK and VM probe command: `python -m <PROBE>`.
+PROBE = "worker.process.health"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -53,7 +55,7 @@ def test_image_runs_unprivileged_with_a_healthcheck() -> None:
     stage = dict((keyword, args) for keyword, args in final_stage() if keyword in ("USER", "HEALTHCHECK"))
     user = stage["USER"].split(":")[0]
     assert user not in ("0", "root")
-    assert stage["HEALTHCHECK"].endswith('CMD ["python", "-m", "worker.health"]')
+    assert stage["HEALTHCHECK"].endswith(f'CMD ["python", "-m", "{PROBE}"]')
     assert ("ENTRYPOINT", '["ppw"]') in final_stage()
 
 
@@ -102,17 +104,15 @@ def test_installed_ppw_runs_from_the_wheel(installed_ppw: Path, tmp_path: Path) 
 
 def test_health_probe_of_the_image(installed_ppw: Path, tmp_path: Path) -> None:
     with HealthServer(make_settings(), host="127.0.0.1", port=0) as server:
-        alive = run(installed_ppw, "python", "-m", "worker.health", "--url", server.url, cwd=tmp_path)
+        alive = run(installed_ppw, "python", "-m", PROBE, "--url", server.url, cwd=tmp_path)
         server.register_check("token", lambda: CheckResult.failed("no token"))
-        ready = run(
-            installed_ppw, "python", "-m", "worker.health", "--ready", "--url", server.url, cwd=tmp_path
-        )
+        ready = run(installed_ppw, "python", "-m", PROBE, "--ready", "--url", server.url, cwd=tmp_path)
         url = server.url
     assert alive.returncode == 0, alive.stdout + alive.stderr
     assert '"status":"ok"' in alive.stdout
     assert ready.returncode == 1
     assert "no token" in ready.stdout
-    gone = run(installed_ppw, "python", "-m", "worker.health", "--url", url, "--timeout", "2", cwd=tmp_path)
+    gone = run(installed_ppw, "python", "-m", PROBE, "--url", url, "--timeout", "2", cwd=tmp_path)
     assert gone.returncode == 1
     assert "ConnectionRefusedError" in gone.stdout or "URLError" in gone.stdout
 
@@ -122,7 +122,7 @@ def test_health_probe_reads_the_port_from_the_environment(installed_ppw: Path, t
         port = server.url.rsplit(":", 1)[1]
         env = {**os.environ, "PPW_HTTP_PORT": port}
         probe = subprocess.run(
-            [str(installed_ppw / "bin" / "python"), "-m", "worker.health"],
+            [str(installed_ppw / "bin" / "python"), "-m", PROBE],
             cwd=tmp_path,
             env=env,
             capture_output=True,

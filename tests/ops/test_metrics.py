@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from worker.health import HealthServer
 from worker.observability.exposition import mark_process_dead, prepare_multiprocess_dir, render
+from worker.process.health import HealthServer
 
 from .conftest import make_settings
 

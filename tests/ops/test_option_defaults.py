@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from worker.broker import BrokerOptions
 from worker.delivery.options import DAY, DeliveryOptions
 from worker.options import options_from, setting, setting_name
 from worker.polling.poller import PollOptions
+from worker.process.broker import BrokerOptions
 from worker.settings import Settings
 from worker.triggers.options import TriggerOptions
 

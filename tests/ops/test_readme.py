@@ -52,11 +52,11 @@ def test_rule_examples_load_without_diagnostics(text: str) -> None:
 
 
 def test_every_step_type_has_an_example() -> None:
-    from worker.actions.params import SHORTHANDS, STEP_TYPES
+    from worker.actions.base import registry, shorthands
 
     shown = set(re.findall(r"type: ([\w.]+)", "\n".join(rule_examples())))
-    assert set(STEP_TYPES) <= shown
-    assert shown & set(SHORTHANDS)
+    assert set(registry()) <= shown
+    assert shown & set(shorthands())
 
 
 def problems(line: str) -> list[str]:

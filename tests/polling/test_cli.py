@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 
 from tests.polling.conftest import Harness
 from worker.cli import app
-from worker.delivery.eventstore import EventStore
+from worker.eventstore import EventStore
 from worker.polling import cursors, held
 from worker.settings import get_settings
 

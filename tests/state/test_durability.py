@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.harness import PrivateRedis
-from worker.delivery.runtime import Runtime
+from worker.process.runtime import Runtime
 from worker.settings import Settings
 from worker.state import open_store
 from worker.state.durability import UnsafeStateStore, check_durability

@@ -20,9 +20,10 @@ from pydantic import SecretStr
 from tests.e2e.conftest import FAST, Scenario, eventually
 from tests.fixtures.stubs import Recorded, StubServer
 from worker.actions.signing import sign
-from worker.health import HealthServer
+from worker.process.health import HealthServer
+from worker.process.triggers import webhook_intake
 from worker.sandbox import SandboxServer
-from worker.triggers import TriggerOptions, WebhookIntake, webhook_intake
+from worker.triggers import TriggerOptions, WebhookIntake
 
 __all__ = ["HookWorker", "eventually"]
 

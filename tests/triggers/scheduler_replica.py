@@ -17,8 +17,8 @@ import json
 import sys
 import time
 
-from worker.delivery.runtime import Runtime
 from worker.polling.scheduler import PollScheduler
+from worker.process.runtime import Runtime
 from worker.settings import Settings
 from worker.triggers import ScheduleRunner, TriggerOptions
 

@@ -15,11 +15,16 @@ __all__ = ["PermanentStepError", "StepError", "StopRun", "TransientStepError"]
 class StepError(PpwError):
     """A step failed in a way its executor understood.
 
-    Parameters:
-      message: what went wrong, for the run history and the operator; must not carry a secret.
-      transient: whether trying again later may succeed.
-      retry_after: seconds the far side asked us to wait (``Retry-After``), if it said.
-      may_have_applied: whether the far side may have acted although we saw a failure, so a
+    Parameters
+    ----------
+    message:
+        What went wrong, for the run history and the operator; must not carry a secret.
+    transient:
+        Whether trying again later may succeed.
+    retry_after:
+        Seconds the far side asked us to wait (``Retry-After``), if it said.
+    may_have_applied:
+        Whether the far side may have acted although we saw a failure, so a
         retry must first look for the effect of this attempt.
     """
 

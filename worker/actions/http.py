@@ -16,16 +16,19 @@ import hashlib
 import json
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.base import StepContext, StepResult, StepType
 from worker.actions.errors import PermanentStepError
 from worker.actions.outbound import Reply, TransportFailure
 from worker.actions.params import HttpRequestParams
 from worker.actions.responses import PREVIEW, status_error, transport_error
 from worker.actions.signing import HEADER as SIGNATURE_HEADER
 from worker.actions.signing import sign
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 MAX_REDIRECTS = 3
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -101,45 +104,76 @@ def _body(params: HttpRequestParams) -> tuple[bytes, str | None]:
     return b"", None
 
 
-@executor("http.request", params=HttpRequestParams)
-def request(params: HttpRequestParams, ctx: StepContext) -> StepResult:
-    settings = ctx.services.settings
-    method = params.method.upper()
-    url = str(params.url)
-    host = check_destination(url, settings.http_allowed_hosts)
-    body, content_type = _body(params)
-    headers: dict[str, str] = {str(k): str(v) for k, v in (params.headers or {}).items()}
-    if content_type and not any(k.lower() == "content-type" for k in headers):
-        headers["Content-Type"] = content_type
-    headers[IDEMPOTENCY_HEADER] = idempotency_key(ctx.event.id, ctx.rule_id, ctx.step_id)
-    headers["X-PPW-Event-Id"] = ctx.event.id
-    headers["X-PPW-Rule-Id"] = ctx.rule_id
-    if params.secret:
-        secret = settings.webhook_secrets.get(params.secret.lower())
-        if secret is None:
-            known = ", ".join(sorted(settings.webhook_secrets)) or "none configured"
-            raise PermanentStepError(
-                f"unknown webhook secret {params.secret!r} "
-                f"(set PPW_WEBHOOK_SECRETS__{params.secret.upper()}; known: {known})"
-            )
-        headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), body)
-    timeout = float(params.timeout)
-    summary = {
-        "method": method,
-        "url": ctx.services.mask_text(url),
-        "headers": ctx.services.mask(headers),
-        "json": ctx.services.mask(params.json_body),
-    }
-    if ctx.dry_run:
-        return StepResult(output={"status": None, "dry_run": True}, request=summary)
-    response = _send(ctx, method, url, headers, body, timeout, settings.http_allowed_hosts)
-    if response.status_code >= 300:
-        raise status_error(f"{method} {host}", response)
-    return StepResult(
-        output=_output(response),
-        request=summary,
-        response={"status": response.status_code, "body": _preview(response)},
+class HttpRequest(StepType):
+    """``http.request``; its output is scrubbed before it is kept, as the far side may echo a
+    secret back, and the signing secret's name labels ``ppw_webhook_deliveries``."""
+
+    name = "http.request"
+    params = HttpRequestParams
+    result_keys = frozenset({"status", "headers", "json", "text"})
+    mask_output = True
+    destination = ("secret",)
+    with_doc = (
+        "`method` (default POST), `url`, `headers`, `json`, `secret: NAME` (HMAC-SHA256 signature "
+        "with `PPW_WEBHOOK_SECRETS__NAME`), `timeout` (seconds, ≤ 60)"
     )
+    result_doc = "`status`, `headers`, `json`, `text`"
+
+    def run(self, params: HttpRequestParams, ctx: StepContext) -> StepResult:
+        settings = ctx.services.settings
+        method = params.method.upper()
+        url = str(params.url)
+        host = check_destination(url, settings.http_allowed_hosts)
+        body, content_type = _body(params)
+        headers: dict[str, str] = {str(k): str(v) for k, v in (params.headers or {}).items()}
+        if content_type and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
+        headers[IDEMPOTENCY_HEADER] = idempotency_key(ctx.event.id, ctx.rule_id, ctx.step_id)
+        headers["X-PPW-Event-Id"] = ctx.event.id
+        headers["X-PPW-Rule-Id"] = ctx.rule_id
+        if params.secret:
+            secret = settings.webhook_secrets.get(params.secret.lower())
+            if secret is None:
+                known = ", ".join(sorted(settings.webhook_secrets)) or "none configured"
+                raise PermanentStepError(
+                    f"unknown webhook secret {params.secret!r} "
+                    f"(set PPW_WEBHOOK_SECRETS__{params.secret.upper()}; known: {known})"
+                )
+            headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), body)
+        timeout = float(params.timeout)
+        summary = {
+            "method": method,
+            "url": ctx.services.mask_text(url),
+            "headers": ctx.services.mask(headers),
+            "json": ctx.services.mask(params.json_body),
+        }
+        if ctx.dry_run:
+            return StepResult(output={"status": None, "dry_run": True}, request=summary)
+        response = _send(ctx, method, url, headers, body, timeout, settings.http_allowed_hosts)
+        if response.status_code >= 300:
+            raise status_error(f"{method} {host}", response)
+        return StepResult(
+            output=_output(response),
+            request=summary,
+            response={"status": response.status_code, "body": _preview(response)},
+        )
+
+    def describe(self, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        """The request, with the signing secret by name (and whether it is configured)."""
+        secret = params.get("secret")
+        headers = dict(params.get("headers") or {})
+        out: dict[str, Any] = {
+            "method": params.get("method", "POST"),
+            "url": params.get("url"),
+            "headers": headers,
+            "json": params.get("json"),
+        }
+        if secret:
+            configured = secret in settings.webhook_secrets
+            out["signed_with"] = f"HMAC-SHA256 of the body with PPW_WEBHOOK_SECRETS__{secret.upper()}" + (
+                "" if configured else " (NOT configured here)"
+            )
+        return out
 
 
 def _send(

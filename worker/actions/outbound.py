@@ -81,9 +81,12 @@ class Reply:
 class Outbound:
     """One pool of keep-alive connections per destination, shared by every thread of a process.
 
-    Parameters:
-      timeout: seconds for connecting and for each read, unless a request gives its own.
-      maxsize: connections kept per destination. Connections are made only as threads need them,
+    Parameters
+    ----------
+    timeout:
+        Seconds for connecting and for each read, unless a request gives its own.
+    maxsize:
+        Connections kept per destination. Connections are made only as threads need them,
         so a size above any thread count in use costs nothing; below it, the extra connections
         would be closed after each request (and urllib3 would warn of a full pool).
     """

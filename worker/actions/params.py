@@ -1,8 +1,9 @@
-"""The ``with:`` block of every step type, as pydantic models, and the registry of step types.
+"""The ``with:`` block of the built-in step types, as pydantic models, and the field types they share.
 
-These models are the single declaration of what a step accepts: ``ppw rules check`` validates
-rule files against them, ``ppw rules schema`` turns them into the editor schema, and each executor
-validates its *rendered* parameters with the same model before acting.
+Each step type's class (:class:`worker.actions.base.StepType`) names its model here, so a model is
+the single declaration of what a step accepts: ``ppw rules check`` validates rule files against it,
+``ppw rules schema`` turns it into the editor schema, and the runner validates the *rendered*
+parameters with the same model before the step acts.
 
 Which values may be templates: anything that is data (record fields, ids, filters, texts, URLs,
 headers, bodies) may contain ``{{ ... }}``. Structural choices (which resource, which Slack webhook or
@@ -25,8 +26,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from worker.hints import closest, one_of
 from worker.practicepanther import resources
-from worker.rules.hints import closest, one_of
 
 # -- shared field types ------------------------------------------------------------------------
 
@@ -299,90 +300,3 @@ class LogParams(Params):
 
     message: str
     level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-# -- registry --------------------------------------------------------------------------------------
-
-STEP_TYPES: dict[str, type[BaseModel]] = {
-    "practicepanther.create": CreateParams,
-    "practicepanther.update": UpdateParams,
-    "practicepanther.find": FindParams,
-    "practicepanther.find_or_create": FindOrCreateParams,
-    "find_contact_by_email": FindContactByEmailParams,
-    "find_matter": FindMatterParams,
-    "slack.post": SlackPostParams,
-    "http.request": HttpRequestParams,
-    "log": LogParams,
-}
-
-#: Shorthand step type -> resource: ``type: create_task`` with ``with:`` holding the task's data is
-#: ``type: practicepanther.create`` with ``with: {resource: tasks, data: ...}``.
-SHORTHANDS: dict[str, str] = {
-    "create_time_entry": "time_entries",
-    "create_task": "tasks",
-    "create_note": "notes",
-    "create_event": "events",
-}
-
-#: Search shorthand step type -> the resource it finds (see :func:`search_as_find`).
-SEARCH_SHORTHANDS: dict[str, str] = {"find_contact_by_email": "contacts", "find_matter": "matters"}
-
-#: What a step's result looks like to later steps (``steps.<id>.<key>``) for step types whose result
-#: is not a PracticePanther record.
-RESULT_KEYS: dict[str, frozenset[str]] = {
-    "slack.post": frozenset({"ok", "channel", "ts"}),
-    "http.request": frozenset({"status", "headers", "json", "text"}),
-    "log": frozenset({"message"}),
-}
-
-
-def all_step_types() -> list[str]:
-    """Every accepted ``type:``, canonical and shorthand."""
-    return sorted([*STEP_TYPES, *SHORTHANDS])
-
-
-def canonical(step_type: str, with_: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The canonical type and ``with:`` block of a step (shorthands expanded)."""
-    if step_type in SHORTHANDS:
-        return "practicepanther.create", {"resource": SHORTHANDS[step_type], "data": with_}
-    return step_type, with_
-
-
-def result_resource(step_type: str, params: BaseModel) -> tuple[str, bool] | None:
-    """``(resource, is_list)`` when the step's result is PracticePanther record(s), else None."""
-    if step_type in SHORTHANDS:
-        return SHORTHANDS[step_type], False
-    if step_type in SEARCH_SHORTHANDS:
-        return SEARCH_SHORTHANDS[step_type], False
-    resource = getattr(params, "resource", None)
-    if not isinstance(resource, str) or not step_type.startswith("practicepanther."):
-        return None
-    return resource, step_type == "practicepanther.find" and getattr(params, "result", "first") == "all"
-
-
-def search_as_find(step_type: str, params: BaseModel) -> FindParams:
-    """The ``practicepanther.find`` a search shorthand stands for, with its filter built from the
-    *rendered* values (quoted here, so a value from a webhook cannot change the filter's meaning)."""
-    from worker.practicepanther import odata
-
-    if isinstance(params, FindContactByEmailParams):
-        email = params.email.strip().lower()
-        clause = odata.Filter(f"tolower(email) eq {odata.literal(email)}")
-        return FindParams(resource="contacts", filter=clause, not_found=params.not_found)
-    if isinstance(params, FindMatterParams):
-        clauses: list[str] = []
-        if params.number is not None:
-            clauses.append(odata.eq("number", _matter_number(params.number)))
-        if params.name is not None:
-            clauses.append(odata.eq("name", params.name))
-        return FindParams(resource="matters", filter=odata.and_(*clauses), not_found=params.not_found)
-    raise KeyError(f"{step_type!r} is not a search shorthand")
-
-
-def _matter_number(value: int | str) -> int:
-    if isinstance(value, int):
-        return value
-    text = value.strip().lstrip("#")
-    if not text.isdigit():
-        raise ValueError(f"{value!r} is not a matter number (e.g. 1042)")
-    return int(text)

@@ -7,16 +7,22 @@ unless they opt in with ``allow_own_changes``.
 Creates are idempotent across retries and crashes through the marker scheme of
 :mod:`worker.actions.markers`; updates are GET → merge → PUT (``PracticePantherClient.update``), so
 repeating one after an uncertain failure writes the same values again.
+
+One :class:`~worker.actions.base.StepType` per step type; ``practicepanther.create`` carries the
+create shorthands (``create_task`` ...), and the search shorthands ``find_contact_by_email`` and
+``find_matter`` are step types of their own that run a ``practicepanther.find``.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
 
 from worker.actions import markers
-from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.base import DataSchema, StepContext, StepResult, StepType
 from worker.actions.errors import PermanentStepError, StepError, StopRun
 from worker.actions.params import (
     CreateParams,
@@ -24,12 +30,15 @@ from worker.actions.params import (
     FindMatterParams,
     FindOrCreateParams,
     FindParams,
+    RecordData,
     UpdateParams,
-    search_as_find,
 )
 from worker.polling.own_writes import remember_own_record
 from worker.practicepanther import odata, resources
 from worker.practicepanther.errors import AuthError, PracticePantherError
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -114,33 +123,90 @@ def create_record(
     return record, True, request
 
 
-@executor("practicepanther.create", params=CreateParams)
-def create(params: CreateParams, ctx: StepContext) -> StepResult:
-    record, created, request = create_record(ctx, params.resource, dict(params.data))
-    return StepResult(
-        output=record,
-        request=request,
-        response=_summary(record, created=created, reused=not created and not ctx.dry_run),
+class _RecordStep(StepType):
+    """A step whose result is the record of its ``resource``: later steps see a record view."""
+
+    def result_resource(self, params: BaseModel) -> tuple[str, bool] | None:
+        resource = getattr(params, "resource", None)
+        return (resource, False) if isinstance(resource, str) else None
+
+    def describe(self, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        return _describe(self.name, params)
+
+
+class Create(_RecordStep):
+    """``practicepanther.create``, and the shorthands whose ``with:`` is the new record's data."""
+
+    name = "practicepanther.create"
+    params = CreateParams
+    shorthands = {
+        "create_time_entry": "time_entries",
+        "create_task": "tasks",
+        "create_note": "notes",
+        "create_event": "events",
+    }
+    shorthand_with = RecordData
+    data_schema = DataSchema("create", "create")
+    with_doc = "`resource`, `data`"
+    result_doc = "the created record"
+
+    def run(self, params: CreateParams, ctx: StepContext) -> StepResult:
+        record, created, request = create_record(ctx, params.resource, dict(params.data))
+        return StepResult(
+            output=record,
+            request=request,
+            response=_summary(record, created=created, reused=not created and not ctx.dry_run),
+        )
+
+
+class Update(_RecordStep):
+    """``practicepanther.update``: GET, merge, PUT the whole record back."""
+
+    name = "practicepanther.update"
+    params = UpdateParams
+    data_schema = DataSchema("update", "update")
+    with_doc = (
+        "`resource`, `id`, `data` (merged into the current record: PracticePanther's PUT replaces "
+        "the whole record)"
     )
+    result_doc = "the updated record"
+
+    def run(self, params: UpdateParams, ctx: StepContext) -> StepResult:
+        resource = resources.get(params.resource)
+        data = dict(params.data)
+        request = {**_request("PUT", resource, data, ctx), "id": params.id, "merge": True}
+        if ctx.dry_run:
+            return StepResult(output={**data, "id": params.id}, request=request)
+        try:
+            record = ctx.services.pp(ctx.connection).update(resource.name, params.id, data)
+        except PracticePantherError as exc:
+            raise _client_error(exc) from None
+        _remember(ctx, resource.name, record)
+        return StepResult(output=record, request=request, response=_summary(record))
 
 
-@executor("practicepanther.update", params=UpdateParams)
-def update(params: UpdateParams, ctx: StepContext) -> StepResult:
-    resource = resources.get(params.resource)
-    data = dict(params.data)
-    request = {**_request("PUT", resource, data, ctx), "id": params.id, "merge": True}
-    if ctx.dry_run:
-        return StepResult(output={**data, "id": params.id}, request=request)
-    try:
-        record = ctx.services.pp(ctx.connection).update(resource.name, params.id, data)
-    except PracticePantherError as exc:
-        raise _client_error(exc) from None
-    _remember(ctx, resource.name, record)
-    return StepResult(output=record, request=request, response=_summary(record))
+class Find(_RecordStep):
+    """``practicepanther.find``: reads only, so it acts in a dry run too."""
+
+    name = "practicepanther.find"
+    params = FindParams
+    writes = False
+    with_doc = (
+        "`resource`, `filter` (OData) and/or `params` (list parameters), `orderby`, `limit`, "
+        "`result: first\\|all`, `not_found: fail\\|continue\\|stop` (default `fail`)"
+    )
+    result_doc = "a record (or `none`), or a list with `result: all`"
+
+    def result_resource(self, params: BaseModel) -> tuple[str, bool] | None:
+        found = super().result_resource(params)
+        return (found[0], getattr(params, "result", "first") == "all") if found else None
+
+    def run(self, params: FindParams, ctx: StepContext) -> StepResult:
+        return find(params, ctx)
 
 
-@executor("practicepanther.find", params=FindParams, writes=False)
 def find(params: FindParams, ctx: StepContext) -> StepResult:
+    """List the records ``params`` asks for (``practicepanther.find`` and the search steps)."""
     resource = resources.get(params.resource)
     limit = 1 if params.result == "first" else (params.limit or DEFAULT_FIND_LIMIT)
     request = {
@@ -175,17 +241,74 @@ def find(params: FindParams, ctx: StepContext) -> StepResult:
     return StepResult(output={"records": found, "count": len(found)}, request=request, response=response)
 
 
-@executor("find_contact_by_email", params=FindContactByEmailParams, writes=False)
-@executor("find_matter", params=FindMatterParams, writes=False)
-def find_shorthand(params: FindContactByEmailParams | FindMatterParams, ctx: StepContext) -> StepResult:
-    """``find_contact_by_email`` and ``find_matter``: a ``practicepanther.find`` with the filter
-    built (and quoted) from the rendered values."""
-    step_type = "find_matter" if isinstance(params, FindMatterParams) else "find_contact_by_email"
-    try:
-        expanded = search_as_find(step_type, params)
-    except ValueError as exc:
-        raise PermanentStepError(str(exc)) from None
-    return find(expanded, ctx)
+class _Search(StepType):
+    """A search shorthand: a ``practicepanther.find`` of ``resource`` with the filter built (and
+    quoted) from the *rendered* values, so a value from a webhook cannot change its meaning."""
+
+    resource: str
+    writes = False
+
+    def as_find(self, params: Any) -> FindParams:
+        raise NotImplementedError
+
+    def result_resource(self, params: BaseModel) -> tuple[str, bool] | None:
+        return self.resource, False
+
+    def run(self, params: Any, ctx: StepContext) -> StepResult:
+        try:
+            expanded = self.as_find(params)
+        except ValueError as exc:
+            raise PermanentStepError(str(exc)) from None
+        return find(expanded, ctx)
+
+    def describe(self, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        try:
+            expanded = self.as_find(self.params.model_validate(params))
+        except (ValueError, ValidationError):
+            return {"params": params}
+        return _describe("practicepanther.find", expanded.model_dump(exclude_none=True))
+
+
+class FindContactByEmail(_Search):
+    """``find_contact_by_email``: emails compared case-insensitively."""
+
+    name = "find_contact_by_email"
+    params = FindContactByEmailParams
+    resource = "contacts"
+    with_doc = "`email`, `not_found`"
+    result_doc = "the contact (emails compared case-insensitively)"
+
+    def as_find(self, params: FindContactByEmailParams) -> FindParams:
+        email = params.email.strip().lower()
+        clause = odata.Filter(f"tolower(email) eq {odata.literal(email)}")
+        return FindParams(resource="contacts", filter=clause, not_found=params.not_found)
+
+
+class FindMatter(_Search):
+    """``find_matter``: by number (``1042``, ``#1042``) and/or name."""
+
+    name = "find_matter"
+    params = FindMatterParams
+    resource = "matters"
+    with_doc = "`number` and/or `name`, `not_found`"
+    result_doc = "the matter"
+
+    def as_find(self, params: FindMatterParams) -> FindParams:
+        clauses: list[str] = []
+        if params.number is not None:
+            clauses.append(odata.eq("number", _matter_number(params.number)))
+        if params.name is not None:
+            clauses.append(odata.eq("name", params.name))
+        return FindParams(resource="matters", filter=odata.and_(*clauses), not_found=params.not_found)
+
+
+def _matter_number(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    text = value.strip().lstrip("#")
+    if not text.isdigit():
+        raise ValueError(f"{value!r} is not a matter number (e.g. 1042)")
+    return int(text)
 
 
 def match_filter(resource: resources.Resource, match: dict[str, Any]) -> str:
@@ -214,24 +337,83 @@ def _typed(kind: str, value: Any) -> Any:
     return value
 
 
-@executor("practicepanther.find_or_create", params=FindOrCreateParams)
-def find_or_create(params: FindOrCreateParams, ctx: StepContext) -> StepResult:
-    resource = resources.get(params.resource)
-    flt = match_filter(resource, params.match)
-    try:
-        existing = next(iter(ctx.services.pp(ctx.connection).list(resource.name, filter=flt, limit=1)), None)
-    except PracticePantherError as exc:
-        raise _client_error(exc) from None
-    if existing is not None:
+class FindOrCreate(_RecordStep):
+    """``practicepanther.find_or_create``: the search first, then a create carrying the marker."""
+
+    name = "practicepanther.find_or_create"
+    params = FindOrCreateParams
+    result_keys = frozenset({"created"})
+    data_schema = DataSchema("update", "create")
+    with_doc = "`resource`, `match: {field: value}`, `data`"
+    result_doc = "the found or created record"
+
+    def run(self, params: FindOrCreateParams, ctx: StepContext) -> StepResult:
+        resource = resources.get(params.resource)
+        flt = match_filter(resource, params.match)
+        try:
+            existing = next(
+                iter(ctx.services.pp(ctx.connection).list(resource.name, filter=flt, limit=1)), None
+            )
+        except PracticePantherError as exc:
+            raise _client_error(exc) from None
+        if existing is not None:
+            return StepResult(
+                output={**existing, "created": False},
+                request={"method": "GET", "path": resource.path, "filter": flt},
+                response=_summary(existing, created=False),
+            )
+        record, created, request = create_record(ctx, resource.name, {**params.match, **params.data})
         return StepResult(
-            output={**existing, "created": False},
-            request={"method": "GET", "path": resource.path, "filter": flt},
-            response=_summary(existing, created=False),
+            # created by this step: now, or by an earlier attempt whose record the marker found
+            output={**record, "created": not ctx.dry_run},
+            request={**request, "filter": flt},
+            response=_summary(record, created=created),
         )
-    record, created, request = create_record(ctx, resource.name, {**params.match, **params.data})
-    return StepResult(
-        # created by this step: now, or by an earlier attempt whose record the marker found
-        output={**record, "created": not ctx.dry_run},
-        request={**request, "filter": flt},
-        response=_summary(record, created=created),
-    )
+
+
+# -- previews (``ppw rules test``/``explain``) ------------------------------------------------------
+
+
+def _describe(action: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The request(s) the PracticePanther step ``action`` would make with rendered ``params``."""
+    resource = resources.get(str(params.get("resource")))
+    if action == "practicepanther.create":
+        return {"method": "POST", "url": resource.path, "json": params.get("data")}
+    if action == "practicepanther.update":
+        return {
+            "method": "PUT",
+            "url": f"{resource.path}?id={params.get('id')}",
+            "json": "the current record (GET first) with these fields merged in",
+            "merge": params.get("data"),
+        }
+    query: dict[str, Any] = {}
+    if action == "practicepanther.find":
+        query.update(params.get("params") or {})
+        if params.get("filter"):
+            query["$filter"] = params["filter"]
+        if params.get("orderby"):
+            query["$orderby"] = params["orderby"]
+        if params.get("limit") or params.get("result", "first") == "first":
+            query["$top"] = params.get("limit") or 1
+        return {"method": "GET", "url": resource.path, "params": query}
+    match = params.get("match") or {}
+    return {
+        "method": "GET",
+        "url": resource.path,
+        "params": {"$filter": " and ".join(f"{k} eq {_literal(v)}" for k, v in match.items()), "$top": 1},
+        "then_if_none": {
+            "method": "POST",
+            "url": resource.path,
+            "json": {**match, **(params.get("data") or {})},
+        },
+    }
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, dict) and "id" in value:
+        value = value["id"]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"

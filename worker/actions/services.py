@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from worker.actions.outbound import Outbound
 from worker.observability.scrub import Scrubber, get_scrubber, text_through, value_through
+from worker.practicepanther.client import PracticePantherClient
 from worker.settings import Settings
 from worker.state.base import StateStore
-
-if TYPE_CHECKING:
-    from worker.practicepanther.client import PracticePantherClient
 
 PPClientFactory = Callable[[str], "PracticePantherClient"]
 
@@ -26,13 +24,18 @@ PPClientFactory = Callable[[str], "PracticePantherClient"]
 class Services:
     """Shared clients for the steps of one process.
 
-    Parameters:
-      settings: the process settings (secrets, allowed hosts, Slack URLs ...).
-      store: the state store (own-writes memory for the loop guard, tokens).
-      pp_factory: builds the PracticePanther client for a connection id; the default builds
+    Parameters
+    ----------
+    settings:
+        The process settings (secrets, allowed hosts, Slack URLs ...).
+    store:
+        The state store (own-writes memory for the loop guard, tokens).
+    pp_factory:
+        Builds the PracticePanther client for a connection id; the default builds
         ``PracticePantherClient(settings, store, connection=...)``. Tests pass one bound to the
         sandbox.
-      http: the client for Slack and webhooks; redirects are never followed automatically (the
+    http:
+        The client for Slack and webhooks; redirects are never followed automatically (the
         http step follows same-host ones itself).
     """
 
@@ -54,8 +57,6 @@ class Services:
         self.scrubber = Scrubber(settings.secret_values())
 
     def _default_pp(self, connection: str) -> PracticePantherClient:
-        from worker.practicepanther.client import PracticePantherClient
-
         return PracticePantherClient(self.settings, self.store, connection=connection)
 
     def pp(self, connection: str) -> PracticePantherClient:

@@ -14,13 +14,16 @@ Rate limits come as 429 with ``Retry-After`` (or ``ratelimited``), honoured by t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker.actions.base import StepContext, StepResult, executor
+from worker.actions.base import StepContext, StepResult, StepType
 from worker.actions.errors import PermanentStepError, TransientStepError
 from worker.actions.outbound import TransportFailure
 from worker.actions.params import SlackPostParams
 from worker.actions.responses import retry_after, status_error, transport_error
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 #: Web API ``error`` values that mean "try again later"; anything else needs a person.
 TRANSIENT_API_ERRORS = frozenset(
@@ -39,14 +42,46 @@ def _payload(params: SlackPostParams) -> dict[str, Any]:
     return payload
 
 
-@executor("slack.post", params=SlackPostParams)
-def post(params: SlackPostParams, ctx: StepContext) -> StepResult:
-    payload = _payload(params)
-    if params.webhook:
-        return _via_webhook(params.webhook, payload, ctx)
-    if params.channel:
-        return _via_api(params.channel, payload, ctx)
-    raise PermanentStepError("slack.post needs either webhook: NAME or channel: '#channel'")
+class SlackPost(StepType):
+    """``slack.post``; the webhook's or channel's name labels ``ppw_webhook_deliveries``."""
+
+    name = "slack.post"
+    params = SlackPostParams
+    result_keys = frozenset({"ok", "channel", "ts"})
+    destination = ("webhook", "channel")
+    with_doc = (
+        '`webhook: NAME` (URL in `PPW_SLACK_WEBHOOKS__NAME`) **or** `channel: "#x"` (needs '
+        "`PPW_SLACK_BOT_TOKEN`); `text` and/or `blocks`"
+    )
+    result_doc = "`ok`, `channel`, `ts`"
+
+    def run(self, params: SlackPostParams, ctx: StepContext) -> StepResult:
+        payload = _payload(params)
+        if params.webhook:
+            return _via_webhook(params.webhook, payload, ctx)
+        if params.channel:
+            return _via_api(params.channel, payload, ctx)
+        raise PermanentStepError("slack.post needs either webhook: NAME or channel: '#channel'")
+
+    def describe(self, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        """The webhook by its setting's name (and whether it is configured), never its URL."""
+        body = {k: params[k] for k in ("text", "blocks") if params.get(k) is not None}
+        webhook = params.get("webhook")
+        if webhook:
+            configured = webhook in settings.slack_webhooks
+            return {
+                "method": "POST",
+                "url": f"PPW_SLACK_WEBHOOKS__{str(webhook).upper()}"
+                + ("" if configured else " (NOT configured here)"),
+                "json": body,
+            }
+        has_token = settings.slack_bot_token is not None and bool(settings.slack_bot_token.get_secret_value())
+        return {
+            "method": "POST",
+            "url": f"{settings.slack_api_url.rstrip('/')}/chat.postMessage",
+            "auth": "PPW_SLACK_BOT_TOKEN" + ("" if has_token else " (NOT configured here)"),
+            "json": {"channel": params.get("channel"), **body},
+        }
 
 
 def _via_webhook(name: str, payload: dict[str, Any], ctx: StepContext) -> StepResult:

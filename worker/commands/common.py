@@ -26,6 +26,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def load_settings() -> Settings:
     """The process-wide settings (:func:`worker.settings.get_settings`), imported on first use."""
+    # lazy: `ppw --help` imports every command module
     from worker.settings import get_settings
 
     return get_settings()

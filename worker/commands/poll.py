@@ -36,6 +36,7 @@ def poll_once(
     as_json: JsonOpt = False,
 ) -> None:
     """Poll one resource now and print its events (with --dry-run: without emitting or saving)."""
+    # lazy: `ppw --help` imports every command module
     from worker.practicepanther import resources
     from worker.practicepanther.errors import PracticePantherError
     from worker.process import poll_commands as operations
@@ -143,6 +144,7 @@ def _short(value: Any, limit: int = 60) -> str:
 # ppw status ---------------------------------------------------------------------------------------
 def status(connection: ConnectionOpt = None, as_json: JsonOpt = False) -> None:
     """Every resource's cursor and lag, its last poll, held batches and queue depths."""
+    # lazy: `ppw --help` imports every command module
     from worker.polling import held
     from worker.polling.status import humanize_seconds
     from worker.process import poll_commands as operations
@@ -198,6 +200,7 @@ def _ago(stamp: str | None) -> str:
         return "-"
     when = datetime.fromisoformat(stamp)
     seconds = (datetime.now(UTC) - when).total_seconds()
+    # lazy: `ppw --help` imports every command module
     from worker.polling.status import humanize_seconds
 
     return f"{humanize_seconds(seconds)} ago"
@@ -211,6 +214,7 @@ def held_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List held batches, oldest first."""
+    # lazy: `ppw --help` imports every command module
     from worker.polling import held
     from worker.practicepanther import resources
     from worker.process import poll_commands as operations
@@ -242,6 +246,7 @@ def held_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the events of a held batch."""
+    # lazy: `ppw --help` imports every command module
     from worker.polling import held
     from worker.process import poll_commands as operations
 
@@ -265,6 +270,7 @@ def held_release(
     connection: ConnectionOpt = None,
 ) -> None:
     """Fire a held batch: its events go to dispatch and the rules run."""
+    # lazy: `ppw --help` imports every command module
     from worker.polling import held
     from worker.process import poll_commands as operations
 
@@ -290,6 +296,7 @@ def held_discard(
     connection: ConnectionOpt = None,
 ) -> None:
     """Drop a held batch: none of its changes will fire any rule."""
+    # lazy: `ppw --help` imports every command module
     from worker.polling import held
     from worker.process import poll_commands as operations
 

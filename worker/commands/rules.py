@@ -45,6 +45,7 @@ def check(
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors")] = False,
 ) -> None:
     """Check rule files without a broker or PracticePanther: syntax, schema, fields, templates."""
+    # lazy: `ppw --help` imports every command module
     from worker.rules.diagnostics import count
     from worker.rules.loader import load_rules
 
@@ -84,6 +85,7 @@ def schema(
     ] = False,
 ) -> None:
     """Write the JSON Schema editors use to complete and check rule files."""
+    # lazy: `ppw --help` imports every command module
     from worker.rules import schema as rules_schema
 
     target = output or load_settings().rules_dir / "schema.json"
@@ -134,6 +136,7 @@ def test_rules(
     """Evaluate rules against an event, a webhook payload or a schedule slot, with no side effects."""
     from ruamel.yaml.error import YAMLError
 
+    # lazy: `ppw --help` imports every command module
     from worker.rules.explain import event_from_data
     from worker.rules.filters import to_datetime
     from worker.rules.loader import load_rules
@@ -161,6 +164,7 @@ def test_rules(
     notes: list[str] = []
     try:
         if payload is not None:
+            # lazy: `ppw --help` imports every command module
             from worker.triggers.preview import payload_preview
 
             preview = payload_preview(selected, load_data(payload), hook=hook)
@@ -194,6 +198,7 @@ def _test_schedules(
     """``ppw rules test --at``: one slot event per selected schedule rule."""
     from ruamel.yaml.error import YAMLError
 
+    # lazy: `ppw --help` imports every command module
     from worker.rules.source import load_data
     from worker.triggers.preview import slot_preview
 
@@ -253,6 +258,7 @@ def _pp_client(settings: Any, *, needed: bool) -> Any:
         return _NoClient()
     from contextlib import contextmanager
 
+    # lazy: `ppw --help` imports every command module
     from worker.practicepanther.client import PracticePantherClient
     from worker.state import open_store
 
@@ -277,6 +283,7 @@ def _evaluate_and_print(
     *,
     slot_clock: bool = False,
 ) -> None:
+    # lazy: `ppw --help` imports every command module
     from worker.rules import report
     from worker.rules.engine import Engine
 
@@ -320,6 +327,7 @@ def explain(
     output: FormatOption = Format.text,
 ) -> None:
     """Fetch a live record and say, for every rule, why it would or would not fire."""
+    # lazy: `ppw --help` imports every command module
     from worker.practicepanther import resources
     from worker.practicepanther.errors import PracticePantherError
     from worker.rules import report

@@ -23,7 +23,8 @@ NoHttpOpt = Annotated[bool, typer.Option("--no-http", help="Do not serve /health
 @contextmanager
 def _refusals() -> Iterator[None]:
     """A process that refuses to start says why on stderr and exits 2, without a traceback."""
-    from worker.delivery.process import BrokenRules, NeedsSharedBroker
+    # lazy: `ppw --help` imports every command module
+    from worker.process.run import BrokenRules, NeedsSharedBroker
     from worker.state.durability import UnsafeStateStore
 
     try:
@@ -55,8 +56,9 @@ def worker(
     Scale by starting more of them (on any number of hosts). SIGTERM stops gracefully: running steps
     get PPW_SHUTDOWN_GRACE seconds to finish, the rest go back to the broker.
     """
-    from worker.delivery.process import ProcessOptions, run_worker
-    from worker.delivery.runtime import STAGES
+    # lazy: `ppw --help` imports every command module
+    from worker.process.run import ProcessOptions, run_worker
+    from worker.process.runtime import STAGES
 
     stages = tuple(queue) if queue else STAGES
     unknown = [s for s in stages if s not in STAGES]
@@ -75,7 +77,8 @@ def scheduler(http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
     Run one, or two for failover: a lease in the state store makes exactly one the leader, and
     another takes over within two intervals if it dies. Needs a Redis or RabbitMQ broker.
     """
-    from worker.delivery.process import ProcessOptions, run_scheduler
+    # lazy: `ppw --help` imports every command module
+    from worker.process.run import ProcessOptions, run_scheduler
 
     with _refusals():
         run_scheduler(load_settings(), ProcessOptions(http=not no_http, http_port=http_port))
@@ -87,7 +90,8 @@ def run(threads: ThreadsOpt = None, http_port: PortOpt = None, no_http: NoHttpOp
     With no PPW_BROKER_URL / PPW_STATE_URL it runs embedded (in-process broker, SQLite under ./.ppw)
     and says so. SIGTERM or Ctrl-C: polling stops, running steps finish (up to PPW_SHUTDOWN_GRACE).
     """
-    from worker.delivery.process import ProcessOptions, run_all
+    # lazy: `ppw --help` imports every command module
+    from worker.process.run import ProcessOptions, run_all
 
     with _refusals():
         run_all(

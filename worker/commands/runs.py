@@ -34,7 +34,9 @@ def runs_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List recent rule runs, newest first."""
-    from worker.delivery import operations, report
+    # lazy: `ppw --help` imports every command module
+    from worker.delivery import report
+    from worker.process import run_commands as operations
 
     if status is not None and status not in STATUSES:
         raise fail(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
@@ -61,8 +63,10 @@ def runs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one run: rule version, conditions, each step's request and response, errors."""
-    from worker.delivery import operations, report
+    # lazy: `ppw --help` imports every command module
+    from worker.delivery import report
     from worker.delivery.history import RunNotFound
+    from worker.process import run_commands as operations
 
     with operations.open_history() as (history, default_connection):
         try:
@@ -82,9 +86,12 @@ def dlq_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List dead-lettered runs (oldest first) with the step that failed and why."""
-    from worker.delivery import operations, report
+    # lazy: `ppw --help` imports every command module
+    from worker.delivery import report
+    from worker.process import run_commands as operations
 
     with operations.open_history() as (history, default_connection):
+        # lazy: `ppw --help` imports every command module
         from worker.delivery.deadletters import DeadLetters
 
         runs = DeadLetters(history.store, history).entries(connection or default_connection, rule=rule)
@@ -114,9 +121,10 @@ def dlq_replay(
     connection: ConnectionOpt = None,
 ) -> None:
     """Replay dead runs from the step that failed (finished steps are not repeated)."""
-    from worker.delivery import operations
+    # lazy: `ppw --help` imports every command module
     from worker.delivery.history import RunNotFound
     from worker.delivery.replay import ReplayError
+    from worker.process import run_commands as operations
 
     if (run_id is None) == (not replay_all):
         raise fail("give a RUN_ID or --all (not both)")

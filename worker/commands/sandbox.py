@@ -32,6 +32,7 @@ def sandbox(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the PracticePanther sandbox: the swagger's API, OAuth 2, seed data, churn and faults."""
+    # lazy: `ppw --help` imports every command module
     from worker.sandbox.cli import run_sandbox
 
     try:

@@ -1,8 +1,62 @@
 """Delivery: everything between "an event was detected" and "its rules' steps were done once".
 
-- :mod:`~worker.delivery.events` keeps events in the state store so broker messages carry ids only.
+- :mod:`worker.eventstore` keeps events in the state store so broker messages carry ids only.
 - :mod:`~worker.delivery.dispatch` matches an event to rules (dedupe, loop guard, circuit breaker).
 - :mod:`~worker.delivery.runner` runs one rule on one event, step by step, through the
   :mod:`~worker.delivery.ledger`, recording :mod:`~worker.delivery.history` and
   :mod:`~worker.delivery.deadletters`.
+
+The names in ``__all__`` are resolved lazily: ``ppw --help`` imports one module of this package
+(``history``) and should not pay for the runner and its step types.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from worker.exports import lazy_exports
+
+_EXPORTS = {
+    "DeliveryApp": "worker.delivery.app",
+    "DeadLetters": "worker.delivery.deadletters",
+    "Dispatcher": "worker.delivery.dispatch",
+    "Run": "worker.delivery.history",
+    "RunHistory": "worker.delivery.history",
+    "RunNotFound": "worker.delivery.history",
+    "DeliveryOptions": "worker.delivery.options",
+    "ReplayError": "worker.delivery.replay",
+    "replay": "worker.delivery.replay",
+    "replay_all": "worker.delivery.replay",
+    "EngineRuleBook": "worker.delivery.rulebook",
+    "Runner": "worker.delivery.runner",
+    "run_lease_key": "worker.delivery.runner",
+}
+
+__all__ = [
+    "DeadLetters",
+    "DeliveryApp",
+    "DeliveryOptions",
+    "Dispatcher",
+    "EngineRuleBook",
+    "ReplayError",
+    "Run",
+    "RunHistory",
+    "RunNotFound",
+    "Runner",
+    "replay",
+    "replay_all",
+    "run_lease_key",
+]
+
+if TYPE_CHECKING:
+    from worker.delivery.app import DeliveryApp
+    from worker.delivery.deadletters import DeadLetters
+    from worker.delivery.dispatch import Dispatcher
+    from worker.delivery.history import Run, RunHistory, RunNotFound
+    from worker.delivery.options import DeliveryOptions
+    from worker.delivery.replay import ReplayError, replay, replay_all
+    from worker.delivery.rulebook import EngineRuleBook
+    from worker.delivery.runner import Runner, run_lease_key
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,7 +1,7 @@
 """The delivery application: one object holding what dispatch and runs need in a worker process.
 
 Built once per process (``ppw worker``, ``ppw run``, a test, the demo) and handed to
-:func:`worker.actors.declare_actors`; the actors stay thin and every decision lives in
+:func:`worker.process.actors.declare_actors`; the actors stay thin and every decision lives in
 :mod:`~worker.delivery.dispatch` and :mod:`~worker.delivery.runner`, testable without a broker.
 """
 
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from worker.actions.services import Services
 from worker.delivery.breaker import CircuitBreaker
 from worker.delivery.deadletters import DeadLetters
-from worker.delivery.eventstore import EventStore
 from worker.delivery.history import RunHistory
 from worker.delivery.ledger import Ledger
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
+from worker.eventstore import EventStore
 from worker.settings import Settings
 from worker.state.base import StateStore
 
@@ -32,10 +32,14 @@ def _worker_id() -> str:
 class DeliveryApp:
     """Settings, state and clients for delivery.
 
-    Parameters:
-      rules: where rules come from (the hot-reloading registry in production).
-      services: the clients steps use (PracticePanther, HTTP); closed by :meth:`close`.
-      options: retry, lease and breaker knobs (defaults from the settings).
+    Parameters
+    ----------
+    rules:
+        Where rules come from (the hot-reloading registry in production).
+    services:
+        The clients steps use (PracticePanther, HTTP); closed by :meth:`close`.
+    options:
+        Retry, lease and breaker knobs (defaults from the settings).
     """
 
     settings: Settings

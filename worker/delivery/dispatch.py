@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 
 from worker.delivery.app import DeliveryApp
 from worker.delivery.breaker import Verdict
-from worker.delivery.eventstore import EventStore
 from worker.delivery.history import EventSummary, Run, run_id_for
 from worker.delivery.rulebook import Matched
 from worker.events import Event
+from worker.eventstore import EventStore
 from worker.state.base import key
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,6 @@ def _timestamp(value: datetime) -> float:
 
 
 def _count_paused(rule_id: str) -> None:
-    from worker.observability import metrics
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
     metrics.RULE_RUNS.labels(rule_id, "paused").inc()

@@ -20,20 +20,32 @@ DAY = 86_400.0
 class DeliveryOptions:
     """How hard and how long delivery tries.
 
-    Parameters:
-      max_attempts: attempts of a run (first try included) before its failure is dead-lettered.
-      retry_base: seconds of the first backoff; doubled each attempt, with jitter.
-      retry_max: longest backoff, and the longest ``Retry-After`` honoured as asked.
-      retention: seconds events, ledger entries and run history are kept.
-      run_lease: seconds a run's lease lasts without renewal; the worker running it renews it
+    Parameters
+    ----------
+    max_attempts:
+        Attempts of a run (first try included) before its failure is dead-lettered.
+    retry_base:
+        Seconds of the first backoff; doubled each attempt, with jitter.
+    retry_max:
+        Longest backoff, and the longest ``Retry-After`` honoured as asked.
+    retention:
+        Seconds events, ledger entries and run history are kept.
+    run_lease:
+        Seconds a run's lease lasts without renewal; the worker running it renews it
         all along, so this is how long a killed worker blocks the run before another resumes it.
-      burst_per_minute: fires of one rule for one record per minute before the circuit breaker
+    burst_per_minute:
+        Fires of one rule for one record per minute before the circuit breaker
         pauses that rule for that record.
-      breaker_pause: seconds the breaker keeps a rule paused for a record.
-      queued_wait: seconds between checks when a ``mode: queued`` run waits for its turn.
-      dispatch_batch: events named by one dispatch message.
-      run_batch: runs named by one run message.
-      run_batch_seconds: how long one run message works through its runs before it hands the ones
+    breaker_pause:
+        Seconds the breaker keeps a rule paused for a record.
+    queued_wait:
+        Seconds between checks when a ``mode: queued`` run waits for its turn.
+    dispatch_batch:
+        Events named by one dispatch message.
+    run_batch:
+        Runs named by one run message.
+    run_batch_seconds:
+        How long one run message works through its runs before it hands the ones
         it has not started to new messages (one run each), so slow steps spread over every thread.
     """
 

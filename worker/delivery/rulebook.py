@@ -62,10 +62,13 @@ class PreparedRule:
 class EngineRuleBook:
     """Rules for delivery from the rules engine.
 
-    Parameters:
-      engine: returns the engine for the rules in force now (the hot-reloading registry's current
+    Parameters
+    ----------
+    engine:
+        Returns the engine for the rules in force now (the hot-reloading registry's current
         one, or a fixed engine).
-      settings: time zone and env allow-list for engines built from snapshots.
+    settings:
+        Time zone and env allow-list for engines built from snapshots.
     """
 
     def __init__(self, engine: Callable[[], Engine], settings: Settings) -> None:

@@ -32,18 +32,17 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from worker.actions.base import StepContext, get_executor
+from worker.actions.base import StepContext, step_type
 from worker.actions.errors import PermanentStepError, StopRun
-from worker.actions.params import STEP_TYPES
 from worker.delivery.app import DeliveryApp
 from worker.delivery.carry import Carry
-from worker.delivery.eventstore import EventNotFound
 from worker.delivery.failures import Failure, backoff_seconds, classify
 from worker.delivery.history import Run, StepTrace
 from worker.delivery.journal import Journal, trace
 from worker.delivery.ledger import LedgerEntry, RunKey
 from worker.delivery.rulebook import PreparedRule, steps_of
 from worker.events import Event
+from worker.eventstore import EventNotFound
 from worker.observability import log_context
 from worker.rules.model import Rule, StepBase
 from worker.state.base import StateError, Turn, key
@@ -450,7 +449,7 @@ class Runner:
             params = _params(at.step, rule.render(at.index, context))
         except Exception as exc:  # a template or parameter error: the rule needs fixing
             return self._unrenderable(journal, rule, event, at, exc)
-        executor = get_executor(at.step.action)
+        executor = step_type(at.step.action)
         entry = self._start(journal, at, previous)
         ctx = self._step_context(journal, rule, event, at, entry)
         started = time.perf_counter()
@@ -572,7 +571,7 @@ class Runner:
         goes out now unless this was the last step (then it rides with the run's ending)."""
         app, step = self.app, at.step
         _observe(step.action, seconds, params, result="ok")
-        output = app.services.mask(result.output) if step.action in ("http.request",) else result.output
+        output = app.services.mask(result.output) if step_type(step.action).mask_output else result.output
         app.ledger.finish(journal.key, entry, output, batch=journal.pending)
         outputs[at.sid] = output
         journal.trace(
@@ -700,7 +699,7 @@ def _turn_of(run: Run, record_lease: Lease) -> Turn:
 
 def _params(step: StepBase, rendered: dict[str, Any]) -> Any:
     """The rendered ``with:`` block validated by the step type's model (a bad value is permanent)."""
-    model = STEP_TYPES[step.action]
+    model = step_type(step.action).params
     try:
         return model.model_validate(rendered)
     except PydanticValidationError as exc:
@@ -710,31 +709,26 @@ def _params(step: StepBase, rendered: dict[str, Any]) -> Any:
         raise PermanentStepError(f"invalid parameters after rendering: {problems}") from None
 
 
-#: Steps that deliver to Slack or a webhook, counted by destination name in ``ppw_webhook_deliveries``.
-_DELIVERIES = frozenset({"slack.post", "http.request"})
+def _observe(action: str, seconds: float, params: Any, *, result: str) -> None:
+    """Step latency; steps that deliver to Slack or a webhook (their type names a ``destination``)
+    are also counted by destination name in ``ppw_webhook_deliveries``."""
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
-
-def _observe(step_type: str, seconds: float, params: Any, *, result: str) -> None:
-    from worker.observability import metrics
-
-    metrics.STEP_LATENCY.labels(step_type).observe(seconds)
-    if step_type in _DELIVERIES:
+    metrics.STEP_LATENCY.labels(action).observe(seconds)
+    delivers = step_type(action)
+    if delivers.destination:
         # names from the rule (webhook/secret names, channels), never URLs
-        hook = (
-            getattr(params, "webhook", None)
-            or getattr(params, "channel", None)
-            or getattr(params, "secret", None)
-        )
-        metrics.WEBHOOK_DELIVERIES.labels(f"{step_type}:{hook or '-'}", result).inc()
+        hook = delivers.hook(params)
+        metrics.WEBHOOK_DELIVERIES.labels(f"{action}:{hook or '-'}", result).inc()
 
 
 def _count(run: Run) -> None:
-    from worker.observability import metrics
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
     metrics.RULE_RUNS.labels(run.rule_id, run.status).inc()
 
 
 def _dlq_size(app: DeliveryApp, connection: str) -> None:
-    from worker.observability import metrics
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
     metrics.DLQ_SIZE.labels("runs").set(app.dead_letters.count(connection))

@@ -148,7 +148,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
-class PpwHandler(logging.StreamHandler):
+class PpwHandler(logging.StreamHandler[TextIO]):
     """The handler :func:`configure_logging` installs; marked so reconfiguring replaces it."""
 
 

@@ -10,7 +10,7 @@ Multi-process mode
 in memory-mapped files under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges them. The variable
 must be set in the environment *before* this module is first imported (the container images and
 systemd units set it), and the directory must be emptied when the process tree starts
-(:func:`worker.observability.multiprocess.prepare_multiprocess_dir`). Gauges use
+(:func:`worker.observability.exposition.prepare_multiprocess_dir`). Gauges use
 ``multiprocess_mode="mostrecent"`` (the latest value written by any process) or ``"livesum"``
 where per-process values add up. Without the variable every metric lives in the default registry.
 

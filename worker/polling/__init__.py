@@ -5,10 +5,13 @@
 guard's memory; ``held`` keeps flood batches for an operator. See ``docs/polling.md``.
 """
 
+from worker.polling.cursors import load_snapshots
 from worker.polling.detector import Detection, Detector
 from worker.polling.own_writes import is_own_write, remember_own_record, remember_own_write
 from worker.polling.poller import PollAborted, Poller, PollOptions, PollResult
 from worker.polling.scheduler import PollScheduler, polled_resources
+from worker.polling.snapshots import Snapshotter
+from worker.polling.status import ResourceStatus, humanize_seconds, queue_depths, resource_statuses
 
 __all__ = [
     "Detection",
@@ -18,8 +21,14 @@ __all__ = [
     "PollResult",
     "PollScheduler",
     "Poller",
+    "ResourceStatus",
+    "Snapshotter",
+    "humanize_seconds",
     "is_own_write",
+    "load_snapshots",
     "polled_resources",
+    "queue_depths",
     "remember_own_record",
     "remember_own_write",
+    "resource_statuses",
 ]

@@ -115,7 +115,7 @@ class _DaemonThreads(Executor):
         return future
 
 
-class _DaemonExecutor(BasePoolExecutor):
+class _DaemonExecutor(BasePoolExecutor):  # type: ignore[misc]  # APScheduler is untyped
     """APScheduler's pool executor on :class:`_DaemonThreads`."""
 
     def __init__(self) -> None:

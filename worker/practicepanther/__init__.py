@@ -8,5 +8,71 @@
 ``errors``     typed errors that name the request but never a token
 ``retry``, ``ratelimit``, ``records``, ``callback``, ``status``: the parts behind those
 
-See ``docs/client.md``.
+The names in ``__all__`` are resolved lazily, so importing one module (``resources``, say) does
+not load the HTTP client and token encryption with it. See ``docs/client.md``.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from worker.exports import lazy_exports
+
+_EXPORTS = {
+    "login": "worker.practicepanther.auth",
+    "PracticePantherClient": "worker.practicepanther.client",
+    "AuthError": "worker.practicepanther.errors",
+    "NotFound": "worker.practicepanther.errors",
+    "PracticePantherError": "worker.practicepanther.errors",
+    "parse_timestamp": "worker.practicepanther.odata",
+    "Definition": "worker.practicepanther.resources",
+    "FieldSpec": "worker.practicepanther.resources",
+    "ParamSpec": "worker.practicepanther.resources",
+    "Resource": "worker.practicepanther.resources",
+    "definition": "worker.practicepanther.resources",
+    "get": "worker.practicepanther.resources",
+    "retry_after": "worker.practicepanther.retry",
+    "Health": "worker.practicepanther.status",
+    "connection_status": "worker.practicepanther.status",
+    "TokenSet": "worker.practicepanther.tokens",
+    "TokenStore": "worker.practicepanther.tokens",
+    "TokenStoreError": "worker.practicepanther.tokens",
+    "generate_key": "worker.practicepanther.tokens",
+    "user_label": "worker.practicepanther.tokens",
+}
+
+__all__ = [
+    "AuthError",
+    "Definition",
+    "FieldSpec",
+    "Health",
+    "NotFound",
+    "ParamSpec",
+    "PracticePantherClient",
+    "PracticePantherError",
+    "Resource",
+    "TokenSet",
+    "TokenStore",
+    "TokenStoreError",
+    "connection_status",
+    "definition",
+    "generate_key",
+    "get",
+    "login",
+    "parse_timestamp",
+    "retry_after",
+    "user_label",
+]
+
+if TYPE_CHECKING:
+    from worker.practicepanther.auth import login
+    from worker.practicepanther.client import PracticePantherClient
+    from worker.practicepanther.errors import AuthError, NotFound, PracticePantherError
+    from worker.practicepanther.odata import parse_timestamp
+    from worker.practicepanther.resources import Definition, FieldSpec, ParamSpec, Resource, definition, get
+    from worker.practicepanther.retry import retry_after
+    from worker.practicepanther.status import Health, connection_status
+    from worker.practicepanther.tokens import TokenSet, TokenStore, TokenStoreError, generate_key, user_label
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

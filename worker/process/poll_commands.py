@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from worker.polling.poller import Emit, Poller, PollOptions
 from worker.polling.scheduler import polled_resources
 from worker.polling.status import ResourceStatus, queue_depths, resource_statuses
+from worker.practicepanther.client import PracticePantherClient
+from worker.process.actors import QueueNames
+from worker.process.broker import BrokerOptions, create_broker, is_embedded
+from worker.process.runtime import Runtime
+from worker.rules.engine import Engine, rules_by_resource
+from worker.rules.loader import load_rules
+from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
 from worker.state import StateStore, open_store
 
@@ -32,8 +39,6 @@ def open_state(settings: Settings) -> Iterator[StateStore]:
 @contextmanager
 def open_poller(settings: Settings, store: StateStore, connection: str) -> Iterator[Poller]:
     """A poller for ``connection`` using the PracticePanther client configured in ``settings``."""
-    from worker.practicepanther.client import PracticePantherClient
-
     client = PracticePantherClient(settings, store, connection=connection)
     options = PollOptions.from_settings(settings, keep_fields=_compared_fields(settings))
     try:
@@ -46,9 +51,6 @@ def _compared_fields(settings: Settings) -> dict[str, set[str]]:
     """Per resource, the fields whose old values the rules read: snapshots written by
     ``ppw poll once`` must keep them just as the poll actor's do, or a ``from:`` rule would miss
     the record's next change."""
-    from worker.rules.engine import Engine
-    from worker.rules.loader import load_rules
-
     try:
         engine = Engine(load_rules(settings=settings), settings=settings)
     except Exception as exc:  # a broken rules directory must not stop a manual poll
@@ -73,8 +75,6 @@ def open_emitter(settings: Settings, store: StateStore) -> Iterator[Emitter]:
     pending in the state store and ``ppw run`` dispatches them when it starts (or within a minute
     if it is running).
     """
-    from worker.delivery.runtime import Runtime
-
     runtime = Runtime.create(settings, store=store)
     try:
         yield Emitter(emit=runtime.actors.emit, embedded=runtime.embedded)
@@ -101,9 +101,6 @@ class StatusReport:
 
 
 def status_report(settings: Settings, store: StateStore, connection: str) -> StatusReport:
-    from worker.actors import QueueNames
-    from worker.broker import BrokerOptions, create_broker, is_embedded
-
     try:
         watched = watched_resources(settings)
     except Exception as exc:  # a broken rules directory must not hide the status
@@ -139,9 +136,6 @@ def _describe_state(store: StateStore) -> str:
 
 def watched_resources(settings: Settings) -> list[str]:
     """The resources the rules in ``settings.rules_dir`` watch (their files are only read)."""
-    from worker.rules.engine import rules_by_resource
-    from worker.rules.watcher import RuleRegistry
-
     registry = RuleRegistry(settings=settings)
     registry.load()
     return sorted(rules_by_resource(registry.engine))

@@ -9,26 +9,48 @@ The public API, importable from here:
 * :func:`explain` -- why each rule would or would not fire for a record
 * :class:`Rule`, :class:`LoadedRule`, :class:`Match`, :class:`Evaluation`
 
-Names are resolved lazily, so importing a submodule (``worker.rules.hints`` from the step
-parameter models, for one) does not drag in the whole package.
+Names are resolved lazily, so importing a submodule (``worker.rules.templating`` from the triggers,
+for one) does not drag in the whole package.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from worker.exports import lazy_exports
 
 _EXPORTS = {
+    "allowed_env": "worker.rules.context",
+    "env_view": "worker.rules.context",
+    "rule_view": "worker.rules.context",
+    "schedule_resource": "worker.rules.context",
+    "webhook_resource": "worker.rules.context",
     "Diagnostic": "worker.rules.diagnostics",
+    "count": "worker.rules.diagnostics",
     "Engine": "worker.rules.engine",
-    "Evaluation": "worker.rules.results",
-    "Match": "worker.rules.results",
+    "rules_by_resource": "worker.rules.engine",
+    "event_from_data": "worker.rules.explain",
     "explain": "worker.rules.explain",
+    "explain_live": "worker.rules.explain",
+    "to_datetime": "worker.rules.filters",
     "load_rules": "worker.rules.loader",
     "load_text": "worker.rules.loader",
+    "Query": "worker.rules.model",
     "Rule": "worker.rules.model",
+    "ScheduleTrigger": "worker.rules.model",
+    "StepBase": "worker.rules.model",
+    "Evaluation": "worker.rules.results",
+    "Match": "worker.rules.results",
     "LoadedRule": "worker.rules.ruleset",
     "RuleSet": "worker.rules.ruleset",
+    "SourceMap": "worker.rules.source",
+    "load_data": "worker.rules.source",
+    "RenderError": "worker.rules.templating",
+    "RulesEnvironment": "worker.rules.templating",
+    "compile_value": "worker.rules.templating",
+    "environment": "worker.rules.templating",
+    "render_value": "worker.rules.templating",
+    "unwrap": "worker.rules.views",
     "RuleRegistry": "worker.rules.watcher",
 }
 
@@ -38,27 +60,55 @@ __all__ = [
     "Evaluation",
     "LoadedRule",
     "Match",
+    "Query",
+    "RenderError",
     "Rule",
     "RuleRegistry",
     "RuleSet",
+    "RulesEnvironment",
+    "ScheduleTrigger",
+    "SourceMap",
+    "StepBase",
+    "allowed_env",
+    "compile_value",
+    "count",
+    "env_view",
+    "environment",
+    "event_from_data",
     "explain",
+    "explain_live",
+    "load_data",
     "load_rules",
     "load_text",
+    "render_value",
+    "rule_view",
+    "rules_by_resource",
+    "schedule_resource",
+    "to_datetime",
+    "unwrap",
+    "webhook_resource",
 ]
 
 if TYPE_CHECKING:
-    from worker.rules.diagnostics import Diagnostic
-    from worker.rules.engine import Engine
-    from worker.rules.explain import explain
+    from worker.rules.context import allowed_env, env_view, rule_view, schedule_resource, webhook_resource
+    from worker.rules.diagnostics import Diagnostic, count
+    from worker.rules.engine import Engine, rules_by_resource
+    from worker.rules.explain import event_from_data, explain, explain_live
+    from worker.rules.filters import to_datetime
     from worker.rules.loader import load_rules, load_text
-    from worker.rules.model import Rule
+    from worker.rules.model import Query, Rule, ScheduleTrigger, StepBase
     from worker.rules.results import Evaluation, Match
     from worker.rules.ruleset import LoadedRule, RuleSet
+    from worker.rules.source import SourceMap, load_data
+    from worker.rules.templating import (
+        RenderError,
+        RulesEnvironment,
+        compile_value,
+        environment,
+        render_value,
+    )
+    from worker.rules.views import unwrap
     from worker.rules.watcher import RuleRegistry
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'worker.rules' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from jinja2 import nodes
 
-from worker.actions.params import RESULT_KEYS, result_resource
+from worker.actions.base import registry
+from worker.events import Event
 from worker.practicepanther import resources
 from worker.practicepanther.resources import Definition, Resource
 from worker.rules import fieldcheck
@@ -457,8 +458,6 @@ class RuleChecker:
                 )
 
     def _sample_context(self, scope: Scope) -> dict[str, Any]:
-        from worker.events import Event
-
         resource = scope.resource
         record = sample_record(resource.model) if resource is not None else {}
         event = Event.build(
@@ -512,13 +511,16 @@ def _template_strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
 
 
 def _step_info(action: str, params: Any) -> StepInfo:
-    found = result_resource(action, params)
+    """What the step type says later steps may read of its result."""
+    step_type = registry().get(action)
+    if step_type is None:
+        return StepInfo()
+    found = step_type.result_resource(params)
     if found is not None:
         name, is_list = found
         resource: Resource = resources.get(name)
-        extra = frozenset({"created"}) if action == "practicepanther.find_or_create" else frozenset()
-        return StepInfo(resource.model, name, is_list, extra=extra)
-    keys = RESULT_KEYS.get(action)
+        return StepInfo(resource.model, name, is_list, extra=step_type.result_keys or frozenset())
+    keys = step_type.result_keys
     return StepInfo(keys=keys) if keys is not None else StepInfo()
 
 

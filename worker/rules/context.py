@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from worker.events import Event
-from worker.rules.hints import did_you_mean
+from worker.hints import did_you_mean
 from worker.rules.views import ChangesView, NamedView, RecordView, resource_definition
 
 Clock = Callable[[], dt.datetime]

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.actions.params import result_resource
+from worker.actions.base import result_resource
 from worker.events import Event
 from worker.observability.scrub import Scrubber
 from worker.rules import context as ctx
@@ -61,11 +61,16 @@ log = logging.getLogger(__name__)
 class Engine:
     """Matches events to rules and renders their steps.
 
-    Parameters:
-      ruleset: the rules in force (disabled rules are kept for ``evaluate`` but never match).
-      settings: time zone and env allow-list (default: the process settings).
-      clock: what ``now()`` is based on (tests and ``ppw rules test --now`` pass a fixed one).
-      previous: an engine for an earlier rule set; rules whose version did not change reuse its
+    Parameters
+    ----------
+    ruleset:
+        The rules in force (disabled rules are kept for ``evaluate`` but never match).
+    settings:
+        Time zone and env allow-list (default: the process settings).
+    clock:
+        What ``now()`` is based on (tests and ``ppw rules test --now`` pass a fixed one).
+    previous:
+        An engine for an earlier rule set; rules whose version did not change reuse its
         compiled templates, so a hot reload only compiles what changed.
     """
 
@@ -208,7 +213,7 @@ class Engine:
         self, rule: LoadedRule | str, step: StepBase | int | str, variables: Mapping[str, Any]
     ) -> dict[str, Any]:
         """The step's ``with:`` block rendered, in canonical form (shorthands expanded to
-        ``{resource, data}``), as plain data; validate it with ``STEP_TYPES[step.action]``.
+        ``{resource, data}``), as plain data; validate it with ``step_type(step.action).params``.
         Raises :class:`RenderError`."""
         compiled = self._step(rule, step)
         rendered: dict[str, Any] = unwrap(render_value(compiled.params, variables))

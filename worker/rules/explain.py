@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from worker.events import Change, Event, EventType, Origin
+from worker.practicepanther import resources
+from worker.practicepanther.client import PracticePantherClient
+from worker.practicepanther.errors import NotFound
 from worker.rules.engine import Engine, Evaluation
 from worker.settings import Settings
+from worker.state import open_store
 from worker.state.base import StateStore
 
 #: Fields that change on every save and say nothing about what changed.
@@ -158,8 +162,6 @@ def event_from_data(data: dict[str, Any], *, resource: str | None = None) -> Eve
     A resource spelled as PracticePanther spells it (``TimeEntries``) becomes the catalogue name,
     which is what the rules' triggers hold; a webhook's or schedule's ``resource`` is kept as is.
     """
-    from worker.practicepanther import resources
-
     data = dict(data)
     if resource:
         data.setdefault("resource", resource)
@@ -193,10 +195,6 @@ def explain_live(engine: Engine, settings: Settings, resource: str, record_id: s
     Raises :class:`~worker.practicepanther.errors.PracticePantherError` when the record cannot be
     fetched (a 404 means deleted and is explained as such).
     """
-    from worker.practicepanther.client import PracticePantherClient
-    from worker.practicepanther.errors import NotFound
-    from worker.state import open_store
-
     store = open_store(settings.state_url)
     try:
         with PracticePantherClient(settings, store) as client:
@@ -217,12 +215,11 @@ def stored_snapshot(
 ) -> tuple[dict[str, Any] | None, dict[str, Change] | None, bool]:
     """The poller's snapshot of a record (as record fields), its comparison with ``record`` made the
     way the poller makes it, and whether snapshots could be read at all."""
-    try:
+    try:  # lazy: the polling package is optional for the rules library
         from worker.polling.cursors import load_snapshots
         from worker.polling.snapshots import Snapshotter
-    except ImportError:  # the polling package is optional for the rules library
+    except ImportError:
         return None, None, False
-    from worker.practicepanther import resources
 
     snapshot = load_snapshots(store, connection, resource, [record_id]).get(record_id)
     if snapshot is None:

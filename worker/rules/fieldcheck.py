@@ -13,9 +13,10 @@ from odata_query import ast as odata_ast
 from odata_query.exceptions import ODataException, ParsingException, TokenizingException
 from odata_query.grammar import ODataLexer, ODataParser
 
+from worker.hints import did_you_mean, one_of
+from worker.hints import suggest as suggest  # re-exported: the checker calls fieldcheck.suggest
 from worker.practicepanther import resources
 from worker.practicepanther.resources import Definition, FieldSpec, Resource
-from worker.rules.hints import did_you_mean, one_of, suggest
 from worker.rules.templating import is_template
 
 Path_ = tuple[str | int, ...]

@@ -20,6 +20,8 @@ from jinja2 import pass_environment
 from jinja2.environment import Environment
 from jinja2.runtime import Undefined
 
+from worker.practicepanther import odata
+
 UTC = dt.UTC
 
 
@@ -166,8 +168,6 @@ def odata_literal(value: Any) -> str:
     """A value as an OData literal for a ``filter:``: text quoted (``O'Neil`` -> ``'O''Neil'``),
     numbers and ``true``/``false`` bare, datetimes in UTC with ``Z``, none as ``null``. Use it on
     anything a webhook sent, so the value cannot change what the filter means."""
-    from worker.practicepanther import odata
-
     if isinstance(value, Undefined):
         str(value)  # a missing name or field is an error (strict), never a silent null
     if isinstance(value, str) and type(value) is not str:

@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from worker.actions.params import all_step_types
+from worker.actions.base import all_step_types
+from worker.hints import did_you_mean, one_of, suggest
 from worker.rules.checker import CheckConfig, RuleChecker
 from worker.rules.diagnostics import Diagnostic
-from worker.rules.hints import did_you_mean, one_of, suggest
 from worker.rules.model import RULE_KEYS, STEP_ID_RE, Rule
 from worker.rules.ruleset import BrokenRule, LoadedRule, RuleSet, version_of
 from worker.rules.source import Document, Path_, SourceMap, parse, read
@@ -380,11 +380,14 @@ def _best_path(node: Any, loc: tuple[Any, ...]) -> tuple[int, list[str | int]]:
 
 
 def _field_label(loc: tuple[Any, ...]) -> str:
-    names = [str(p) for p in loc if isinstance(p, str) and p not in _TAGS]
+    tags = {*_TAGS, *all_step_types()}
+    names = [str(p) for p in loc if isinstance(p, str) and p not in tags]
     return names[-1] if names else "rule"
 
 
-_TAGS = {"record", "webhook", "schedule", "expr", "any", "all", "not", *all_step_types()}
+#: Union tags in error locations besides the step types (those come from the registry, which a step
+#: type defined later extends).
+_TAGS = {"record", "webhook", "schedule", "expr", "any", "all", "not"}
 
 
 def _describe(

@@ -3,8 +3,8 @@
 A rule is *trigger* (which change of which resource), *conditions* (Jinja expressions that must
 all hold, Ansible ``when:`` style) and *steps* (what to do, in order). Triggers are discriminated by
 their key, so new kinds (``webhook:``, ``schedule:``/``every:``) sit beside record triggers without
-ambiguity; steps are discriminated by ``type:`` and take the ``with:`` model registered for that
-type in :mod:`worker.actions.params`.
+ambiguity; steps are discriminated by ``type:`` and take the ``with:`` model of that type's class
+in the step type registry (:mod:`worker.actions.base`).
 
 The models check shape and literal values. Everything that needs the PracticePanther catalogue or
 the Jinja parser (field names inside templates, enum values, earlier step ids) is checked by
@@ -27,23 +27,17 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetCoreSchemaHandler,
     Tag,
     create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError
 
-from worker.actions.params import (
-    SHORTHANDS,
-    STEP_TYPES,
-    CreateParams,
-    RecordData,
-    ResourceName,
-    SecretName,
-    canonical,
-)
-from worker.rules.hints import suggest
+from worker.actions import base as step_types
+from worker.actions.params import ResourceName, SecretName
+from worker.hints import suggest
 
 EventKind = Literal["created", "updated", "deleted"]
 Mode = Literal["parallel", "queued", "single"]
@@ -372,20 +366,23 @@ class StepBase(_Model):
     @property
     def action(self) -> str:
         """The canonical step type (shorthands such as ``create_task`` expanded)."""
-        return canonical(self.type, {})[0]
+        of = step_types.shorthands().get(self.type)
+        return of.name if of is not None else self.type
 
     @property
     def params(self) -> BaseModel:
         """The validated parameters for :attr:`action` (a shorthand's data wrapped into them)."""
-        if self.type in SHORTHANDS:
-            return CreateParams(resource=SHORTHANDS[self.type], data=self.with_)
+        of = step_types.shorthands().get(self.type)
+        if of is not None:
+            return of.params.model_validate(of.expand(self.type, self.with_))
         params: BaseModel = self.with_
         return params
 
     def raw_with(self) -> dict[str, Any]:
         """The ``with:`` block as written, canonical form: what templates are rendered from."""
-        if self.type in SHORTHANDS:
-            return {"resource": SHORTHANDS[self.type], "data": dict(self.with_)}
+        of = step_types.shorthands().get(self.type)
+        if of is not None:
+            return of.expand(self.type, self.with_)
         dumped: dict[str, Any] = self.with_.model_dump(by_alias=True, exclude_unset=True)
         return dumped
 
@@ -393,7 +390,9 @@ class StepBase(_Model):
         return self.id or self.name or f"step {index + 1} ({self.type})"
 
 
+@functools.cache
 def _step_model(step_type: str, params: Any) -> type[StepBase]:
+    """The model of a step of ``step_type`` (cached: a rebuild of :class:`Rule` reuses it)."""
     class_name = "Step_" + re.sub(r"\W", "_", step_type)
     fields: dict[str, Any] = {
         "type": (Literal[step_type], Field(description=f"Step type {step_type}")),
@@ -403,20 +402,28 @@ def _step_model(step_type: str, params: Any) -> type[StepBase]:
     return model
 
 
-STEP_MODELS: dict[str, type[StepBase]] = {
-    **{name: _step_model(name, model) for name, model in STEP_TYPES.items()},
-    **{name: _step_model(name, RecordData) for name in SHORTHANDS},
-}
+def step_models() -> dict[str, type[StepBase]]:
+    """One model per accepted ``type:`` (canonical and shorthand), from the step type registry."""
+    canonical = {name: _step_model(name, st.params) for name, st in step_types.registry().items()}
+    shorthand = {name: _step_model(name, st.shorthand_with) for name, st in step_types.shorthands().items()}
+    return dict(sorted({**canonical, **shorthand}.items()))
+
 
 if TYPE_CHECKING:
     Step = StepBase
 else:
-    # One variant per step type, told apart by ``type:`` (built from the registry, so a new step
-    # type in worker.actions.params is a new variant here and in the schema).
-    Step = Annotated[
-        functools.reduce(operator.or_, [Annotated[model, Tag(name)] for name, model in STEP_MODELS.items()]),
-        Discriminator("type"),
-    ]
+
+    class Step:
+        """One variant per step type, told apart by ``type:``, built from the registry whenever
+        the rule model's schema is built: a step type defined later (a new module, a test's toy
+        class) rebuilds :class:`Rule` through :func:`worker.actions.base.on_change`."""
+
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+            variants = [Annotated[model, Tag(name)] for name, model in step_models().items()]
+            return handler.generate_schema(
+                Annotated[functools.reduce(operator.or_, variants), Discriminator("type")]
+            )
 
 
 # -- rate limit and rule ----------------------------------------------------------------------------
@@ -495,6 +502,12 @@ class Rule(_Model):
             return "schedule"
         return "record"
 
+
+def _rebuild() -> None:
+    Rule.model_rebuild(force=True)
+
+
+step_types.on_change(_rebuild)
 
 #: Keys a rule file may use at the top of a rule (for did-you-mean on typos).
 RULE_KEYS = tuple(field.alias or name for name, field in Rule.model_fields.items())

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from worker.actions.params import SHORTHANDS
+from worker.actions.base import registry
 from worker.practicepanther import resources
 from worker.practicepanther.resources import Definition, FieldSpec, Resource
 from worker.rules.fieldcheck import definition
@@ -106,12 +106,15 @@ def build_schema() -> dict[str, Any]:
         defs[f"data.create.{name}"] = data_schema(resources.get(name), create=True)
     for name in sorted(set(updatable) | set(creatable)):
         defs[f"data.update.{name}"] = data_schema(resources.get(name), create=False)
-    defs["CreateParams"]["allOf"] = _by_resource(creatable, "create")
-    defs["UpdateParams"]["allOf"] = _by_resource(updatable, "update")
-    defs["FindOrCreateParams"]["allOf"] = _by_resource(creatable, "update")
-    for shorthand, resource in SHORTHANDS.items():
-        step = defs[f"Step_{shorthand}"]
-        step["properties"]["with"] = {"$ref": f"#/$defs/data.create.{resource}"}
+    capable = {"create": creatable, "update": updatable}
+    for step_type in registry().values():
+        if step_type.data_schema is None:
+            continue
+        kind, which = step_type.data_schema
+        defs[step_type.params.__name__]["allOf"] = _by_resource(capable[which], kind)
+        for shorthand, resource in step_type.shorthands.items():
+            step = defs[f"Step_{shorthand}"]
+            step["properties"]["with"] = {"$ref": f"#/$defs/data.{kind}.{resource}"}
     rule["properties"]["rate_limit"] = {
         "anyOf": [
             {"$ref": "#/$defs/RateLimit"},

@@ -14,10 +14,10 @@ from typing import Any
 
 from jinja2 import nodes
 
+from worker.hints import did_you_mean, one_of, suggest
 from worker.practicepanther.resources import Definition, FieldSpec, Resource
 from worker.rules.context import EVENT_FIELDS, RULE_FIELDS
 from worker.rules.fieldcheck import definition
-from worker.rules.hints import did_you_mean, one_of, suggest
 from worker.rules.templating import CONTEXT_NAMES, RulesEnvironment
 
 #: Attributes the sandbox refuses besides ``_``-names; reported statically with a clear message.

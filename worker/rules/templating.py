@@ -24,10 +24,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes, pass_eval_context
+from jinja2.exceptions import SecurityError
 from jinja2.filters import do_center, do_format, do_indent, do_replace
 from jinja2.parser import Parser
 from jinja2.runtime import Context, Undefined
-from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError, safe_range
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, safe_range
 
 from worker.errors import PpwError
 from worker.rules.filters import FILTERS

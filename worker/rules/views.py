@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from worker.hints import did_you_mean
 from worker.practicepanther import resources
 from worker.practicepanther.resources import Definition, FieldSpec
-from worker.rules.hints import did_you_mean
 
 
 class Missing:

@@ -47,10 +47,14 @@ class _FileState:
 class RuleRegistry:
     """The rules in force for this process, kept up to date by :meth:`watch`.
 
-    Parameters:
-      rules_dir: the directory of rule files (default ``settings.rules_dir``).
-      settings: time zone, env allow-list, secret names for warnings.
-      clock: passed to the engine (``now()`` in templates).
+    Parameters
+    ----------
+    rules_dir:
+        The directory of rule files (default ``settings.rules_dir``).
+    settings:
+        Time zone, env allow-list, secret names for warnings.
+    clock:
+        Passed to the engine (``now()`` in templates).
     """
 
     def __init__(
@@ -321,6 +325,7 @@ def _update_metrics(ruleset: RuleSet) -> None:
     """``ppw_rules_loaded``, ``ppw_rule_errors`` (broken rules) and ``ppw_rule_load_errors`` (files
     with errors)."""
     try:
+        # lazy: creating metrics waits for the multi-process dir
         from worker.observability.metrics import RULE_ERRORS, RULE_LOAD_ERRORS, RULES_LOADED
     except ImportError:  # metrics are optional for the rules library
         return

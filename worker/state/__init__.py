@@ -9,8 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from worker.state.base import StateError, StateStore, Turn, WriteBatch, key
+from worker.state.durability import UnsafeStateStore, check_durability
+from worker.state.locks import Lease, keep_alive, lock, stop_keeping
+from worker.state.recording import RecordingBatch
 
-__all__ = ["StateError", "StateStore", "Turn", "WriteBatch", "key", "open_store", "sqlite_path"]
+__all__ = [
+    "Lease",
+    "RecordingBatch",
+    "StateError",
+    "StateStore",
+    "Turn",
+    "UnsafeStateStore",
+    "WriteBatch",
+    "check_durability",
+    "keep_alive",
+    "key",
+    "lock",
+    "open_store",
+    "sqlite_path",
+    "stop_keeping",
+]
 
 _SQLITE_PREFIX = "sqlite:///"
 
@@ -36,11 +54,11 @@ def open_store(url: str) -> StateStore:
     """
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme in ("redis", "rediss", "unix"):
-        from worker.state.redis import RedisStore
+        from worker.state.redis import RedisStore  # lazy: only the backend in use is imported
 
         return RedisStore(url)
     if scheme == "sqlite":
-        from worker.state.sqlite import SqliteStore
+        from worker.state.sqlite import SqliteStore  # lazy: only the backend in use is imported
 
         return SqliteStore(sqlite_path(url))
     shown = url if "@" not in url else url.split("://", 1)[0] + "://***"

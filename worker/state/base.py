@@ -2,8 +2,8 @@
 
 Cursors, snapshots, held batches, the step ledger, run history, tokens, locks and leases are all
 built on these primitives by the modules that own those concepts (``worker/polling/cursors.py``,
-``worker/auth`` ...), so a new kind of state never needs a change in both backends. Every key is
-built with :func:`key`, which namespaces it by connection id.
+``worker/practicepanther/tokens.py`` ...), so a new kind of state never needs a change in both
+backends. Every key is built with :func:`key`, which namespaces it by connection id.
 
 Values are ``str`` (callers store JSON). Times-to-live are seconds (float allowed).
 """
@@ -210,7 +210,7 @@ class StateStore(abc.ABC):
     def durability(self) -> Durability:
         """What the backend's configuration means for the records ppw keeps in it
         (:mod:`worker.state.durability`); nothing to say by default."""
-        from worker.state.durability import Durability  # the module imports this one
+        from worker.state.durability import Durability  # lazy: that module imports this one
 
         return Durability()
 

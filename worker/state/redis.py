@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -283,12 +283,12 @@ class RedisStore(StateStore):
 
     # plain keys -----------------------------------------------------------------------------
     def get(self, key: str) -> str | None:
-        return self._call("GET", lambda: self._client.get(key))
+        return cast("str | None", self._call("GET", lambda: self._client.get(key)))
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:
             return []
-        return self._call("MGET", lambda: self._client.mget(list(keys)))
+        return cast("list[str | None]", self._call("MGET", lambda: self._client.mget(list(keys))))
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         px = _millis(ttl)
@@ -389,12 +389,12 @@ class RedisStore(StateStore):
 
     # hashes ---------------------------------------------------------------------------------
     def hget(self, key: str, field: str) -> str | None:
-        return self._call("HGET", lambda: self._client.hget(key, field))
+        return cast("str | None", self._call("HGET", lambda: self._client.hget(key, field)))
 
     def hmget(self, key: str, fields: Sequence[str]) -> list[str | None]:
         if not fields:
             return []
-        return self._call("HMGET", lambda: self._client.hmget(key, list(fields)))
+        return cast("list[str | None]", self._call("HMGET", lambda: self._client.hmget(key, list(fields))))
 
     def hset(self, key: str, mapping: Mapping[str, str]) -> None:
         if mapping:

@@ -2,25 +2,40 @@
 
 * :class:`WebhookIntake` -- ``POST /hooks/<name>`` turns an authenticated delivery into an event.
 * :class:`ScheduleRunner` -- fires each slot of each schedule rule once, from the leader scheduler.
-* :func:`webhook_routes_for`, :func:`start_schedules` -- the one-line hooks processes call.
+
+Wiring them into a process (``webhook_routes_for``, ``start_schedules``) is process assembly: see
+:mod:`worker.process.triggers`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from worker.exports import lazy_exports
 from worker.triggers.events import schedule_event, webhook_event
 from worker.triggers.options import TriggerOptions
 from worker.triggers.schedules import ScheduleRunner, build_slot_event
-from worker.triggers.service import start_schedules, webhook_intake, webhook_routes_for
 from worker.triggers.webhooks import WebhookIntake
+
+# Resolved on first use: the previews (``ppw rules test``) need jsonschema, the triggers do not.
+_LAZY = {
+    "payload_preview": "worker.triggers.preview",
+    "slot_preview": "worker.triggers.preview",
+}
 
 __all__ = [
     "ScheduleRunner",
     "TriggerOptions",
     "WebhookIntake",
     "build_slot_event",
+    "payload_preview",
     "schedule_event",
-    "start_schedules",
+    "slot_preview",
     "webhook_event",
-    "webhook_intake",
-    "webhook_routes_for",
 ]
+
+if TYPE_CHECKING:
+    from worker.triggers.preview import payload_preview, slot_preview
+
+
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -18,23 +18,32 @@ from worker.settings import Settings
 class TriggerOptions:
     """Limits and windows of webhooks and schedules.
 
-    Parameters:
-      webhook_max_body: largest request body accepted, in bytes (``PPW_WEBHOOK_MAX_BODY``); a
+    Parameters
+    ----------
+    webhook_max_body:
+        Largest request body accepted, in bytes (``PPW_WEBHOOK_MAX_BODY``); a
         bigger one is answered 413 without being read to the end.
-      webhook_replay_window: seconds a ``X-PPW-Signature`` timestamp may be away from our clock
+    webhook_replay_window:
+        Seconds a ``X-PPW-Signature`` timestamp may be away from our clock
         (``PPW_WEBHOOK_REPLAY_WINDOW``); older (or future) signatures are answered 401.
-      webhook_rate_per_minute: deliveries one hook accepts per minute across all replicas
+    webhook_rate_per_minute:
+        Deliveries one hook accepts per minute across all replicas
         (``PPW_WEBHOOK_RATE_PER_MINUTE``); more are answered 429 with ``Retry-After``.
-      webhook_dedupe_window: seconds within which the same body to the same hook is the same
+    webhook_dedupe_window:
+        Seconds within which the same body to the same hook is the same
         delivery (``PPW_WEBHOOK_DEDUPE_WINDOW``), for senders that retry without an
         ``Idempotency-Key``.
-      webhook_idempotency_ttl: seconds an ``Idempotency-Key`` is remembered
+    webhook_idempotency_ttl:
+        Seconds an ``Idempotency-Key`` is remembered
         (``PPW_WEBHOOK_IDEMPOTENCY_TTL``).
-      schedule_grace: how late (seconds) a slot missed while no scheduler ran may still run when
+    schedule_grace:
+        How late (seconds) a slot missed while no scheduler ran may still run when
         one comes back (``PPW_SCHEDULE_GRACE``); a rule's ``grace:`` overrides it.
-      schedule_query_limit: most records a schedule's query fetches (``PPW_SCHEDULE_QUERY_LIMIT``);
+    schedule_query_limit:
+        Most records a schedule's query fetches (``PPW_SCHEDULE_QUERY_LIMIT``);
         a rule's ``query.limit`` overrides it.
-      schedule_tick: seconds between the leader's looks at the clock (``PPW_SCHEDULE_TICK``): a
+    schedule_tick:
+        Seconds between the leader's looks at the clock (``PPW_SCHEDULE_TICK``): a
         slot runs at most this late.
     """
 

@@ -24,9 +24,12 @@ class Decision:
 class SlidingWindowLimiter:
     """At most ``limit`` hits per ``period`` seconds for each name, counted under ``base``.
 
-    Parameters:
-      store: shared by every replica (Redis in deployment), so the limit is per hook, not per process.
-      base: key prefix, built with :func:`worker.state.key`.
+    Parameters
+    ----------
+    store:
+        Shared by every replica (Redis in deployment), so the limit is per hook, not per process.
+    base:
+        Key prefix, built with :func:`worker.state.key`.
     """
 
     def __init__(

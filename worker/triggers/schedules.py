@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from worker.delivery.eventstore import EventNotFound, EventStore
 from worker.events import Event
+from worker.eventstore import EventNotFound, EventStore
 from worker.rules.engine import Engine
 from worker.rules.ruleset import LoadedRule
 from worker.rules.templating import RenderError
@@ -72,14 +72,22 @@ class Outcome:
 class ScheduleRunner:
     """Fires the slots of schedule rules while ``leader()`` says this process leads.
 
-    Parameters:
-      settings: default time zone, connection id, env allow-list for query templates.
-      store: the schedule cursors (shared by every replica: Redis in deployment).
-      emit: stores events and sends their dispatch messages (``Actors.emit``).
-      engine: the rules in force now.
-      client: the PracticePanther client for queries (called only when a query runs).
-      leader: whether this process holds the scheduler lease now (``PollScheduler.is_leader``).
-      clock: the current time; tests pass a faster one.
+    Parameters
+    ----------
+    settings:
+        Default time zone, connection id, env allow-list for query templates.
+    store:
+        The schedule cursors (shared by every replica: Redis in deployment).
+    emit:
+        Stores events and sends their dispatch messages (``Actors.emit``).
+    engine:
+        The rules in force now.
+    client:
+        The PracticePanther client for queries (called only when a query runs).
+    leader:
+        Whether this process holds the scheduler lease now (``PollScheduler.is_leader``).
+    clock:
+        The current time; tests pass a faster one.
     """
 
     def __init__(
@@ -298,12 +306,12 @@ def _parse(text: str) -> dt.datetime:
 
 
 def _count_event(event: Event) -> None:
-    from worker.observability import metrics
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
     metrics.EVENTS.labels(event.type, event.resource).inc()
 
 
 def _count_missed(rule_id: str, count: int) -> None:
-    from worker.observability import metrics
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
     metrics.RULE_RUNS.labels(rule_id, "missed").inc(count)

@@ -40,8 +40,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from worker.delivery.eventstore import EventNotFound, EventStore
 from worker.events import Event
+from worker.eventstore import EventNotFound, EventStore
 from worker.rules.engine import Engine
 from worker.rules.ruleset import LoadedRule
 from worker.settings import Settings
@@ -111,13 +111,20 @@ class HookConfig:
 class WebhookIntake:
     """Turns authenticated deliveries into queued events; see the module docstring.
 
-    Parameters:
-      settings: secrets (``webhook_secrets``) and the connection id.
-      store: dedupe markers, rate counters, and (through ``events``) the stored events.
-      emit: stores events and sends their dispatch messages (``Actors.emit``).
-      engine: the rules in force now (the hot-reloading registry's engine).
-      options: limits and windows (default from the settings).
-      clock: Unix time (tests pass a fixed one to check the replay window).
+    Parameters
+    ----------
+    settings:
+        Secrets (``webhook_secrets``) and the connection id.
+    store:
+        Dedupe markers, rate counters, and (through ``events``) the stored events.
+    emit:
+        Stores events and sends their dispatch messages (``Actors.emit``).
+    engine:
+        The rules in force now (the hot-reloading registry's engine).
+    options:
+        Limits and windows (default from the settings).
+    clock:
+        Unix time (tests pass a fixed one to check the replay window).
     """
 
     def __init__(
@@ -365,13 +372,13 @@ def _where(exc: Exception) -> str:
 
 
 def _count(hook: str, result: str) -> None:
-    from worker.observability import metrics
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
     metrics.WEBHOOK_DELIVERIES.labels(hook, result).inc()
 
 
 def _count_event(event: Event) -> None:
-    from worker.observability import metrics
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
 
     metrics.EVENTS.labels(event.type, event.resource).inc()
 

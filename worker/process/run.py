@@ -24,16 +24,20 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
-from typing import TYPE_CHECKING
 
-from worker.broker import describe
-from worker.delivery.runtime import STAGES, Runtime
 from worker.errors import PpwError
+from worker.observability import configure_logging, init_sentry
+from worker.polling.scheduler import PollScheduler
+from worker.polling.status import resource_statuses
+from worker.practicepanther.tokens import TokenStore
+from worker.process import health
+from worker.process.broker import describe
+from worker.process.health import HealthServer, RulesState
+from worker.process.runtime import STAGES, Runtime
+from worker.process.triggers import start_schedules, webhook_routes_for
+from worker.rules.engine import rules_by_resource
+from worker.rules.ruleset import RuleSet
 from worker.settings import EMBEDDED_BROKER_URL, EMBEDDED_STATE_URL, Settings
-
-if TYPE_CHECKING:
-    from worker.health import HealthServer, RulesState
-    from worker.rules.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +61,16 @@ class BrokenRules(PpwError, ValueError):
 class ProcessOptions:
     """What the command line can override.
 
-    Parameters:
-      threads: worker threads (default ``PPW_WORKER_THREADS``).
-      http: serve /healthz, /readyz, /metrics.
-      http_port: their port (default ``PPW_HTTP_PORT``; 0 picks a free one).
-      stages: with ``ppw worker``, only these queues (``poll``, ``dispatch``, ``run``).
+    Parameters
+    ----------
+    threads:
+        Worker threads (default ``PPW_WORKER_THREADS``).
+    http:
+        Serve /healthz, /readyz, /metrics.
+    http_port:
+        Their port (default ``PPW_HTTP_PORT``; 0 picks a free one).
+    stages:
+        With ``ppw worker``, only these queues (``poll``, ``dispatch``, ``run``).
     """
 
     threads: int | None = None
@@ -105,8 +114,6 @@ def _signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _observability(settings: Settings) -> None:
-    from worker.observability import configure_logging, init_sentry
-
     configure_logging(settings)
     init_sentry(settings)
 
@@ -117,9 +124,6 @@ def _health(
     """The /healthz, /readyz, /metrics server with checks for what this process depends on."""
     if not options.http:
         return None
-    from worker import health
-    from worker.practicepanther.tokens import TokenStore
-
     store, registry = runtime.app.store, runtime.registry
     key = settings.token_encryption_key.get_secret_value() if settings.token_encryption_key else None
     tokens = TokenStore(store, settings.connection_id, key)
@@ -137,8 +141,6 @@ def _health(
         checks["rules"] = health.rules_check(lambda: _rules_state(registry.ruleset))
     if polls:
         checks["polls"] = health.polls_check(lambda: _last_polls(settings, runtime), settings.poll_interval)
-    from worker.triggers import webhook_routes_for
-
     routes = webhook_routes_for(settings, runtime)  # POST /hooks/<name> (inbound webhook triggers)
     server = health.HealthServer(settings, checks, routes=routes, port=options.http_port)
     server.start()
@@ -147,8 +149,6 @@ def _health(
 
 
 def _rules_state(ruleset: RuleSet) -> RulesState:
-    from worker.health import RulesState
-
     return RulesState(len(ruleset), [entry.summary() for entry in ruleset.broken], len(ruleset.files))
 
 
@@ -176,8 +176,6 @@ def _rules_line(runtime: Runtime) -> str:
 
 
 def _last_polls(settings: Settings, runtime: Runtime) -> dict[str, float | None]:
-    from worker.polling.status import resource_statuses
-
     out: dict[str, float | None] = {}
     for row in resource_statuses(runtime.app.store, settings.connection_id):
         out[row.resource] = datetime.fromisoformat(row.last_success).timestamp() if row.last_success else None
@@ -276,10 +274,6 @@ def run_all(
 @contextmanager
 def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
     """The poll scheduler (leader-elected) and the schedule triggers that run while it leads."""
-    from worker.polling.scheduler import PollScheduler
-    from worker.rules.engine import rules_by_resource
-    from worker.triggers import start_schedules
-
     registry = runtime.registry
 
     def watched() -> list[str]:

@@ -1,6 +1,6 @@
 """A worker process for the refresh race: N threads call the API at the same moment.
 
-Run as ``python -m tests.client.refresh_worker '<settings json>' <threads> <run id>``. It reports
+Run as ``python -m tests.practicepanther.refresh_worker '<settings json>' <threads> <run id>``. It reports
 readiness in the state store, waits for the test's go signal there, starts its threads together
 and prints one JSON line: how many calls succeeded, the errors, and its token-endpoint calls.
 """

@@ -4,7 +4,7 @@
 live in this process and are worked by an in-process :class:`dramatiq.Worker` (``ppw run`` starts
 it). ``redis://`` and ``amqp://`` are the deployment brokers that many ``ppw worker`` processes
 share. The broker is always built by :func:`create_broker` and actors are bound to it by
-:func:`worker.actors.declare_actors`, never to Dramatiq's global broker, so one process (a test) can
+:func:`worker.process.actors.declare_actors`, never to Dramatiq's global broker, so one process (a test) can
 hold a memory, a Redis and a RabbitMQ broker side by side.
 
 Retries are decided by the actors themselves (they know which errors are transient, honour
@@ -90,10 +90,13 @@ def _middleware() -> list[Middleware]:
 def create_broker(settings: Settings, options: BrokerOptions | None = None) -> dramatiq.Broker:
     """The broker for ``settings.broker_url``; does not touch Dramatiq's global broker.
 
-    Parameters:
-      settings: ``broker_url`` picks the kind (``memory://``, ``redis://``/``rediss://``,
+    Parameters
+    ----------
+    settings:
+        ``broker_url`` picks the kind (``memory://``, ``redis://``/``rediss://``,
         ``amqp://``/``amqps://``).
-      options: overrides for the knobs described in :class:`BrokerOptions`.
+    options:
+        Overrides for the knobs described in :class:`BrokerOptions`.
     """
     options = options or BrokerOptions.from_settings(settings)
     url = settings.broker_url
@@ -156,8 +159,8 @@ def queue_backlog(broker: dramatiq.Broker, queue_name: str) -> int | None:
 
     try:
         if isinstance(broker, StubBroker):  # one process: nothing is taken by anyone else
-            queues = broker.queues
-            return sum(queues[q].unfinished_tasks for q in (queue_name, dq_name(queue_name)) if q in queues)
+            present = [q for q in (queue_name, dq_name(queue_name)) if q in broker.queues]
+            return sum(int(broker.queues[q].unfinished_tasks) for q in present)
         from dramatiq.brokers.redis import RedisBroker
 
         if isinstance(broker, RedisBroker):  # untaken message ids wait in the queue's list

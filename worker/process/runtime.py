@@ -18,12 +18,12 @@ from pathlib import Path
 import dramatiq
 
 from worker.actions.services import Services
-from worker.actors import Actors, declare_actors
-from worker.broker import BrokerOptions, create_broker, is_embedded, queue_backlog
 from worker.delivery.app import DeliveryApp
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
 from worker.delivery.runner import run_lease_key
+from worker.process.actors import Actors, declare_actors, in_flight_key
+from worker.process.broker import BrokerOptions, create_broker, is_embedded, queue_backlog
 from worker.rules.ruleset import RuleSet
 from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
@@ -93,11 +93,16 @@ def announce_rules(ruleset: RuleSet, rules_dir: Path) -> None:
 class Runtime:
     """A running (or ready to run) delivery process.
 
-    Parameters:
-      app: the delivery application (state, rules, clients).
-      broker: the Dramatiq broker the actors are declared on.
-      actors: the poll, dispatch and run actors.
-      owns_store: whether :meth:`close` closes ``app.store`` (not when the caller passed it in).
+    Parameters
+    ----------
+    app:
+        The delivery application (state, rules, clients).
+    broker:
+        The Dramatiq broker the actors are declared on.
+    actors:
+        The poll, dispatch and run actors.
+    owns_store:
+        Whether :meth:`close` closes ``app.store`` (not when the caller passed it in).
     """
 
     app: DeliveryApp
@@ -207,8 +212,6 @@ class Runtime:
 
     def _lost_runs(self, fresh_broker: bool) -> list[str]:
         """Unfinished runs that nobody holds and whose message is not on its way nor due later."""
-        from worker.actors import in_flight_key
-
         app, connection = self.app, self.app.settings.connection_id
         now = time.time()
         runs: list[str] = []
@@ -232,7 +235,7 @@ class Runtime:
     def _backlog(self, queue: str, fresh_broker: bool) -> bool:
         """Whether messages still wait in ``queue`` (or cannot be counted): then the work they carry
         is on its way, not lost, and re-sending it would only make duplicates. Messages a dead
-        worker had taken are not waiting (see :func:`~worker.broker.queue_backlog`)."""
+        worker had taken are not waiting (see :func:`~worker.process.broker.queue_backlog`)."""
         if fresh_broker:
             return False
         backlog = queue_backlog(self.broker, queue)

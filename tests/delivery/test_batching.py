@@ -21,12 +21,12 @@ from dramatiq.brokers.stub import StubBroker
 from benchmarks.instruments import CountingStore
 from tests.fixtures.stubs import Recorded, Reply, StubServer
 from worker.actions.services import Services
-from worker.broker import queue_backlog
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
 from worker.delivery.runner import run_lease_key
-from worker.delivery.runtime import Runtime, wait_until
 from worker.events import Event
+from worker.process.broker import queue_backlog
+from worker.process.runtime import Runtime, wait_until
 from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
 from worker.state.base import StateStore, key

@@ -21,7 +21,7 @@ from worker.triggers.schedules import ScheduleRunner
 from worker.triggers.webhooks import EngineSource, WebhookIntake
 
 if TYPE_CHECKING:
-    from worker.delivery.runtime import Runtime
+    from worker.process.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

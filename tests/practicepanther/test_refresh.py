@@ -102,7 +102,14 @@ def test_eight_threads_in_two_processes_refresh_once(
     run = uuid.uuid4().hex[:8]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.client.refresh_worker", _settings_json(pp_settings), "4", run],
+            [
+                sys.executable,
+                "-m",
+                "tests.practicepanther.refresh_worker",
+                _settings_json(pp_settings),
+                "4",
+                run,
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

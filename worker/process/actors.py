@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 
 import dramatiq
 
-from worker.broker import BrokerOptions
 from worker.delivery.app import DeliveryApp
 from worker.delivery.dispatch import Dispatcher
 from worker.delivery.runner import Runner
 from worker.events import Event
 from worker.observability import log_context
+from worker.polling.poller import Poller, PollOptions
+from worker.process.broker import BrokerOptions
 from worker.state.base import key
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,14 @@ class Actors:
 def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: str | None = None) -> Actors:
     """Declare the poll, dispatch and run actors on ``broker``, working with ``app``.
 
-    Parameters:
-      broker: from :func:`worker.broker.create_broker`.
-      app: the delivery application (state, rules, clients) these actors use.
-      queue_prefix: queue names are ``<prefix>.poll|dispatch|run`` (default ``PPW_QUEUE_PREFIX`` or
+    Parameters
+    ----------
+    broker:
+        From :func:`worker.process.broker.create_broker`.
+    app:
+        The delivery application (state, rules, clients) these actors use.
+    queue_prefix:
+        Queue names are ``<prefix>.poll|dispatch|run`` (default ``PPW_QUEUE_PREFIX`` or
         ``ppw``); tests use a unique prefix so they can share one Redis or RabbitMQ.
     """
     prefix = queue_prefix or BrokerOptions.from_settings(app.settings).queue_prefix
@@ -154,8 +159,6 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
     holder: dict[str, Actors] = {}
 
     def poll(connection: str, resource: str) -> None:
-        from worker.polling.poller import Poller, PollOptions
-
         with log_context(connection=connection, resource=resource):
             poller = Poller(
                 app.services.pp(connection),

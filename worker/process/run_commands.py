@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from worker.delivery.history import Run, RunHistory
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.replay import replay, replay_all
-from worker.delivery.runtime import Runtime
+from worker.process.runtime import Runtime
 from worker.settings import Settings, get_settings
 from worker.state import open_store
 

@@ -404,7 +404,7 @@ def probe(url: str, timeout: float = 4.0) -> tuple[bool, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m worker.health [--ready] [--url URL]``: the container HEALTHCHECK and a VM probe.
+    """``python -m worker.process.health [--ready] [--url URL]``: the container HEALTHCHECK and a VM probe.
 
     Exits 0 when ``/healthz`` (or ``/readyz`` with ``--ready``) answers 200, 1 otherwise, printing
     the answer; needs no settings beyond ``PPW_HTTP_PORT`` so it works in any process's environment.
@@ -412,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import os
 
-    parser = argparse.ArgumentParser(prog="python -m worker.health", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m worker.process.health", description=main.__doc__)
     parser.add_argument("--ready", action="store_true", help="probe /readyz instead of /healthz")
     parser.add_argument("--url", help="base URL (default http://127.0.0.1:$PPW_HTTP_PORT)")
     parser.add_argument("--timeout", type=float, default=4.0)

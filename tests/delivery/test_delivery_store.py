@@ -8,10 +8,10 @@ import pytest
 
 from worker.delivery.breaker import CircuitBreaker
 from worker.delivery.deadletters import DeadLetters
-from worker.delivery.eventstore import EventNotFound, EventStore
 from worker.delivery.history import EventSummary, Run, RunHistory, RunNotFound, StepTrace, run_id_for
 from worker.delivery.ledger import Ledger, RunKey
 from worker.events import Event
+from worker.eventstore import EventNotFound, EventStore
 from worker.state.base import StateStore
 
 
