@@ -145,7 +145,7 @@ class Engine:
         matches: list[Match] = []
         for compiled in candidates:
             rule = compiled.rule
-            if not check_trigger(rule, event, explain=False).held:
+            if not check_trigger(rule, event, explain=False, indexed=True).held:
                 continue
             if not compiled.conditions:
                 matches.append(Match(compiled.loaded, event, [], []))

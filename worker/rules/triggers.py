@@ -29,7 +29,7 @@ from typing import Any
 
 from worker.events import Event
 from worker.rules import context as ctx
-from worker.rules.model import Rule, ScheduleTrigger, WebhookTrigger
+from worker.rules.model import RecordTrigger, Rule, ScheduleTrigger, WebhookTrigger
 from worker.rules.results import Check
 
 
@@ -65,13 +65,22 @@ _FAILED = {
 }
 
 
-def check_trigger(rule: Rule, event: Event, *, explain: bool = True) -> TriggerVerdict:
+def check_trigger(rule: Rule, event: Event, *, explain: bool = True, indexed: bool = False) -> TriggerVerdict:
     """The verdict of ``rule``'s trigger on ``event``. With ``explain`` every part is tested and
     listed with its details; without, the first part that fails decides (and is the only one
     listed, without details). Firing calls this for every candidate rule of every event, so the
-    parts are tested inline, and details are only built to explain."""
+    parts are tested inline, and details are only built to explain.
+
+    ``indexed`` (firing only): the rule came from :class:`~worker.rules.matching.RuleIndex` under
+    the event's resource and type, which lists enabled rules only, so ``enabled``, ``webhook``,
+    ``schedule``, ``resource`` and ``event type`` are known to hold and are not tested again.
+    """
     checks: list[Check] = []
     trigger = rule.trigger
+    if indexed and not explain:
+        if isinstance(trigger, RecordTrigger):
+            return _record_parts(rule, trigger, event, checks, explain)
+        return _HELD
 
     ok = rule.enabled
     if not explain and not ok:
@@ -119,6 +128,14 @@ def check_trigger(rule: Rule, event: Event, *, explain: bool = True) -> TriggerV
             Check("event type", ok, f"event is {event.type!r}; rule fires on {', '.join(trigger.on)}")
         )
 
+    return _record_parts(rule, trigger, event, checks, explain)
+
+
+def _record_parts(
+    rule: Rule, trigger: RecordTrigger, event: Event, checks: list[Check], explain: bool
+) -> TriggerVerdict:
+    """The parts of a record trigger after its resource and event type: own change, changed,
+    from and to."""
     if event.origin == "ppw":
         ok = rule.allow_own_changes
         if not explain and not ok:
