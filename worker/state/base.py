@@ -13,12 +13,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from worker.errors import PpwError
-
-if TYPE_CHECKING:
-    from worker.state.durability import Durability
 
 PREFIX = "ppw"
 
@@ -37,6 +35,15 @@ class Turn(NamedTuple):
     score: float
     lease: str
     ttl: float
+
+
+@dataclass(frozen=True)
+class Durability:
+    """What a store's configuration means for ppw's records (:mod:`worker.state.durability`):
+    ``errors`` refuse a start, ``warnings`` are logged."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class StateError(PpwError, RuntimeError):
@@ -210,8 +217,6 @@ class StateStore(abc.ABC):
     def durability(self) -> Durability:
         """What the backend's configuration means for the records ppw keeps in it
         (:mod:`worker.state.durability`); nothing to say by default."""
-        from worker.state.durability import Durability  # lazy: that module imports this one
-
         return Durability()
 
     @abc.abstractmethod

@@ -17,9 +17,8 @@ SQLite commits with ``synchronous=FULL`` and has neither concern.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
-from worker.state.base import StateError, StateStore
+from worker.state.base import Durability, StateError, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +32,6 @@ class UnsafeStateStore(StateError):
     @property
     def transient(self) -> bool:
         return False
-
-
-@dataclass(frozen=True)
-class Durability:
-    """What a store's configuration means for ppw's records: ``errors`` refuse a start."""
-
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def check_durability(store: StateStore) -> Durability:

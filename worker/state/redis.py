@@ -23,8 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from worker.state.base import StateError, StateStore, Turn, WriteBatch
-from worker.state.durability import Durability
+from worker.state.base import Durability, StateError, StateStore, Turn, WriteBatch
 
 # A lease: the key holds its owner and expires; the owner may renew it. Shared by the scripts below.
 _CLAIM = """
