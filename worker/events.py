@@ -18,10 +18,15 @@ Origin = Literal["practicepanther", "ppw", "webhook", "schedule"]
 
 
 class Change(BaseModel):
-    """The old and new value of one field."""
+    """The old and new value of one field.
+
+    ``old_known`` is False where the old value was never stored (the first change a snapshot
+    written by an earlier version reports): ``old`` is then None without meaning "was null".
+    """
 
     old: Any = None
     new: Any = None
+    old_known: bool = True
 
 
 def event_id(connection: str, resource: str, record_id: str, revision: str) -> str:
