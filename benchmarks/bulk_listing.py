@@ -103,8 +103,9 @@ class _Firm:
 
     def _person(self, index: int) -> dict[str, Any]:
         first, last = self.random.choice(_FIRST), self.random.choice(_LAST)
-        return {"first_name": first, "last_name": f"{last}{'' if index % 7 else '-' + self.random.choice(_LAST)}",
-                "email": f"{first}.{last}{index}@example.com".lower()}  # fmt: skip
+        if index % 7 == 0:
+            last = f"{last}-{self.random.choice(_LAST)}"
+        return {"first_name": first, "last_name": last, "email": f"{first}.{last}{index}@example.com".lower()}
 
     def _client(self, index: int) -> dict[str, Any]:
         if index % 3 == 0:
@@ -124,7 +125,7 @@ class _Firm:
             ("Conflict Check", "value_boolean", index % 9 != 0),
             ("Opposing Counsel", "contact_ref", {"id": pick.choice(self.counsel)}),
         ]  # fmt: skip
-        return [{"custom_field_ref": {"id": self.fields[label]}, slot: value} for label, slot, value in values]
+        return [{"custom_field_ref": {"id": self.fields[name]}, slot: value} for name, slot, value in values]
 
 
 _FIRST = ("Maria", "James", "Ana", "Robert", "Luis", "Karen", "David", "Sofia", "Michael", "Elena",
@@ -132,6 +133,7 @@ _FIRST = ("Maria", "James", "Ana", "Robert", "Luis", "Karen", "David", "Sofia", 
 _LAST = ("Garcia", "Smith", "Rodriguez", "Johnson", "Martinez", "Brown", "Hernandez", "Davis",
          "Lopez", "Miller", "Gonzalez", "Wilson", "Perez", "Anderson", "Sanchez", "Thomas")  # fmt: skip
 _COMPANY_KINDS = ("Marine Supply LLC", "Holdings Inc", "Construction Co", "Realty Group", "Logistics LLC")
+_TAGS = ("Litigation", "Transactional", "Urgent", "Contingency")
 _KINDS = ("Contract Dispute", "Personal Injury", "Probate", "Divorce", "Real Estate Closing", "Estate Plan")
 
 
@@ -152,7 +154,7 @@ def _body_for(resource: str, firm: _Firm) -> Callable[[int], dict[str, Any]]:
                 "statute_of_limitation_date": (opened + timedelta(days=730)).isoformat() if i % 3 else None,
                 "rate": pick.choice(("Hourly", "Flat", "Contingency")),
                 "notes": "Opened from the intake form." if i % 3 == 0 else None,
-                "tags": [t for t in ("Litigation", "Transactional", "Urgent", "Contingency") if pick.random() < 0.25],
+                "tags": [t for t in _TAGS if pick.random() < 0.25],
                 "assigned_to_users": [{"id": u} for u in pick.sample(firm.users, pick.choice((1, 1, 2)))],
                 "custom_field_values": firm.custom_values(i),
             }
