@@ -160,7 +160,7 @@ class Detector:
         """This revision (or a newer one) was processed before."""
         if new.revision is not None and old.revision is not None:
             return new.revision <= old.revision
-        return old.content is not None and new.content == old.content
+        return new.content is not None and new.content == self.snapshotter.content_of(old)
 
     def _backfill(
         self,

@@ -529,6 +529,18 @@ class Snapshotter:
                 return None
         return dict(old.values) or None
 
+    def content_of(self, snapshot: Snapshot) -> str | None:
+        """The snapshot's content hash: stored, or computed from the record it holds (a format-3
+        snapshot of a resource with revisions stores none; only a record whose ``updated_at`` is
+        missing or unreadable needs it). None when neither is there."""
+        if snapshot.content is not None or not snapshot.holds_record:
+            return snapshot.content
+        try:
+            restored = self.restore(snapshot)
+        except SnapshotUnreadable:
+            return None
+        return content_hash(self.normals(restored)) if restored is not None else None
+
     def _digests(self, old: Snapshot) -> dict[str, str] | None:
         """An old snapshot's digests by field name; None when it was packed for another layout."""
         found = dict(old.extra)
