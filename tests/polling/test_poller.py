@@ -63,7 +63,9 @@ def test_backfill_fires_changes_since_the_configured_start(harness: Harness) -> 
     result = harness.poll(backfill_since={"matters": since})
     assert result.outcome == "ok"
     assert [(e.type, e.record_id) for e in harness.emitted] == [("created", recent["id"])]
-    assert harness.store.hmget_bytes(cursors.snapshot_key(harness.connection, "matters"), [old["id"]]) != [None]
+    assert harness.store.hmget_bytes(cursors.snapshot_key(harness.connection, "matters"), [old["id"]]) != [
+        None
+    ]
 
 
 # creates, updates, touches --------------------------------------------------------------------

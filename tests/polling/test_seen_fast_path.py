@@ -8,8 +8,8 @@ that it does skip them, and that the outcome is what the full comparison gives.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -146,7 +146,9 @@ def test_without_a_readable_updated_at_the_content_decides(updated_at: Any) -> N
 def test_a_snapshot_without_a_revision_is_compared_by_content() -> None:
     found = detector()
     old = snapshot(matter())
-    revisionless = Snapshot.decode(replace(old, revision=None, content=found.snapshotter.content_of(old)).encode())
+    revisionless = Snapshot.decode(
+        replace(old, revision=None, content=found.snapshotter.content_of(old)).encode()
+    )
     result = run(found, [matter(updated_at=T1)], {ID: revisionless})
     assert (result.events, result.snapshots, result.unchanged) == ([], {}, 1)
     assert taken(found) == 1
