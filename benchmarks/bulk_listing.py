@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import random
 import re
 import socket
 import threading
@@ -41,14 +42,17 @@ def make_records(resource: str, count: int, *, spread_seconds: float = 86_400.0)
     """``count`` records of ``resource`` created through the sandbox (validation, defaults, rendering).
 
     Their ``updated_at`` values spread evenly over the ``spread_seconds`` before now, several
-    records sharing each millisecond now and then as on a busy account.
+    records sharing each millisecond now and then as on a busy account. Matters look like the
+    sandbox's seeded ones (:mod:`worker.sandbox.seed`), so state bytes per record are measured on
+    what an account really holds: a client account each (about three matters per account), one or
+    two of eight users, dates, rate, tags and six custom fields.
     """
     state = SandboxState(SandboxConfig(seed=None))
     now = state.clock.now()
     step = spread_seconds / max(count, 1)
-    body = _body_for(resource)
     out: list[dict[str, Any]] = []
     with state.db.lock:
+        body = _body_for(resource, _Firm(state, count, now - timedelta(seconds=spread_seconds + 86_400)))
         for index in range(count):
             at = now - timedelta(seconds=spread_seconds - index * step)
             row = state.records.create(resource, body(index), at=at, trusted=True)
@@ -56,15 +60,106 @@ def make_records(resource: str, count: int, *, spread_seconds: float = 86_400.0)
     return out
 
 
-def _body_for(resource: str) -> Callable[[int], dict[str, Any]]:
+#: The matter custom fields a firm keeps (label, value_type, dropdown options).
+MATTER_FIELDS = (
+    ("Case Stage", "DropDownList", ("Intake", "Discovery", "Mediation", "Trial", "Settlement", "Closed")),
+    ("Statute of Limitations", "Date", ()),
+    ("Referral Source", "TextBox", ()),
+    ("Contingency %", "Number", ()),
+    ("Conflict Check", "Checkbox", ()),
+    ("Opposing Counsel", "Contact", ()),
+)
+_REFERRALS = ("Web search", "Former client", "Bar referral", "Billboard", "Friend", "Radio ad")
+_USERS = ("Jordan Reyes", "Priya Shah", "Marcus Lee", "Dana Whitfield", "Sam Ortiz", "Lena Brooks",
+          "Omar Haddad", "Grace Kim")  # fmt: skip
+
+
+class _Firm:
+    """The records a matter points at: users, client accounts, opposing counsel, custom fields."""
+
+    def __init__(self, state: SandboxState, matters: int, at: datetime) -> None:
+        self.random = random.Random(16)
+        records = state.records
+
+        def create(kind: str, body: dict[str, Any]) -> str:
+            return records.create(kind, body, at=at, trusted=True).id
+
+        self.users = [
+            create("users", {"first_name": n.split()[0], "last_name": n.split()[1], "is_active": True,
+                             "email": n.lower().replace(" ", ".") + "@reyes-law.example"})
+            for n in _USERS
+        ]  # fmt: skip
+        self.fields = {
+            label: create("custom_fields", {"label": label, "value_type": kind, "scope": "matter",
+                                            "dropdown_list_values": ", ".join(options) or None})
+            for label, kind, options in MATTER_FIELDS
+        }  # fmt: skip
+        self.accounts = [create("accounts", self._client(i)) for i in range(max(matters // 3, 1))]
+        firms = [create("accounts", {"company_name": f"{n} & Partners LLP"}) for n in _LAST]
+        self.counsel = [
+            create("contacts", {**self._person(i), "account_ref": {"id": firms[i % len(firms)]}})
+            for i in range(max(matters // 50, 1))
+        ]
+
+    def _person(self, index: int) -> dict[str, Any]:
+        first, last = self.random.choice(_FIRST), self.random.choice(_LAST)
+        if index % 7 == 0:
+            last = f"{last}-{self.random.choice(_LAST)}"
+        return {"first_name": first, "last_name": last, "email": f"{first}.{last}{index}@example.com".lower()}
+
+    def _client(self, index: int) -> dict[str, Any]:
+        if index % 3 == 0:
+            name = f"{self.random.choice(_LAST)} {self.random.choice(_COMPANY_KINDS)} {index}"
+            return {"company_name": name, "primary_contact": self._person(index)}
+        return {"primary_contact": self._person(index)}
+
+    def custom_values(self, index: int) -> list[dict[str, Any]]:
+        pick = self.random
+        stage = MATTER_FIELDS[0][2][index % 6]
+        values: list[tuple[str, str, Any]] = [
+            ("Case Stage", "value_string", stage),
+            ("Statute of Limitations", "value_date_time", f"{2026 + index % 3}-{1 + index % 12:02d}-"
+                                                          f"{1 + index % 28:02d}T00:00:00"),
+            ("Referral Source", "value_string", pick.choice(_REFERRALS)),
+            ("Contingency %", "value_number", pick.choice((25, 30, 33.3, 40))),
+            ("Conflict Check", "value_boolean", index % 9 != 0),
+            ("Opposing Counsel", "contact_ref", {"id": pick.choice(self.counsel)}),
+        ]  # fmt: skip
+        return [{"custom_field_ref": {"id": self.fields[name]}, slot: value} for name, slot, value in values]
+
+
+_FIRST = ("Maria", "James", "Ana", "Robert", "Luis", "Karen", "David", "Sofia", "Michael", "Elena",
+          "Carlos", "Linda", "Jose", "Patricia", "Daniel", "Camila")  # fmt: skip
+_LAST = ("Garcia", "Smith", "Rodriguez", "Johnson", "Martinez", "Brown", "Hernandez", "Davis",
+         "Lopez", "Miller", "Gonzalez", "Wilson", "Perez", "Anderson", "Sanchez", "Thomas")  # fmt: skip
+_COMPANY_KINDS = ("Marine Supply LLC", "Holdings Inc", "Construction Co", "Realty Group", "Logistics LLC")
+_TAGS = ("Litigation", "Transactional", "Urgent", "Contingency")
+_KINDS = ("Contract Dispute", "Personal Injury", "Probate", "Divorce", "Real Estate Closing", "Estate Plan")
+
+
+def _body_for(resource: str, firm: _Firm) -> Callable[[int], dict[str, Any]]:
     statuses = ("Open", "Pending", "Closed", "Archived")
     if resource == "matters":
-        return lambda i: {
-            "name": f"Client {i} - Contract Dispute",
-            "status": statuses[i % 4],
-            "notes": "Opened from the intake form." if i % 3 == 0 else None,
-            "tags": ["Litigation"] if i % 5 == 0 else [],
-        }
+
+        def matter(i: int) -> dict[str, Any]:
+            pick = firm.random
+            opened = datetime(2024, 1, 1) + timedelta(days=i % 700)
+            closed = i % 4 >= 2
+            return {
+                "name": pick.choice(_KINDS),
+                "status": statuses[i % 4],
+                "account_ref": {"id": firm.accounts[i // 3 % len(firm.accounts)]},
+                "open_date": opened.isoformat(),
+                "close_date": (opened + timedelta(days=90 + i % 200)).isoformat() if closed else None,
+                "statute_of_limitation_date": (opened + timedelta(days=730)).isoformat() if i % 3 else None,
+                "rate": pick.choice(("Hourly", "Flat", "Contingency")),
+                "notes": "Opened from the intake form." if i % 3 == 0 else None,
+                "tags": [t for t in _TAGS if pick.random() < 0.25],
+                "assigned_to_users": [{"id": u} for u in pick.sample(firm.users, pick.choice((1, 1, 2)))],
+                "custom_field_values": firm.custom_values(i),
+            }
+
+        return matter
     if resource in ("tasks", "notes"):
         return lambda i: {"subject": f"Follow up {i}", "description": "Call the client about next steps."}
     raise ValueError(f"the bulk listing benchmark makes matters, tasks or notes, not {resource!r}")

@@ -168,6 +168,14 @@ class CountingStore(StateStore):
         self._hit("hgetall")
         return self.inner.hgetall(key)
 
+    def hmget_bytes(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
+        self._hit("hmget_bytes")
+        return self.inner.hmget_bytes(key, fields)
+
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        self._hit("hset_bytes")
+        self.inner.hset_bytes(key, mapping)
+
     def hlen(self, key: str) -> int:
         self._hit("hlen")
         return self.inner.hlen(key)

@@ -100,10 +100,9 @@ def test_configured_settings_are_read_and_converted() -> None:
     delivery = DeliveryOptions.from_settings(settings)
     assert (delivery.max_attempts, delivery.retention) == (3, 3 * DAY)
     assert TriggerOptions.from_settings(settings).webhook_max_body == 10
-    poll = PollOptions.from_settings(settings, keep_fields={"matters": ["name"]})
+    poll = PollOptions.from_settings(settings)
     assert (poll.page_size, poll.use_updated_since) == (7, frozenset({"matters"}))
     assert poll.backfill_since["matters"].year == 2026
-    assert poll.keep_fields == {"matters": ["name"]}
     broker = BrokerOptions.from_settings(settings)
     assert (broker.queue_prefix, broker.redis_heartbeat_timeout_ms) == ("other", 1500)
 

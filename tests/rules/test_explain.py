@@ -14,7 +14,7 @@ from tests.fixtures.client import SandboxAdmin
 from tests.rules.conftest import BILLING_URL, PARTNERS_URL, RULES_DIR, fixed_clock, make_settings
 from worker.cli import app
 from worker.polling.cursors import write_snapshots
-from worker.polling.snapshots import Snapshotter
+from worker.polling.snapshots import snapshotter_for
 from worker.practicepanther import resources
 from worker.practicepanther.client import PracticePantherClient
 from worker.rules.engine import Engine
@@ -70,9 +70,8 @@ def open_matter(admin: SandboxAdmin) -> dict[str, Any]:
 
 
 def store_snapshot(store: StateStore, connection: str, record: dict[str, Any]) -> None:
-    """The snapshot the poll actor stores: the fields the rules compare are kept in full."""
-    engine = Engine(load_rules([RULES_DIR], settings=make_settings()), settings=make_settings())
-    snapshot = Snapshotter(resources.get("matters"), keep=engine.compared_fields("matters")).take(record)
+    """The snapshot the poll actor stores: the whole record."""
+    snapshot = snapshotter_for(store, connection, resources.get("matters")).take(record)
     with store.batch() as batch:
         write_snapshots(batch, connection, "matters", {record["id"]: snapshot})
 

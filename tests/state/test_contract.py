@@ -276,6 +276,51 @@ def test_hmget_many_fields(store: StateStore, connection_id: str) -> None:
     assert store.hmget(h, fields) == [mapping.get(f) for f in fields]
 
 
+# binary hash values (compressed snapshots) ------------------------------------------------------
+_BLOBS = {"zero": b"\x00\x03\xff\xfe", "high": bytes(range(256)), "empty": b"", "text": "é".encode()}
+
+
+def test_bytes_hash_values_round_trip(store: StateStore, connection_id: str) -> None:
+    h = key(connection_id, "blobs")
+    assert store.hmget_bytes(h, ["zero"]) == [None]
+    store.hset_bytes(h, _BLOBS)
+    store.hset_bytes(h, {})
+    assert store.hmget_bytes(h, [*_BLOBS, "missing"]) == [*_BLOBS.values(), None]
+    assert store.hmget_bytes(h, []) == []
+    assert store.hlen(h) == len(_BLOBS)
+
+
+def test_bytes_and_text_values_share_a_hash(store: StateStore, connection_id: str) -> None:
+    """Snapshots of earlier versions are text in the hash that now receives binary ones."""
+    h = key(connection_id, "mixed")
+    store.hset(h, {"old": '{"f":2,"h":"x"}'})
+    store.hset_bytes(h, {"new": b"\x03\x80"})
+    assert store.hmget_bytes(h, ["old", "new"]) == [b'{"f":2,"h":"x"}', b"\x03\x80"]
+    assert store.hmget(h, ["old"]) == ['{"f":2,"h":"x"}']
+
+
+def test_batch_writes_bytes_hash_values(store: StateStore, connection_id: str) -> None:
+    h, plain = key(connection_id, "bblobs"), key(connection_id, "plain")
+    many = {f"rec-{i}": bytes([i % 256, 0, 255]) * (i % 5) for i in range(2500)}
+    with store.batch() as batch:
+        batch.hset_bytes(h, _BLOBS)
+        batch.set(plain, "1")
+        batch.hset_bytes(h, many)
+        batch.hset_bytes(h, {})
+    assert store.hmget_bytes(h, list(_BLOBS)) == list(_BLOBS.values())
+    assert store.hmget_bytes(h, list(many)) == list(many.values())
+    assert store.get(plain) == "1"
+
+
+def test_batch_of_bytes_checks_the_key_type_first(store: StateStore, connection_id: str) -> None:
+    text, h = key(connection_id, "text"), key(connection_id, "bh")
+    store.set(text, "v")
+    with pytest.raises(StateError), store.batch() as batch:
+        batch.hset_bytes(h, {"a": b"\x01"})
+        batch.hset_bytes(text, {"a": b"\x01"})
+    assert store.hmget_bytes(h, ["a"]) == [None]
+
+
 # sorted sets --------------------------------------------------------------------------------
 def test_sorted_sets(store: StateStore, connection_id: str) -> None:
     z = key(connection_id, "z")

@@ -117,7 +117,8 @@ def _print_result(result: Any, *, embedded: bool) -> None:
     for event in result.events:
         typer.echo(_event_line(event))
         for field, change in event.changes.items():
-            typer.echo(f"    {field}: {_short(change.old)} -> {_short(change.new)}")
+            old = _short(change.old) if change.old_known else "?"  # unknown, not null
+            typer.echo(f"    {field}: {old} -> {_short(change.new)}")
     summary = f"{result.resource}: {len(result.events)} event(s) from {result.records} record(s)"
     if result.outcome == "held":
         where = f"held as batch {result.held.id}" if result.held else "would be held (over PPW_FLOOD_LIMIT)"

@@ -125,6 +125,7 @@ class Dispatcher:
                 record_id=event.record_id,
                 revision=event.revision,
                 origin=event.origin,
+                changed={name: change.old_known for name, change in event.changes.items()},
             ),
             rule_id=rule.id,
             rule_version=matched.version,

@@ -60,6 +60,13 @@ class EventSummary(BaseModel):
     record_id: str
     revision: str
     origin: str = "practicepanther"
+    #: changed field → whether its old value is known (names only: values are record data)
+    changed: dict[str, bool] = Field(default_factory=dict)
+
+    def changes_text(self) -> str:
+        """``status, name (old ?)``: the changed fields, ``?`` where the old value is unknown
+        (the first change after an upgrade from an older snapshot format)."""
+        return ", ".join(name if known else f"{name} (old ?)" for name, known in self.changed.items())
 
 
 class Run(BaseModel):

@@ -105,6 +105,7 @@ def run_detail(run: Run) -> str:
         + (" [dry run]" if run.dry_run else ""),
         f"event     {run.event_id}: {run.event.type} {run.event.resource} {run.event.record_id} "
         f"(revision {run.event.revision}, origin {run.event.origin})",
+        *([f"changes   {run.event.changes_text()}"] if run.event.changed else []),
         f"created   {_when(run.created_at)}",
         f"started   {_when(run.started_at)}",
         f"finished  {_when(run.finished_at)}"

@@ -89,10 +89,6 @@ class EngineRuleBook:
             for m in self._engine().match(event)
         ]
 
-    def compared_fields(self, resource: str) -> set[str]:
-        """Fields whose old values the rules in force read, so the poller keeps them in full."""
-        return self._engine().compared_fields(resource)
-
     def current(self, rule_id: str) -> Matched | None:
         loaded = self._engine().ruleset.get(rule_id)
         return Matched(loaded.rule, loaded.version) if loaded is not None else None

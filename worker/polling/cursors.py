@@ -8,7 +8,7 @@ Keys (all under ``ppw:<connection>:``):
     ``updated_at ge position - overlap``. For resources without ``updated_at`` it is the start
     time of the last complete poll (there is no record time to use). No cursor: not primed yet.
 ``snap:<resource>``
-    Hash: record id → :class:`~worker.polling.snapshots.Snapshot` JSON.
+    Hash: record id → :class:`~worker.polling.snapshots.Snapshot` bytes (format 3; older ones JSON).
 ``pollstatus:<resource>``
     JSON of :class:`PollStatus`, for ``ppw status`` and the health check.
 """
@@ -16,13 +16,17 @@ Keys (all under ``ppw:<connection>:``):
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.polling.snapshots import Snapshot
+from worker.polling.dictionaries import dictionary_key
+from worker.polling.snapshots import UNREADABLE, Snapshot, SnapshotUnreadable
 from worker.state.base import StateStore, WriteBatch, key
+
+log = logging.getLogger(__name__)
 
 
 def cursor_key(connection: str, resource: str) -> str:
@@ -121,15 +125,27 @@ def load_snapshots(
     ids = list(dict.fromkeys(record_ids))
     if not ids:
         return {}
-    raw = store.hmget(snapshot_key(connection, resource), ids)
-    return {rid: Snapshot.loads(text) if text else None for rid, text in zip(ids, raw, strict=True)}
+    raw = store.hmget_bytes(snapshot_key(connection, resource), ids)
+    return {rid: _decode(resource, rid, found) for rid, found in zip(ids, raw, strict=True)}
+
+
+def _decode(resource: str, record_id: str, raw: bytes | None) -> Snapshot | None:
+    """A stored snapshot; an unreadable one is logged and read as an unknown past (not as new)."""
+    if not raw:
+        return None
+    try:
+        return Snapshot.decode(raw)
+    except SnapshotUnreadable as exc:
+        log.error("%s %s: %s; its changes are reported with unknown old values", resource, record_id, exc)
+        return UNREADABLE
 
 
 def write_snapshots(
     batch: WriteBatch, connection: str, resource: str, snapshots: Mapping[str, Snapshot]
 ) -> None:
     if snapshots:
-        batch.hset(snapshot_key(connection, resource), {rid: s.dumps() for rid, s in snapshots.items()})
+        encoded = {rid: snapshot.encode() for rid, snapshot in snapshots.items()}
+        batch.hset_bytes(snapshot_key(connection, resource), encoded)
 
 
 def load_status(store: StateStore, connection: str, resource: str) -> PollStatus | None:
@@ -152,4 +168,5 @@ def reset(store: StateStore, connection: str, resource: str) -> int:
         cursor_key(connection, resource),
         snapshot_key(connection, resource),
         status_key(connection, resource),
+        dictionary_key(connection, resource),
     )

@@ -5,7 +5,9 @@ record and what the snapshots become. Keeping it pure means every rule of change
 tested directly, without a server or a store:
 
 * a record with no snapshot, once the resource is primed, was ``created``;
-* a known record whose compared content changed was ``updated``, with ``changes`` per field;
+* a known record whose compared content changed was ``updated``, with ``changes`` per field
+  (each with its exact old value, or ``old_known=False`` against an older-format snapshot) and
+  ``previous`` the whole old record;
 * a record whose ``updated_at`` moved but whose content did not (a "touch") fires nothing, and
   neither does a revision seen before (overlapping polls re-read the last minutes on purpose);
 * several revisions of one record in one poll become one event, against the pre-poll snapshot;
@@ -15,7 +17,7 @@ tested directly, without a server or a store:
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,14 +56,17 @@ class Detector:
         Catalogue entry (fields, references, whether records carry ``updated_at``).
     connection:
         Connection id, part of every event id.
-    keep:
-        Fields whose full values snapshots keep (those the loaded rules compare).
+    snapshotter:
+        Builds and reads the snapshots; the default keeps its dictionaries in memory
+        (:func:`~worker.polling.snapshots.snapshotter_for` gives one backed by the state store).
     """
 
-    def __init__(self, resource: Resource, *, connection: str, keep: Collection[str] = ()) -> None:
+    def __init__(
+        self, resource: Resource, *, connection: str, snapshotter: Snapshotter | None = None
+    ) -> None:
         self.resource = resource
         self.connection = connection
-        self.snapshotter = Snapshotter(resource, keep=keep)
+        self.snapshotter = snapshotter or Snapshotter(resource)
 
     # one poll's records -------------------------------------------------------------------------
     def collapse(self, records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -131,18 +136,11 @@ class Detector:
             return self._backfill(rid, record, new, old, backfill_since, now), new
         if old is None:
             return self._event("created", rid, record, new, now), new
-        changes = self.snapshotter.changes(old, record)
+        changes = self.snapshotter.changes(old, record, rid)
         if not changes:
             return None, new  # touched: updated_at moved, content did not
-        event = self._event(
-            "updated",
-            rid,
-            record,
-            new,
-            now,
-            previous=dict(old.values),
-            changes={name: Change(old=o, new=n) for name, (o, n) in changes.items()},
-        )
+        previous = self.snapshotter.previous(old, rid)
+        event = self._event("updated", rid, record, new, now, previous=previous, changes=changes)
         return event, new
 
     def _seen_revision(self, old: Snapshot, record: Mapping[str, Any]) -> bool:
@@ -162,7 +160,7 @@ class Detector:
         """This revision (or a newer one) was processed before."""
         if new.revision is not None and old.revision is not None:
             return new.revision <= old.revision
-        return new.content == old.content
+        return new.content is not None and new.content == self.snapshotter.content_of(old)
 
     def _backfill(
         self,
@@ -179,7 +177,8 @@ class Detector:
         created_at = parse_revision(record.get("created_at"))
         if old is None and (created_at is None or created_at >= since):
             return self._event("created", rid, record, new, now)
-        return self._event("updated", rid, record, new, now, previous=dict(old.values) if old else None)
+        previous = self.snapshotter.previous(old, rid) if old else None
+        return self._event("updated", rid, record, new, now, previous=previous)
 
     def _event(
         self,
@@ -196,7 +195,7 @@ class Detector:
             type=type_,
             resource=self.resource.name,
             record_id=rid,
-            revision=snapshot.revision or snapshot.content,
+            revision=snapshot.revision or snapshot.content or "",
             connection=self.connection,
             record=dict(record),
             previous=previous,

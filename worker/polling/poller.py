@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from worker.errors import PpwError
 from worker.events import Event
@@ -39,9 +39,10 @@ from worker.options import options_from, setting
 from worker.polling import cursors, held
 from worker.polling.cursors import Cursor, PollStatus
 from worker.polling.detector import Detection, Detector
+from worker.polling.dictionaries import TRAIN_SAMPLES
 from worker.polling.own_writes import mark_origins
 from worker.polling.paging import PageReader, PageSource, Query, Record
-from worker.polling.snapshots import Snapshot, parse_revision
+from worker.polling.snapshots import Snapshot, parse_revision, snapshotter_for
 from worker.practicepanther import resources
 from worker.practicepanther.resources import Resource
 from worker.settings import Settings
@@ -106,14 +107,11 @@ class PollOptions:
         "poll_use_updated_since", lambda names: frozenset(_names(names))
     )
     backfill_since: Mapping[str, datetime] = setting("backfill_since", lambda since: parse_backfill(since))
-    keep_fields: Mapping[str, Collection[str]] = field(default_factory=dict)
     emit_chunk: int = EMIT_CHUNK
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, keep_fields: Mapping[str, Collection[str]] | None = None
-    ) -> PollOptions:
-        return options_from(cls, settings, keep_fields=keep_fields or {})
+    def from_settings(cls, settings: Settings) -> PollOptions:
+        return options_from(cls, settings)
 
 
 def _names(values: Iterable[str]) -> list[str]:
@@ -274,7 +272,7 @@ class _Run:
         self.detector = Detector(
             resource,
             connection=self.connection,
-            keep=self.options.keep_fields.get(resource.name, ()),
+            snapshotter=snapshotter_for(self.store, self.connection, resource, persist=not dry_run),
         )
 
     # the two kinds of poll ---------------------------------------------------------------
@@ -294,6 +292,8 @@ class _Run:
         for page in reader:
             records.extend(page)
         latest = self.detector.collapse(records)
+        if len(latest) >= TRAIN_SAMPLES:
+            self._train(list(latest.values()))
         previous = cursors.load_snapshots(self.store, self.connection, self.resource.name, latest)
         detection = self.detector.detect(latest.values(), previous, detected_at=self.now)
         position = self._position(cursor.position, _newest(records), reader)
@@ -339,7 +339,7 @@ class _Run:
         newest: datetime | None = None
         pending: dict[str, Snapshot] = {}
         count = 0
-        for page in reader:
+        for page in self._trained_pages(reader):
             latest = self.detector.collapse(page)
             previous = cursors.load_snapshots(self.store, self.connection, self.resource.name, latest)
             found = self.detector.detect(
@@ -364,11 +364,37 @@ class _Run:
         outcome: PollOutcome = "ok" if backfill is not None else "primed"
         return self._finish(outcome, combined, primed, records=count, reader=reader)
 
+    def _trained_pages(self, reader: PageReader) -> Iterator[list[Record]]:
+        """The reader's pages, the first ones held back until a dictionary is trained on them.
+
+        Snapshots are compressed when taken, so the dictionary must exist before the first one:
+        priming buffers up to :data:`~worker.polling.dictionaries.TRAIN_SAMPLES` records, trains,
+        then goes on page by page (a short listing trains on what it has, or not at all).
+        """
+        pages = iter(reader)
+        if self.detector.snapshotter.dictionaries.current is not None:
+            yield from pages
+            return
+        held: list[list[Record]] = []
+        for page in pages:
+            held.append(page)
+            if sum(map(len, held)) >= TRAIN_SAMPLES:
+                break
+        self._train([record for page in held for record in page])
+        yield from held
+        yield from pages
+
+    def _train(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """A dictionary for a resource that has none (priming, or after an upgrade)."""
+        if self.detector.snapshotter.dictionaries.current is None:
+            self._keep_lock()
+            self.detector.snapshotter.train(records)
+
     # committing ----------------------------------------------------------------------------
     def _finish(
         self, outcome: PollOutcome, detection: Detection, cursor: Cursor, *, records: int, reader: PageReader
     ) -> PollResult:
-        contents = {rid: s.content for rid, s in detection.snapshots.items()}
+        contents = {rid: s.content for rid, s in detection.snapshots.items() if s.content}
         events = mark_origins(self.store, detection.events, contents)
         result = PollResult(
             resource=self.resource.name,

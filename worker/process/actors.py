@@ -164,9 +164,7 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
                 app.services.pp(connection),
                 app.store,
                 connection=connection,
-                options=PollOptions.from_settings(
-                    app.settings, keep_fields={resource: app.rules.compared_fields(resource)}
-                ),
+                options=PollOptions.from_settings(app.settings),
             )
             poller.poll(resource, holder["actors"].emit)
 

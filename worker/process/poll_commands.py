@@ -18,8 +18,7 @@ from worker.practicepanther.client import PracticePantherClient
 from worker.process.actors import QueueNames
 from worker.process.broker import BrokerOptions, create_broker, is_embedded
 from worker.process.runtime import Runtime
-from worker.rules.engine import Engine, rules_by_resource
-from worker.rules.loader import load_rules
+from worker.rules.engine import rules_by_resource
 from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
 from worker.state import StateStore, open_store
@@ -40,23 +39,11 @@ def open_state(settings: Settings) -> Iterator[StateStore]:
 def open_poller(settings: Settings, store: StateStore, connection: str) -> Iterator[Poller]:
     """A poller for ``connection`` using the PracticePanther client configured in ``settings``."""
     client = PracticePantherClient(settings, store, connection=connection)
-    options = PollOptions.from_settings(settings, keep_fields=_compared_fields(settings))
+    options = PollOptions.from_settings(settings)
     try:
         yield Poller(client, store, connection=connection, options=options)
     finally:
         client.close()
-
-
-def _compared_fields(settings: Settings) -> dict[str, set[str]]:
-    """Per resource, the fields whose old values the rules read: snapshots written by
-    ``ppw poll once`` must keep them just as the poll actor's do, or a ``from:`` rule would miss
-    the record's next change."""
-    try:
-        engine = Engine(load_rules(settings=settings), settings=settings)
-    except Exception as exc:  # a broken rules directory must not stop a manual poll
-        log.warning("could not read the rules to choose the fields snapshots keep: %s", exc)
-        return {}
-    return {name: engine.compared_fields(name) for name in engine.watched()}
 
 
 @dataclass

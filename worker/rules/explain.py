@@ -217,15 +217,14 @@ def stored_snapshot(
     way the poller makes it, and whether snapshots could be read at all."""
     try:  # lazy: the polling package is optional for the rules library
         from worker.polling.cursors import load_snapshots
-        from worker.polling.snapshots import Snapshotter
+        from worker.polling.snapshots import snapshotter_for
     except ImportError:
         return None, None, False
 
     snapshot = load_snapshots(store, connection, resource, [record_id]).get(record_id)
     if snapshot is None:
         return None, None, True
-    changes = None
-    if record is not None:
-        compared = Snapshotter(resources.get(resource)).changes(snapshot, record)
-        changes = {name: Change(old=old, new=new) for name, (old, new) in compared.items()}
-    return {"id": record_id, **snapshot.values}, changes, True
+    snapshotter = snapshotter_for(store, connection, resources.get(resource), persist=False)
+    changes = snapshotter.changes(snapshot, record, record_id) if record is not None else None
+    previous = snapshotter.previous(snapshot, record_id) or {}
+    return {"id": record_id, **previous}, changes, True

@@ -375,9 +375,12 @@ class _Resolver:
                 return None
             return _Change(spec)
         if isinstance(base, _Change):
-            if name not in ("old", "new"):
+            if name not in ("old", "new", "old_known"):
                 self._report(
-                    line, f"a change has 'old' and 'new', not {name!r}", "e.g. changes.status.new", name
+                    line,
+                    f"a change has 'old', 'new' and 'old_known', not {name!r}",
+                    "e.g. changes.status.new",
+                    name,
                 )
                 return None
             return _field_type(base.spec)

@@ -121,14 +121,15 @@ class RecordView(dict[str, Any]):
 
 
 class ChangeView(dict[str, Any]):
-    """``changes.<field>``: ``.old`` and ``.new``."""
+    """``changes.<field>``: ``.old``, ``.new`` and ``.old_known`` (False where the old value was
+    never stored, after an upgrade: ``old`` is then none without meaning "was empty")."""
 
     __slots__ = ()
 
     def lookup(self, name: str) -> Any:
-        if name in ("old", "new"):
+        if name in ("old", "new", "old_known"):
             return dict.get(self, name)
-        return _missing(f"a change has 'old' and 'new', not {name!r}", None)
+        return _missing(f"a change has 'old', 'new' and 'old_known', not {name!r}", None)
 
 
 class ChangesView(dict[str, Any]):
@@ -147,8 +148,11 @@ class ChangesView(dict[str, Any]):
         for name, change in changes.items():
             old = getattr(change, "old", None) if not isinstance(change, Mapping) else change.get("old")
             new = getattr(change, "new", None) if not isinstance(change, Mapping) else change.get("new")
+            known = getattr(change, "old_known", True) if not isinstance(change, Mapping) else None
+            if known is None:
+                known = change.get("old_known", True)
             spec = definition.fields.get(name) if definition is not None else None
-            wrapped[name] = ChangeView(old=wrap(old, spec), new=wrap(new, spec))
+            wrapped[name] = ChangeView(old=wrap(old, spec), new=wrap(new, spec), old_known=bool(known))
         return cls(wrapped, definition)
 
     def lookup(self, name: str) -> Any:

@@ -73,6 +73,10 @@ class WriteBatch(abc.ABC):
     def hdel(self, key: str, *fields: str) -> None: ...
 
     @abc.abstractmethod
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        """:meth:`hset` of binary values (compressed snapshots), stored as the bytes given."""
+
+    @abc.abstractmethod
     def zadd(self, key: str, mapping: Mapping[str, float]) -> None: ...
 
     @abc.abstractmethod
@@ -164,6 +168,18 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def hgetall(self, key: str) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    def hmget_bytes(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
+        """:meth:`hmget` returning the stored bytes undecoded (a text value comes back UTF-8).
+
+        Binary values cost what they weigh: base64 would add a third to every compressed
+        snapshot, and on Redis that crosses an allocator size class (docs/benchmarks.md).
+        """
+
+    @abc.abstractmethod
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        """:meth:`hset` of binary values; :meth:`hmget_bytes` reads them back."""
 
     @abc.abstractmethod
     def hlen(self, key: str) -> int: ...

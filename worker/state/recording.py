@@ -34,6 +34,9 @@ class RecordingBatch(WriteBatch):
     def hdel(self, key: str, *fields: str) -> None:
         self.ops.append(lambda b: b.hdel(key, *fields))
 
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        self.ops.append(lambda b: b.hset_bytes(key, mapping))
+
     def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
         self.ops.append(lambda b: b.zadd(key, mapping))
 

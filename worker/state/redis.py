@@ -22,6 +22,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.client import NEVER_DECODE
 
 from worker.state.base import Durability, StateError, StateStore, Turn, WriteBatch
 
@@ -95,8 +96,8 @@ return value
 # ops: [[op, key, ...args], ...]; key types are checked for every op before anything is written.
 _BATCH = """
 local ops = cjson.decode(ARGV[1])
-local needs = {hset = 'hash', hdel = 'hash', zadd = 'zset', zrem = 'zset', release = 'string'}
-local becomes = {set = 'string', delete = 'none', hset = 'hash', zadd = 'zset'}
+local needs = {hset = 'hash', hsetb = 'hash', hdel = 'hash', zadd = 'zset', zrem = 'zset', release = 'string'}
+local becomes = {set = 'string', delete = 'none', hset = 'hash', hsetb = 'hash', zadd = 'zset'}
 local types = {}
 for _, op in ipairs(ops) do
   local name, k = op[1], op[2]
@@ -124,6 +125,9 @@ for _, op in ipairs(ops) do
     for i = 2, #op do redis.call('DEL', op[i]) end
   elseif name == 'hset' then
     redis.call('HSET', k, unpack(op, 3))
+  elseif name == 'hsetb' then
+    -- binary values travel as ARGV (JSON cannot carry them): op[i + 1] is the ARGV index
+    for i = 3, #op, 2 do redis.call('HSET', k, op[i], ARGV[op[i + 1]]) end
   elseif name == 'hdel' then
     redis.call('HDEL', k, unpack(op, 3))
   elseif name == 'zadd' then
@@ -183,7 +187,9 @@ def redact_url(url: str) -> str:
 
 class _RedisBatch(WriteBatch):
     def __init__(self) -> None:
-        self.ops: list[list[str]] = []
+        self.ops: list[list[Any]] = []
+        #: binary values, passed as ARGV[2:] beside the JSON of the ops
+        self.blobs: list[bytes] = []
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self.ops.append(["set", key, value, _millis(ttl)])
@@ -201,6 +207,14 @@ class _RedisBatch(WriteBatch):
     def hdel(self, key: str, *fields: str) -> None:
         for start in range(0, len(fields), _CHUNK):
             self.ops.append(["hdel", key, *fields[start : start + _CHUNK]])
+
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        op: list[Any] = ["hsetb", key]
+        for name, value in mapping.items():
+            self.blobs.append(bytes(value))
+            op += [name, len(self.blobs) + 1]  # ARGV[1] is the ops' JSON
+        if len(op) > 2:
+            self.ops.append(op)
 
     def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
         items = list(mapping.items())
@@ -408,6 +422,22 @@ class RedisStore(StateStore):
     def hgetall(self, key: str) -> dict[str, str]:
         return dict(self._call("HGETALL", lambda: self._client.hgetall(key)))
 
+    def hmget_bytes(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
+        if not fields:
+            return []
+        return cast(
+            "list[bytes | None]",
+            self._call(
+                "HMGET",
+                lambda: self._client.execute_command("HMGET", key, *fields, **{NEVER_DECODE: True}),
+            ),
+        )
+
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        if mapping:
+            fields: dict[Any, Any] = dict(mapping.items())
+            self._call("HSET", lambda: self._client.hset(key, mapping=fields))
+
     def hlen(self, key: str) -> int:
         return int(self._call("HLEN", lambda: self._client.hlen(key)))
 
@@ -470,7 +500,8 @@ class RedisStore(StateStore):
                 {op[1] for op in collected.ops}
                 | {k for op in collected.ops if op[0] == "delete" for k in op[1:]}
             )
-            self._call("batch", lambda: self._batch(keys=keys, args=[payload], client=self._client))
+            args: list[Any] = [payload, *collected.blobs]
+            self._call("batch", lambda: self._batch(keys=keys, args=args, client=self._client))
 
     # lifecycle ------------------------------------------------------------------------------
     def durability(self) -> Durability:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from worker.state.base import StateError, StateStore, Turn, WriteBatch
 
@@ -133,7 +133,7 @@ class _Tx:
                 count += 1
         return count
 
-    def hset(self, key: str, mapping: Mapping[str, str]) -> None:
+    def hset(self, key: str, mapping: Mapping[str, str] | Mapping[str, bytes]) -> None:
         if not mapping:
             return
         if not self.expect(key, "hash"):
@@ -212,6 +212,10 @@ class _SqliteBatch(WriteBatch):
 
     def hdel(self, key: str, *fields: str) -> None:
         self.ops.append(lambda tx: tx.hdel(key, fields))
+
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        frozen = dict(mapping)  # bytes are bound as BLOBs, in the same column as text values
+        self.ops.append(lambda tx: tx.hset(key, frozen))
 
     def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
         frozen = dict(mapping)
@@ -460,13 +464,23 @@ class SqliteStore(StateStore):
         return self.hmget(key, [field])[0]
 
     def hmget(self, key: str, fields: Sequence[str]) -> list[str | None]:
+        return cast("list[str | None]", self._hmget(key, fields))
+
+    def hmget_bytes(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
+        return [v.encode() if isinstance(v, str) else v for v in self._hmget(key, fields)]
+
+    def hset_bytes(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        if mapping:
+            self._write(lambda tx: tx.hset(key, mapping))
+
+    def _hmget(self, key: str, fields: Sequence[str]) -> list[str | bytes | None]:
         if not fields:
             return []
 
-        def run(tx: _Tx) -> list[str | None]:
+        def run(tx: _Tx) -> list[str | bytes | None]:
             if not tx.expect_live(key, "hash"):
                 return [None] * len(fields)
-            found: dict[str, str] = {}
+            found: dict[str, str | bytes] = {}
             unique = list(dict.fromkeys(fields))
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
