@@ -124,7 +124,9 @@ def custom_entries(ctx: StepContext, resource: str, values: dict[str, Any]) -> l
         )
     definitions = _definitions(ctx, resource, list(values))
     try:
-        return [customfields.encode(definitions.find(resource, label), value) for label, value in values.items()]
+        return [
+            customfields.encode(definitions.find(resource, label), value) for label, value in values.items()
+        ]
     except CustomFieldError as exc:
         raise PermanentStepError(str(exc)) from None
 

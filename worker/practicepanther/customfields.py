@@ -223,9 +223,7 @@ class Definitions:
         )
 
     def with_scope(self, scope: str, fields: Sequence[CustomField], fetched_at: str) -> Definitions:
-        return Definitions(
-            {**self.scopes, scope: tuple(fields)}, {**self.fetched_at, scope: fetched_at}
-        )
+        return Definitions({**self.scopes, scope: tuple(fields)}, {**self.fetched_at, scope: fetched_at})
 
     # -- the export file ----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

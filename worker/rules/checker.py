@@ -263,12 +263,13 @@ class RuleChecker:
                 if value is None or (isinstance(value, str) and is_template(value)):
                     continue
                 if str(value) not in found.options:
-                    where: Path_ = ("trigger", key, index) if isinstance(trigger[key], list) else ("trigger", key)
+                    where: Path_ = (
+                        ("trigger", key, index) if isinstance(trigger[key], list) else ("trigger", key)
+                    )
                     self._at(
                         where,
                         f"{value!r} is not an option of the custom field {found.label!r}",
-                        did_you_mean(str(value), found.options)
-                        or f"expected {one_of(found.options)}",
+                        did_you_mean(str(value), found.options) or f"expected {one_of(found.options)}",
                     )
 
     def _query(self, query: Query) -> None:

@@ -190,7 +190,9 @@ class ChangesView(dict[str, Any]):
             mapping = change if isinstance(change, Mapping) else None
             old = mapping.get("old") if mapping is not None else getattr(change, "old", None)
             new = mapping.get("new") if mapping is not None else getattr(change, "new", None)
-            known = mapping.get("old_known", True) if mapping is not None else getattr(change, "old_known", True)
+            known = (
+                mapping.get("old_known", True) if mapping is not None else getattr(change, "old_known", True)
+            )
             label = customfields.custom_label(name)
             if label is not None:
                 kind = kinds.get(label)
