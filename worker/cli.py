@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.commands import auth, poll, rules, run, runs, sandbox
+from worker.commands import auth, customfields, poll, rules, run, runs, sandbox
 
 app = typer.Typer(
     name="ppw",
@@ -21,6 +21,11 @@ app = typer.Typer(
 app.add_typer(sandbox.app)
 app.add_typer(auth.app, name="auth", help="Connect to PracticePanther (OAuth 2).")
 app.add_typer(rules.app, name="rules", help="Check, test, explain rules; write the schema.")
+app.add_typer(
+    customfields.app,
+    name="customfields",
+    help="Custom field definitions: pull, export for rules check, show.",
+)
 poll.register(app)
 runs.register(app)
 run.register(app)

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     poll_resources: CommaList = Field(default_factory=list)
     poll_use_updated_since: CommaList = Field(default_factory=list)
     flood_limit: int = 100
+    #: seconds between refreshes of the custom field definitions (by the scheduler's leader)
+    custom_fields_refresh: float = Field(default=3600.0, gt=0)
     backfill_since: dict[str, str] = Field(default_factory=dict)
 
     # Rules

@@ -159,6 +159,14 @@ RecordData = Annotated[
     Field(description="Field values of the PracticePanther record; values may be templates"),
 ]
 
+CustomValues = Annotated[
+    dict[str, Any],
+    Field(
+        description="Custom field values by label (matters, contacts, accounts), e.g. "
+        "{'Case Stage': 'Settlement'}; values may be templates"
+    ),
+]
+
 
 class Params(BaseModel):
     """Base of every ``with:`` model: unknown keys are errors, not silently ignored."""
@@ -173,18 +181,21 @@ class CreateParams(Params):
     """``practicepanther.create``: POST a new record."""
 
     resource: CreatableResource
-    data: RecordData
+    data: RecordData = Field(default_factory=dict)
+    custom: CustomValues = Field(default_factory=dict)
 
 
 class UpdateParams(Params):
     """``practicepanther.update``: GET the record, merge ``data`` into it, PUT the whole of it back.
 
     PracticePanther's PUT replaces the whole record, so the executor never sends ``data`` alone.
+    ``custom`` sets the custom fields it names by label and keeps every other one.
     """
 
     resource: UpdatableResource
     id: Annotated[str, Field(min_length=1, description="Record id; usually a template")]
-    data: RecordData
+    data: RecordData = Field(default_factory=dict)
+    custom: CustomValues = Field(default_factory=dict)
 
 
 class FindParams(Params):

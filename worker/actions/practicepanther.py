@@ -8,6 +8,13 @@ Creates are idempotent across retries and crashes through the marker scheme of
 :mod:`worker.actions.markers`; updates are GET → merge → PUT (``PracticePantherClient.update``), so
 repeating one after an uncertain failure writes the same values again.
 
+Custom fields are written by label (``custom: {"Case Stage": "Settlement"}``): the label's field id
+and value slot come from the account's definitions (the state store's cache, fetched from
+PracticePanther when the cache lacks the scope or the label), and an unknown label or a value the
+field cannot hold is a permanent step error (a retry would fail the same way). An update changes
+only the custom fields it names: the record's list is read, the named entries replaced by field id,
+and the whole list written back (PracticePanther's PUT replaces the list too).
+
 One :class:`~worker.actions.base.StepType` per step type; ``practicepanther.create`` carries the
 create shorthands (``create_task`` ...), and the search shorthands ``find_contact_by_email`` and
 ``find_matter`` are step types of their own that run a ``practicepanther.find``.
@@ -34,7 +41,8 @@ from worker.actions.params import (
     UpdateParams,
 )
 from worker.polling.own_writes import remember_own_record
-from worker.practicepanther import odata, resources
+from worker.practicepanther import customfields, odata, resources
+from worker.practicepanther.customfields import CustomFieldError, DefinitionCache, Definitions
 from worker.practicepanther.errors import AuthError, PracticePantherError
 
 if TYPE_CHECKING:
@@ -88,6 +96,56 @@ def _find_marked(
     except PracticePantherError as exc:
         raise _client_error(exc) from None
     return found
+
+
+def _definitions(ctx: StepContext, resource: str, labels: list[str]) -> Definitions:
+    """The definitions holding every one of ``labels``: the cache, else fetched (and cached)."""
+    cached = DefinitionCache(ctx.services.store, ctx.connection).load()
+    if cached.known(resource) and all(cached.by_label(resource, label) for label in labels):
+        return cached
+    try:
+        return customfields.refresh(ctx.services.pp(ctx.connection), ctx.services.store, ctx.connection)
+    except PracticePantherError as exc:
+        raise _client_error(exc) from None
+
+
+def custom_entries(ctx: StepContext, resource: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``CustomFieldValue`` entries that set ``values`` (by label) on a ``resource`` record.
+
+    Raises
+    ------
+    PermanentStepError
+        A label that is not one of the account's, a value its field cannot hold, or a resource
+        without custom fields.
+    """
+    if resource not in customfields.SCOPES:
+        raise PermanentStepError(
+            f"{resource} have no custom fields (custom fields exist on {', '.join(customfields.SCOPES)})"
+        )
+    definitions = _definitions(ctx, resource, list(values))
+    try:
+        return [
+            customfields.encode(definitions.find(resource, label), value) for label, value in values.items()
+        ]
+    except CustomFieldError as exc:
+        raise PermanentStepError(str(exc)) from None
+
+
+def with_custom(
+    ctx: StepContext,
+    resource: str,
+    data: dict[str, Any],
+    values: dict[str, Any],
+    current: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``data`` with the custom fields ``values`` names merged into the record's list (the list in
+    ``data``, else ``current``'s, so other custom fields are kept)."""
+    if not values:
+        return data
+    updates = custom_entries(ctx, resource, values)
+    field = customfields.VALUES_FIELDS[resource]
+    base = data.get(field) if isinstance(data.get(field), list) else customfields.entries(resource, current)
+    return {**data, field: customfields.merge_entries(base or [], updates)}
 
 
 def create_record(
@@ -147,11 +205,19 @@ class Create(_RecordStep):
     }
     shorthand_with = RecordData
     data_schema = DataSchema("create", "create")
-    with_doc = "`resource`, `data`"
+    with_doc = "`resource`, `data`, `custom` (custom field values by label)"
     result_doc = "the created record"
 
+    def expand(self, shorthand: str, with_: Any) -> dict[str, Any]:
+        """A shorthand's ``with:`` is the record's data, except ``custom:`` (values by label)."""
+        data = dict(with_)
+        custom = data.pop("custom", None)
+        expanded = super().expand(shorthand, data)
+        return {**expanded, "custom": custom} if custom is not None else expanded
+
     def run(self, params: CreateParams, ctx: StepContext) -> StepResult:
-        record, created, request = create_record(ctx, params.resource, dict(params.data))
+        data = with_custom(ctx, params.resource, dict(params.data), dict(params.custom))
+        record, created, request = create_record(ctx, params.resource, data)
         return StepResult(
             output=record,
             request=request,
@@ -167,18 +233,26 @@ class Update(_RecordStep):
     data_schema = DataSchema("update", "update")
     with_doc = (
         "`resource`, `id`, `data` (merged into the current record: PracticePanther's PUT replaces "
-        "the whole record)"
+        "the whole record), `custom` (custom field values by label; the others are kept)"
     )
     result_doc = "the updated record"
 
     def run(self, params: UpdateParams, ctx: StepContext) -> StepResult:
         resource = resources.get(params.resource)
         data = dict(params.data)
+        custom = dict(params.custom)
         request = {**_request("PUT", resource, data, ctx), "id": params.id, "merge": True}
+        if custom:
+            request["custom"] = ctx.services.mask(custom)
         if ctx.dry_run:
             return StepResult(output={**data, "id": params.id}, request=request)
+        client = ctx.services.pp(ctx.connection)
         try:
-            record = ctx.services.pp(ctx.connection).update(resource.name, params.id, data)
+            if custom:
+                # the list is replaced whole by the PUT: start from the record's own list
+                current = client.get(resource.name, params.id)
+                data = with_custom(ctx, resource.name, data, custom, current)
+            record = client.update(resource.name, params.id, data)
         except PracticePantherError as exc:
             raise _client_error(exc) from None
         _remember(ctx, resource.name, record)
@@ -377,14 +451,16 @@ class FindOrCreate(_RecordStep):
 def _describe(action: str, params: dict[str, Any]) -> dict[str, Any]:
     """The request(s) the PracticePanther step ``action`` would make with rendered ``params``."""
     resource = resources.get(str(params.get("resource")))
+    custom = {"custom": params["custom"]} if params.get("custom") else {}
     if action == "practicepanther.create":
-        return {"method": "POST", "url": resource.path, "json": params.get("data")}
+        return {"method": "POST", "url": resource.path, "json": params.get("data"), **custom}
     if action == "practicepanther.update":
         return {
             "method": "PUT",
             "url": f"{resource.path}?id={params.get('id')}",
             "json": "the current record (GET first) with these fields merged in",
             "merge": params.get("data"),
+            **custom,
         }
     query: dict[str, Any] = {}
     if action == "practicepanther.find":

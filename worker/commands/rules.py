@@ -43,13 +43,30 @@ def check(
     ] = None,
     output: FormatOption = Format.text,
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors")] = False,
+    custom_fields: Annotated[
+        Path | None,
+        typer.Option(
+            "--custom-fields",
+            help="Custom field definitions (`ppw customfields export FILE`) to check labels against; "
+            "default: the state store's cache, when there is one",
+        ),
+    ] = None,
 ) -> None:
     """Check rule files without a broker or PracticePanther: syntax, schema, fields, templates."""
     # lazy: `ppw --help` imports every command module
+    from worker.practicepanther import customfields
     from worker.rules.diagnostics import count
     from worker.rules.loader import load_rules
 
-    ruleset = load_rules(paths or None)
+    try:
+        definitions = (
+            customfields.Definitions.load(custom_fields)
+            if custom_fields is not None
+            else customfields.cached(load_settings().state_url, load_settings().connection_id)
+        )
+    except customfields.CustomFieldError as exc:
+        raise fail(str(exc), code=2) from None
+    ruleset = load_rules(paths or None, custom_fields=definitions)
     diagnostics = list(ruleset.diagnostics)
     errors, warnings = count(diagnostics)
     failed = errors > 0 or (strict and warnings > 0)

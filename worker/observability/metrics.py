@@ -96,6 +96,13 @@ RULE_LOAD_ERRORS = Gauge(
     "Rule files with at least one error in the latest (re)load (their good rules still load).",
     multiprocess_mode="mostrecent",
 )
+CUSTOM_FIELD_LABELS_MISSING = Gauge(
+    "ppw_custom_field_labels_missing",
+    "Custom field labels loaded rules use that the account no longer defines (renamed or removed "
+    "in PracticePanther), by resource, at the latest refresh of the definitions.",
+    ["resource"],
+    multiprocess_mode="mostrecent",
+)
 RULE_RUNS = Counter(
     "ppw_rule_runs",
     "Rule runs that reached a status, by rule id and status (succeeded, skipped, paused, dead ...).",
@@ -133,6 +140,7 @@ ALL = (
     RULES_LOADED,
     RULE_ERRORS,
     RULE_LOAD_ERRORS,
+    CUSTOM_FIELD_LABELS_MISSING,
     RULE_RUNS,
     STEP_LATENCY,
     DLQ_SIZE,

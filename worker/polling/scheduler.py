@@ -300,6 +300,25 @@ class PollScheduler:
     def jobs(self) -> list[str]:
         return sorted(job.id for job in self._scheduler.get_jobs() if job.id.startswith("poll:"))
 
+    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None:
+        """Also run ``func`` every ``seconds`` while this process leads, the first time a second
+        after start (the refresh of the custom field definitions). A failure is logged and the
+        next turn tries again; ``func`` must not block for long."""
+
+        def turn() -> None:
+            with self._job(job_id):
+                if self._stopping.is_set() or not self.is_leader:
+                    return
+                try:
+                    func()
+                except Exception:
+                    log.exception("%s failed; trying again in %gs", job_id, seconds)
+
+        first = datetime.now(UTC) + timedelta(seconds=1)
+        self._scheduler.add_job(
+            turn, IntervalTrigger(seconds=seconds, start_date=first), id=job_id, next_run_time=first
+        )
+
     # jobs ----------------------------------------------------------------------------------------
     def heartbeat(self) -> None:
         """Renew (or try to take) the leader lease, then sync the jobs with the watched resources."""

@@ -30,6 +30,7 @@ Values are compared in a normal form, so cosmetic differences never look like ch
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -44,6 +45,7 @@ import zstandard
 from worker.errors import PpwError
 from worker.events import Change
 from worker.polling.dictionaries import Codec, Dictionaries, DictionaryMissing
+from worker.practicepanther import customfields
 from worker.practicepanther.odata import TIMESTAMP_CACHE, parse_timestamp
 from worker.practicepanther.resources import FieldSpec, Resource
 from worker.state.base import StateStore
@@ -351,6 +353,13 @@ def _from_hex(digest: str, size: int) -> str:
 DerivedChanges = Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, tuple[Any, Any]]]
 
 
+def default_derived(resource: Resource) -> tuple[DerivedChanges, ...]:
+    """The derived changes every snapshotter of ``resource`` reports: its custom fields by label."""
+    if resource.name not in customfields.VALUES_FIELDS:
+        return ()
+    return (functools.partial(customfields.expand_changes, resource.name),)
+
+
 class Snapshotter:
     """Builds, reads and compares snapshots for one resource.
 
@@ -364,7 +373,8 @@ class Snapshotter:
         state store); none given: in memory only, trained by :meth:`train`.
     derived:
         Functions adding changes derived from the old and the new record (the one place changes
-        are computed is :meth:`compare`, so a derived change is reported wherever a field is).
+        are computed is :meth:`compare`, so a derived change is reported wherever a field is);
+        None: :func:`default_derived` (``custom.<label>`` for resources with custom fields).
     """
 
     def __init__(
@@ -372,7 +382,7 @@ class Snapshotter:
         resource: Resource,
         *,
         dictionaries: Dictionaries | None = None,
-        derived: Sequence[DerivedChanges] = (),
+        derived: Sequence[DerivedChanges] | None = None,
     ) -> None:
         self.resource = resource
         self.specs = resource.fields
@@ -381,7 +391,7 @@ class Snapshotter:
         self.tag = layout_tag(self.layout)
         self.dictionaries = dictionaries or Dictionaries(resource=resource.name)
         self.codec = Codec(self.dictionaries)
-        self.derived = tuple(derived)
+        self.derived = tuple(derived) if derived is not None else default_derived(resource)
 
     def compared_fields(self, record: Mapping[str, Any]) -> list[str]:
         """The resource's fields plus any extra ones the service sends, minus the volatile ones."""
@@ -580,7 +590,7 @@ def snapshotter_for(
     resource: Resource,
     *,
     persist: bool = True,
-    derived: Sequence[DerivedChanges] = (),
+    derived: Sequence[DerivedChanges] | None = None,
 ) -> Snapshotter:
     """A :class:`Snapshotter` with the resource's dictionaries from ``store``.
 

@@ -341,6 +341,35 @@ def rules_check(state: Callable[[], RulesState | None], *, shown: int = 5) -> Ch
     return check
 
 
+def custom_fields_check(report: Callable[[], Mapping[str, Any] | None], *, shown: int = 5) -> Check:
+    """Custom field labels the rules use that the account no longer defines are named.
+
+    ``report`` gives the last refresh's report (:func:`worker.rules.customlabels.read_report`).
+    A missing label never fails readiness (the rule's other triggers and the other rules still
+    work); it is said here, beside the log warning and ``ppw_custom_field_labels_missing``, so a
+    rename in PracticePanther does not silently stop a rule.
+    """
+
+    def check() -> CheckResult:
+        current = report()
+        if current is None:
+            return CheckResult.passed("definitions not refreshed yet")
+        missing = [m for m in current.get("missing") or [] if isinstance(m, Mapping)]
+        when = str(current.get("checked_at") or "?")[:19]
+        if not missing:
+            return CheckResult.passed(f"every custom field label the rules use is defined (checked {when}Z)")
+        lines = [
+            f"{m.get('rule')}: {m.get('label')!r} on {m.get('resource')}"
+            + (f" ({m.get('hint')})" if m.get("hint") else "")
+            for m in missing[:shown]
+        ]
+        more = f"; and {len(missing) - shown} more" if len(missing) > shown else ""
+        detail = f"{len(missing)} custom field label(s) no longer defined: " + "; ".join(lines) + more
+        return CheckResult.passed(scrub_text(detail))
+
+    return check
+
+
 def last_poll_success_from_metrics(resources: Iterable[str]) -> Callable[[], dict[str, float | None]]:
     """``last_success`` for :func:`polls_check`, read from ``ppw_last_poll_success_timestamp_seconds``.
 

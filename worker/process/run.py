@@ -35,6 +35,7 @@ from worker.process.broker import describe
 from worker.process.health import HealthServer, RulesState
 from worker.process.runtime import STAGES, Runtime
 from worker.process.triggers import start_schedules, webhook_routes_for
+from worker.rules.customlabels import CustomFieldsWatch, read_report
 from worker.rules.engine import rules_by_resource
 from worker.rules.ruleset import RuleSet
 from worker.settings import EMBEDDED_BROKER_URL, EMBEDDED_STATE_URL, Settings
@@ -139,6 +140,9 @@ def _health(
     }
     if registry is not None:
         checks["rules"] = health.rules_check(lambda: _rules_state(registry.ruleset))
+        checks["custom_fields"] = health.custom_fields_check(
+            lambda: read_report(store, settings.connection_id)
+        )
     if polls:
         checks["polls"] = health.polls_check(lambda: _last_polls(settings, runtime), settings.poll_interval)
     routes = webhook_routes_for(settings, runtime)  # POST /hooks/<name> (inbound webhook triggers)
@@ -280,6 +284,14 @@ def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
         return sorted(rules_by_resource(registry.engine)) if registry is not None else []
 
     scheduler = PollScheduler.from_settings(settings, runtime.app.store, runtime.actors.send_poll, watched)
+    if registry is not None:
+        watch = CustomFieldsWatch(
+            runtime.app.store,
+            settings.connection_id,
+            lambda: runtime.app.services.pp(settings.connection_id),
+            lambda: registry.ruleset.rules,
+        )
+        scheduler.every("custom-fields", settings.custom_fields_refresh, watch.refresh)
     scheduler.start()
     schedules = start_schedules(settings, runtime, lambda: scheduler.is_leader)
     try:

@@ -18,7 +18,9 @@ from jinja2 import nodes
 
 from worker.actions.base import registry
 from worker.events import Event
-from worker.practicepanther import resources
+from worker.hints import did_you_mean, one_of
+from worker.practicepanther import customfields, resources
+from worker.practicepanther.customfields import CustomFieldError, Definitions
 from worker.practicepanther.resources import Definition, Resource
 from worker.rules import fieldcheck
 from worker.rules.context import allowed_env, env_view, event_view, payload_view, rule_view, steps_view
@@ -48,10 +50,14 @@ class CheckConfig:
     has_bot_token: bool | None = None
     webhook_secrets: frozenset[str] | None = None
     http_allowed_hosts: list[str] = field(default_factory=list)
+    #: the account's custom field definitions (an export file or the state store's cache); None
+    #: leaves labels unchecked
+    custom_fields: Definitions | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CheckConfig:
+    def from_settings(cls, settings: Settings, custom_fields: Definitions | None = None) -> CheckConfig:
         return cls(
+            custom_fields=custom_fields,
             timezone=settings.timezone,
             env_allowlist=list(settings.env_allowlist),
             slack_webhooks=frozenset(settings.slack_webhooks),
@@ -130,7 +136,47 @@ class RuleChecker:
             kind=rule.trigger_kind,
             payload_schema=webhook.schema_ if webhook is not None else None,
             results=resources.get(query.resource) if query is not None else None,
+            custom_labels=self._custom_labels(),
         )
+
+    def _custom_labels(self) -> tuple[str, ...] | None:
+        definitions = self.config.custom_fields
+        resource = self.resource
+        if definitions is None or resource is None or not definitions.known(resource.name):
+            return None
+        return tuple(definitions.labels(resource.name))
+
+    def _custom_field(self, resource: str, label: str, path: Path_) -> customfields.CustomField | None:
+        """The definition of ``label`` on ``resource``; reports an unknown label (with a near one)
+        or a resource without custom fields. None also when the definitions are not known."""
+        if resource not in customfields.SCOPES:
+            self._at(
+                path,
+                f"{resource} have no custom fields",
+                f"custom fields exist on {', '.join(customfields.SCOPES)}",
+            )
+            return None
+        definitions = self.config.custom_fields
+        if definitions is None or not definitions.known(resource):
+            return None
+        try:
+            return definitions.find(resource, label)
+        except CustomFieldError as exc:
+            self._at(path, exc.message, exc.hint, needle=label)
+            return None
+
+    def _custom_values(self, resource: str, values: Any, path: Path_) -> None:
+        """``custom:`` of a create or update step: known labels, and literal values their type takes."""
+        if not isinstance(values, dict):
+            return
+        for label, value in values.items():
+            found = self._custom_field(resource, str(label), (*path, label))
+            if found is None or (isinstance(value, str) and is_template(value)):
+                continue
+            try:
+                customfields.encode(found, value)
+            except CustomFieldError as exc:
+                self._at((*path, label), exc.message, exc.hint)
 
     def run(self) -> list[Diagnostic]:
         self._trigger()
@@ -156,6 +202,12 @@ class RuleChecker:
                 path: Path_ = (
                     ("trigger", "changed", index) if isinstance(raw_changed, list) else ("trigger", "changed")
                 )
+                label = customfields.custom_label(name)
+                if label is not None:
+                    found = self._custom_field(resource.name, label, path)
+                    if found is not None and len(trigger.changed) == 1:
+                        self._custom_transition(found)
+                    continue
                 if name not in resource.fields:
                     self._at(
                         path,
@@ -199,6 +251,26 @@ class RuleChecker:
                     f"set {variable} where the worker runs",
                     severity="warning",
                 )
+
+    def _custom_transition(self, found: customfields.CustomField) -> None:
+        """``from:``/``to:`` of a custom field: a dropdown's values must be among its options."""
+        trigger = self.data.get("trigger", {})
+        for key in ("from", "to"):
+            if key not in trigger or found.value_type != "DropDownList" or not found.options:
+                continue
+            values = trigger[key] if isinstance(trigger[key], list) else [trigger[key]]
+            for index, value in enumerate(values):
+                if value is None or (isinstance(value, str) and is_template(value)):
+                    continue
+                if str(value) not in found.options:
+                    where: Path_ = (
+                        ("trigger", key, index) if isinstance(trigger[key], list) else ("trigger", key)
+                    )
+                    self._at(
+                        where,
+                        f"{value!r} is not an option of the custom field {found.label!r}",
+                        did_you_mean(str(value), found.options) or f"expected {one_of(found.options)}",
+                    )
 
     def _query(self, query: Query) -> None:
         base: Path_ = ("trigger", "query")
@@ -266,6 +338,9 @@ class RuleChecker:
             create = action == "practicepanther.create"
             for issue in fieldcheck.check_data(resource, params.get("data") or {}, data_path, create=create):
                 self._issue(issue)
+            if params.get("custom"):
+                custom_path: Path_ = (*base, "custom")
+                self._custom_values(resource.name, params["custom"], custom_path)
         elif action == "practicepanther.find" and resource is not None:
             if params.get("filter"):
                 self._odata((*base, "filter"), params["filter"], resource.model, resource.name)
@@ -460,6 +535,8 @@ class RuleChecker:
     def _sample_context(self, scope: Scope) -> dict[str, Any]:
         resource = scope.resource
         record = sample_record(resource.model) if resource is not None else {}
+        if resource is not None and self.config.custom_fields is not None:
+            record.update(sample_custom_values(self.config.custom_fields, resource.name))
         event = Event.build(
             type="updated",
             resource=resource.name if resource else "record",
@@ -532,6 +609,29 @@ _SAMPLES = {
     "number": 1.0,
     "boolean": True,
 }
+
+
+_CUSTOM_SAMPLES: dict[str, Any] = {
+    "Number": 1.0,
+    "Currency": 1.0,
+    "Date": "2026-01-05T00:00:00",
+    "DateTime": "2026-01-05T09:00:00",
+    "Checkbox": True,
+    "Contact": {"id": "00000000-0000-0000-0000-000000000000", "display_name": "sample"},
+}
+
+
+def sample_custom_values(definitions: Definitions, resource: str) -> dict[str, Any]:
+    """The custom field list of a sample record: a plausible value for every definition."""
+    name = customfields.VALUES_FIELDS.get(resource)
+    if name is None or not definitions.known(resource):
+        return {}
+    values = []
+    for found in definitions.fields(resource):
+        sample = found.options[0] if found.options else _CUSTOM_SAMPLES.get(found.value_type, "sample")
+        ref = {"id": found.id, "label": found.label, "value_type": found.value_type}
+        values.append({"custom_field_ref": ref, found.slot: sample})
+    return {name: values}
 
 
 def sample_record(model: Definition, depth: int = 0) -> dict[str, Any]:

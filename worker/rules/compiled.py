@@ -18,6 +18,7 @@ from typing import Any
 
 from jinja2 import nodes
 
+from worker.practicepanther import customfields
 from worker.rules import context as ctx
 from worker.rules.model import AllOf, AnyOf, NotOf, Rule, StepBase
 from worker.rules.ruleset import LoadedRule
@@ -113,7 +114,17 @@ def compared_fields(env: RulesEnvironment, rule: Rule) -> frozenset[str]:
             rooted = isinstance(item.node, nodes.Name) and item.node.name in ("changes", "previous")
             if rooted and isinstance(key, nodes.Const) and isinstance(key.value, str):
                 names.add(key.value)
-    return frozenset(names)
+    return frozenset(_with_custom_list(rule, names))
+
+
+def _with_custom_list(rule: Rule, names: set[str]) -> set[str]:
+    """A custom field (``custom.<label>``, ``previous.custom``) is compared through the record's
+    list of values: the snapshot must keep that list for its old values to be known."""
+    resource = rule.record_trigger.resource if rule.record_trigger else None
+    values_field = customfields.VALUES_FIELDS.get(resource or "")
+    if values_field and any(n == "custom" or customfields.custom_label(n) is not None for n in names):
+        names.add(values_field)
+    return names
 
 
 def _condition_sources(conditions: Any) -> list[str]:

@@ -163,6 +163,6 @@ def build(
         variables.update(
             record=RecordView.of(event.record, resource),
             previous=RecordView.of(event.previous, resource),
-            changes=ChangesView.of(event.changes, resource),
+            changes=ChangesView.of(event.changes, resource, (event.record, event.previous)),
         )
     return variables

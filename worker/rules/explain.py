@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from worker.events import Change, Event, EventType, Origin
-from worker.practicepanther import resources
+from worker.practicepanther import customfields, resources
 from worker.practicepanther.client import PracticePantherClient
 from worker.practicepanther.errors import NotFound
 from worker.rules.engine import Engine, Evaluation
@@ -25,8 +25,13 @@ from worker.state.base import StateStore
 _NOISE = frozenset({"updated_at"})
 
 
-def diff(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Change]:
-    """Fields whose value differs between two versions of a record (``updated_at`` ignored)."""
+def diff(previous: dict[str, Any], record: dict[str, Any], resource: str | None = None) -> dict[str, Change]:
+    """Fields whose value differs between two versions of a record (``updated_at`` ignored).
+
+    With ``resource``, each custom field whose value differs is a change of its own,
+    ``custom.<label>`` (:func:`~worker.practicepanther.customfields.expand_changes`, as the
+    poller names them), besides the change of the whole list.
+    """
     changes: dict[str, Change] = {}
     for name in sorted(set(previous) | set(record)):
         if name in _NOISE:
@@ -34,7 +39,16 @@ def diff(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Change]:
         old, new = previous.get(name), record.get(name)
         if old != new:
             changes[name] = Change(old=old, new=new)
+    if resource is not None:
+        changes.update(_custom_changes(resource, previous, record))
     return changes
+
+
+def _custom_changes(
+    resource: str, previous: dict[str, Any] | None, record: dict[str, Any]
+) -> dict[str, Change]:
+    expanded = customfields.expand_changes(resource, previous, record)
+    return {name: Change(old=old, new=new) for name, (old, new) in expanded.items()}
 
 
 def revision_of(record: dict[str, Any]) -> str:
@@ -63,9 +77,10 @@ def synthesize_event(
     current = record if record is not None else dict(previous or {})
     changes: dict[str, Change] = {}
     if type == "updated" and previous is not None:
-        changes = diff(previous, current)
+        changes = diff(previous, current, resource)
     elif type == "created":
         changes = {k: Change(old=None, new=v) for k, v in current.items() if v not in (None, "", [], {})}
+        changes.update(_custom_changes(resource, None, current))
     record_id = str(current.get("id") or (previous or {}).get("id") or "unknown")
     return Event.build(
         type=type,

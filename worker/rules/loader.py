@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from worker.actions.base import all_step_types
 from worker.hints import did_you_mean, one_of, suggest
+from worker.practicepanther.customfields import Definitions
 from worker.rules.checker import CheckConfig, RuleChecker
 from worker.rules.diagnostics import Diagnostic
 from worker.rules.model import RULE_KEYS, STEP_ID_RE, Rule
@@ -249,15 +250,24 @@ def load_text(text: str, file: str = "<rules>", *, config: CheckConfig | None = 
     return load_document(parse(text, file), env=environment(config.timezone), config=config)
 
 
-def load_rules(paths: Sequence[Path] | None = None, *, settings: Settings | None = None) -> RuleSet:
+def load_rules(
+    paths: Sequence[Path] | None = None,
+    *,
+    settings: Settings | None = None,
+    custom_fields: Definitions | None = None,
+) -> RuleSet:
     """Load every rule file under ``paths`` (default: ``settings.rules_dir``) into a :class:`RuleSet`.
+
+    ``custom_fields`` (``ppw rules check``) checks custom field labels and dropdown values against
+    the account's definitions; a running worker loads without them, so a label renamed in
+    PracticePanther is reported at refresh instead of breaking the rule.
 
     Rules with errors are left out (their diagnostics say why, and :attr:`RuleSet.broken` lists
     them); the other rules of their files load. Rule ids must be unique across files (a rule of a
     later file reusing an id is in error and left out).
     """
     settings = settings or get_settings()
-    config = CheckConfig.from_settings(settings)
+    config = CheckConfig.from_settings(settings, custom_fields)
     env = environment(config.timezone)
     roots = list(paths) if paths else [settings.rules_dir]
     diagnostics: list[Diagnostic] = []

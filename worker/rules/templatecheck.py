@@ -3,7 +3,9 @@
 Catches what would otherwise fail at run time, with a hint: unknown names and filters, ``_``
 attributes (sandbox escapes), field paths that do not exist on the record's definition (following
 references: ``record.account_ref.display_name``), enum literals compared with enum fields,
-``steps.X`` that is not an earlier step, ``env.X`` that is not allow-listed.
+``steps.X`` that is not an earlier step, ``env.X`` that is not allow-listed, and custom field labels
+(``record.custom['Case Stage']``, ``changes['custom.Case Stage']``) that are not among the account's
+definitions, when the check has them (:attr:`Scope.custom_labels`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from jinja2 import nodes
 
 from worker.hints import did_you_mean, one_of, suggest
+from worker.practicepanther import customfields
 from worker.practicepanther.resources import Definition, FieldSpec, Resource
 from worker.rules.context import EVENT_FIELDS, RULE_FIELDS
 from worker.rules.fieldcheck import definition
@@ -83,6 +86,8 @@ class Scope:
     kind: str = "record"
     payload_schema: dict[str, Any] | None = None
     results: Resource | None = None
+    #: the custom field labels of ``resource``, when the account's definitions are known
+    custom_labels: tuple[str, ...] | None = None
 
 
 #: Names that only some triggers provide, and what to say when a rule uses one it does not have.
@@ -135,6 +140,18 @@ class _Changes:
 @dataclass(frozen=True)
 class _Change:
     spec: FieldSpec
+
+
+@dataclass(frozen=True)
+class _Custom:
+    """``record.custom``: values by label."""
+
+    resource: str
+
+
+@dataclass(frozen=True)
+class _CustomChange:
+    """``changes['custom.<label>']``."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +368,8 @@ class _Resolver:
         if base is None or name.startswith("_"):
             return None
         if isinstance(base, _Def):
+            if name == "custom" and base.label in customfields.VALUES_FIELDS:
+                return _Custom(base.label)
             spec = base.definition.fields.get(name)
             if spec is None and name in base.extra:
                 return None
@@ -363,7 +382,20 @@ class _Resolver:
                 )
                 return None
             return _field_type(spec)
+        if isinstance(base, _Custom):
+            self._custom_label(name, base.resource, line)
+            return None
+        if isinstance(base, _CustomChange):
+            if name not in ("old", "new", "old_known"):
+                self._report(
+                    line, f"a change has 'old' and 'new', not {name!r}", "e.g. changes.status.new", name
+                )
+            return None
         if isinstance(base, _Changes):
+            label = customfields.custom_label(name)
+            if label is not None and base.label in customfields.VALUES_FIELDS:
+                self._custom_label(label, base.label, line)
+                return _CustomChange()
             spec = base.definition.fields.get(name)
             if spec is None:
                 self._report(
@@ -397,6 +429,18 @@ class _Resolver:
         if isinstance(base, _List | _Scalar):
             return None
         return None
+
+    def _custom_label(self, label: str, resource: str, line: int) -> None:
+        """A custom field label must be one of the account's, when its definitions are known."""
+        labels = self.scope.custom_labels
+        if labels is None or label in labels:
+            return
+        self._report(
+            line,
+            f"no custom field {label!r} on {resource}",
+            did_you_mean(label, labels) or f"expected {one_of(labels)}",
+            label,
+        )
 
     def _schema_member(self, base: _Schema, name: str, line: int) -> Any:
         """``payload.X`` checked against the schema's ``properties``: an error when the schema

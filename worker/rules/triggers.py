@@ -19,15 +19,23 @@ The parts, in order:
   value; ``deleted``: it had one; ``updated``: it is among the event's changes);
 * ``from``/``to``, when given: the first ``changed`` field's old/new value matches (``created``
   has no old value and ``deleted`` no new one); a list matches any of its values, and a
-  reference (a dict) matches its ``id``, ``display_name`` or ``name``.
+  reference (a dict) matches its ``id``, ``display_name`` or ``name``, and a date or datetime
+  matches the timestamp text it stands for (``to: 2026-05-01``).
+
+A field named ``custom.<label>`` is the custom field of that label (:mod:`worker.practicepanther.
+customfields`): the event's ``changes`` name it so, and created/deleted records are read through
+their custom field values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from worker.events import Event
+from worker.practicepanther import customfields
+from worker.practicepanther.odata import parse_timestamp
 from worker.rules import context as ctx
 from worker.rules.model import RecordTrigger, Rule, ScheduleTrigger, WebhookTrigger
 from worker.rules.results import Check
@@ -195,26 +203,37 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+def field_value(resource: str, record: dict[str, Any] | None, name: str) -> Any:
+    """Field ``name`` of ``record``; ``custom.<label>`` is that custom field's raw value."""
+    if record is None:
+        return None
+    label = customfields.custom_label(name)
+    if label is None:
+        return record.get(name)
+    found = customfields.values_by_label(resource, record).get(label)
+    return found[1] if found is not None else None
+
+
 def changed_in(event: Event, name: str) -> bool:
     """Whether field ``name`` changed with ``event`` (see the module docstring)."""
     if event.type == "created":
-        return not _empty(event.record.get(name))
+        return not _empty(field_value(event.resource, event.record, name))
     if event.type == "deleted":
-        return not _empty((event.previous or event.record).get(name))
+        return not _empty(field_value(event.resource, event.previous or event.record, name))
     return name in event.changes
 
 
 def transition(event: Event, name: str) -> tuple[Any, Any]:
     """The old and new value of field ``name`` with ``event``."""
+    resource = event.resource
     if event.type == "created":
-        return None, event.record.get(name)
+        return None, field_value(resource, event.record, name)
     if event.type == "deleted":
-        return (event.previous or event.record).get(name), None
+        return field_value(resource, event.previous or event.record, name), None
     change = event.changes.get(name)
     if change is not None:
         return change.old, change.new
-    previous = (event.previous or {}).get(name)
-    return previous, event.record.get(name)
+    return field_value(resource, event.previous or {}, name), field_value(resource, event.record, name)
 
 
 def value_matches(actual: Any, expected: Any) -> bool:
@@ -223,4 +242,20 @@ def value_matches(actual: Any, expected: Any) -> bool:
         return any(value_matches(actual, option) for option in expected)
     if isinstance(actual, dict) and not isinstance(expected, dict):
         return expected in (actual.get("id"), actual.get("display_name"), actual.get("name"))
+    if isinstance(expected, date) and isinstance(actual, str):
+        return _same_moment(actual, expected)
     return bool(actual == expected)
+
+
+def _same_moment(text: str, expected: date) -> bool:
+    """A timestamp text against a YAML date (the same day, UTC) or datetime (the same instant)."""
+    try:
+        moment = parse_timestamp(text)
+    except ValueError:
+        return False
+    if moment is None:
+        return False
+    if isinstance(expected, datetime):
+        wanted = expected if expected.tzinfo is not None else expected.replace(tzinfo=UTC)
+        return moment == wanted
+    return moment.astimezone(UTC).date() == expected

@@ -7,6 +7,9 @@ ops person expects:
 * a field PracticePanther left out of the JSON reads as ``none`` (``record.account_ref is none``),
   while a misspelt field is an error naming the right one (``record.stauts``);
 * references are views of their own definition (``record.account_ref.display_name``);
+* custom fields read by label, typed by their ``value_type``: ``record.custom['Case Stage']``
+  (:class:`CustomView`; a label the record has no value for reads as ``none``), and
+  ``changes['custom.Case Stage'].new`` typed the same way;
 * string tags are :class:`Tag` values, ``str`` subclasses that also expose ``.name``, so both
   ``'vip' in record.tags`` and ``record.tags | map(attribute='name')`` work (the swagger says tags
   are strings; the live service and older clients show ``{name: ...}`` objects; either becomes a Tag).
@@ -21,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from worker.hints import did_you_mean
-from worker.practicepanther import resources
+from worker.practicepanther import customfields, resources
 from worker.practicepanther.resources import Definition, FieldSpec
 
 
@@ -110,6 +113,8 @@ class RecordView(dict[str, Any]):
 
     def lookup(self, name: str) -> Any:
         """The field's value, ``None`` for a known field that is absent, else a :data:`Missing`."""
+        if name == "custom" and self._label in customfields.VALUES_FIELDS:
+            return CustomView.of(self._label, self)
         definition = self._definition
         spec = definition.fields.get(name) if definition is not None else None
         if dict.__contains__(self, name):
@@ -120,15 +125,44 @@ class RecordView(dict[str, Any]):
         return _missing(f"unknown field {name!r} on {self._label}", did_you_mean(name, candidates))
 
 
+def typed_custom(value_type: str | None, raw: Any) -> Any:
+    """A custom field's raw value as templates see it (a contact is a reference view)."""
+    value = customfields.read(value_type, raw)
+    if value_type == "Contact" and isinstance(value, dict):
+        return RecordView(value, definition_or_none("ContactReference"), "contact_ref")
+    return value
+
+
+class CustomView(dict[str, Any]):
+    """``record.custom``: the record's custom field values by label, typed by ``value_type``.
+
+    A label the record holds no value for reads as ``none``: PracticePanther leaves unset fields
+    out of the list, so absence is not an error here (``ppw rules check`` checks labels against
+    the account's definitions instead).
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, resource: str, record: Mapping[str, Any]) -> CustomView:
+        values = customfields.values_by_label(resource, record)
+        return cls({label: typed_custom(kind, raw) for label, (kind, raw) in values.items()})
+
+    def lookup(self, name: str) -> Any:
+        return dict.get(self, name)
+
+
 class ChangeView(dict[str, Any]):
     """``changes.<field>``: ``.old``, ``.new`` and ``.old_known`` (False where the old value was
-    never stored, after an upgrade: ``old`` is then none without meaning "was empty")."""
+    never stored, so ``old`` is none without meaning "was empty")."""
 
     __slots__ = ()
 
     def lookup(self, name: str) -> Any:
-        if name in ("old", "new", "old_known"):
+        if name in ("old", "new"):
             return dict.get(self, name)
+        if name == "old_known":
+            return dict.get(self, name, True)
         return _missing(f"a change has 'old', 'new' and 'old_known', not {name!r}", None)
 
 
@@ -142,17 +176,32 @@ class ChangesView(dict[str, Any]):
         self._definition = definition
 
     @classmethod
-    def of(cls, changes: Mapping[str, Any], resource: str | None) -> ChangesView:
+    def of(
+        cls,
+        changes: Mapping[str, Any],
+        resource: str | None,
+        records: tuple[Mapping[str, Any] | None, ...] = (),
+    ) -> ChangesView:
+        """``records`` (the record, then its previous version) tell a custom field's value type."""
         definition = resource_definition(resource)
+        kinds = _custom_kinds(resource, records) if resource in customfields.VALUES_FIELDS else {}
         wrapped: dict[str, ChangeView] = {}
         for name, change in changes.items():
-            old = getattr(change, "old", None) if not isinstance(change, Mapping) else change.get("old")
-            new = getattr(change, "new", None) if not isinstance(change, Mapping) else change.get("new")
-            known = getattr(change, "old_known", True) if not isinstance(change, Mapping) else None
-            if known is None:
-                known = change.get("old_known", True)
+            mapping = change if isinstance(change, Mapping) else None
+            old = mapping.get("old") if mapping is not None else getattr(change, "old", None)
+            new = mapping.get("new") if mapping is not None else getattr(change, "new", None)
+            known = (
+                mapping.get("old_known", True) if mapping is not None else getattr(change, "old_known", True)
+            )
+            label = customfields.custom_label(name)
+            if label is not None:
+                kind = kinds.get(label)
+                wrapped[name] = ChangeView(
+                    old=typed_custom(kind, old), new=typed_custom(kind, new), old_known=known
+                )
+                continue
             spec = definition.fields.get(name) if definition is not None else None
-            wrapped[name] = ChangeView(old=wrap(old, spec), new=wrap(new, spec), old_known=bool(known))
+            wrapped[name] = ChangeView(old=wrap(old, spec), new=wrap(new, spec), old_known=known)
         return cls(wrapped, definition)
 
     def lookup(self, name: str) -> Any:
@@ -160,7 +209,18 @@ class ChangesView(dict[str, Any]):
             return dict.__getitem__(self, name)
         if self._definition is None or name in self._definition.fields:
             return None
+        if customfields.custom_label(name) is not None:
+            return None  # a custom field that did not change
         return _missing(f"unknown field {name!r} in changes", did_you_mean(name, self._definition.fields))
+
+
+def _custom_kinds(resource: str | None, records: tuple[Mapping[str, Any] | None, ...]) -> dict[str, Any]:
+    kinds: dict[str, Any] = {}
+    for record in reversed(records):  # the newest record's type wins
+        for label, (kind, _raw) in customfields.values_by_label(resource or "", record).items():
+            if kind:
+                kinds[label] = kind
+    return kinds
 
 
 class NamedView(dict[str, Any]):
@@ -217,7 +277,7 @@ def _missing(message: str, hint: str | None) -> Missing:
     return Missing(message, hint)
 
 
-LOOKUP_TYPES = (RecordView, ChangesView, ChangeView, NamedView, Placeholder)
+LOOKUP_TYPES = (RecordView, CustomView, ChangesView, ChangeView, NamedView, Placeholder)
 
 
 def unwrap(value: Any) -> Any:
