@@ -7,7 +7,7 @@ the same resource it compresses to ~120 (docs/benchmarks.md has the comparison).
 (connection, resource) gets one dictionary, trained by ``zstandard.train_dictionary`` on the
 records the first poll reads (:meth:`Dictionaries.train`), and every snapshot names the
 dictionary it was compressed with (zstd's own 32-bit dictionary id, random per training, so
-an id is never reused for another dictionary, not even after ``ppw poll reset``).
+an id is never reused for another dictionary, not even after a re-priming).
 
 When to train, and why not again:
 
@@ -17,8 +17,9 @@ When to train, and why not again:
   within a few bytes of 10,000);
 * never again on its own: records of one account keep their shape for years, and a retrain would
   have to keep every older dictionary that a stored snapshot still names (stored snapshots are
-  only rewritten when their record changes). ``ppw poll reset <resource>`` re-primes with a fresh
-  dictionary when a firm's records really moved (a new set of custom fields).
+  only rewritten when their record changes). Re-priming (:func:`~worker.polling.cursors.reset`
+  deletes the resource's cursor, snapshots and dictionaries) trains a fresh one when a firm's
+  records really moved (a new set of custom fields).
 
 A resource with fewer records than :data:`MIN_SAMPLES` at priming gets no dictionary: its
 snapshots are plain zstd (or the raw JSON when that is shorter), which on a few hundred records
