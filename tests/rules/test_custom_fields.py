@@ -30,7 +30,9 @@ SOL = CustomField("f-sol", "Statute of Limitations", "Date")
 PCT = CustomField("f-pct", "Contingency %", "Number")
 CONFLICT = CustomField("f-conflict", "Conflict Check", "Checkbox")
 OPPOSING = CustomField("f-opp", "Opposing Counsel", "Contact")
-DEFINITIONS = Definitions({"matter": (STAGE, SOL, PCT, CONFLICT, OPPOSING)}, {"matter": "2026-04-01T00:00:00Z"})
+DEFINITIONS = Definitions(
+    {"matter": (STAGE, SOL, PCT, CONFLICT, OPPOSING)}, {"matter": "2026-04-01T00:00:00Z"}
+)
 
 
 def value(field: CustomField, raw: Any) -> dict[str, Any]:
@@ -192,7 +194,9 @@ def test_rules_check_reads_an_export_file(tmp_path: Path) -> None:
     rule = tmp_path / "rules" / "typo.yaml"
     rule.parent.mkdir()
     rule.write_text(
-        "id: typo\ntrigger: {resource: matters, changed: custom.case stage}\nsteps: [{type: log, with: {message: x}}]\n"
+        "id: typo\n"
+        "trigger: {resource: matters, changed: custom.case stage}\n"
+        "steps: [{type: log, with: {message: x}}]\n"
     )
     runner = CliRunner()
     failed = runner.invoke(app, ["rules", "check", str(rule), "--custom-fields", str(exported)])
@@ -202,7 +206,9 @@ def test_rules_check_reads_an_export_file(tmp_path: Path) -> None:
     rule.write_text(rule.read_text().replace("case stage", "Case Stage"))
     clean = runner.invoke(app, ["rules", "check", str(rule), "--custom-fields", str(exported)])
     assert clean.exit_code == 0, clean.output
-    missing = runner.invoke(app, ["rules", "check", str(rule), "--custom-fields", str(tmp_path / "nope.json")])
+    missing = runner.invoke(
+        app, ["rules", "check", str(rule), "--custom-fields", str(tmp_path / "nope.json")]
+    )
     assert missing.exit_code == 2 and "no such file" in missing.output
 
 
@@ -243,7 +249,9 @@ def test_a_label_renamed_in_practicepanther_is_reported(
     assert "2 custom field label(s) no longer defined" in result.detail
     assert "settled: 'Case Stage' on matters (did you mean 'Stage'?)" in result.detail
 
-    watch.check(DEFINITIONS.with_scope("matter", [STAGE, CustomField("f-r", "Referral Source", "TextBox")], "t"))
+    watch.check(
+        DEFINITIONS.with_scope("matter", [STAGE, CustomField("f-r", "Referral Source", "TextBox")], "t")
+    )
     assert _gauge("matters") == 0
     assert readyz().detail.startswith("every custom field label the rules use is defined")
 

@@ -241,5 +241,6 @@ def test_case_stage_settlement_makes_the_closing_checklist_and_tells_billing(eng
     assert "stage was Discovery" in task.request["json"]["notes"]
     assert slack.params == {
         "webhook": "billing",
-        "text": "1042 - Whitman Holdings v. Garner moved to Settlement; closing checklist task <steps.checklist.id>",
+        "text": "1042 - Whitman Holdings v. Garner moved to Settlement; "
+        "closing checklist task <steps.checklist.id>",
     }
