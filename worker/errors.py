@@ -34,6 +34,7 @@ module it lives in)::
         + TransportError (worker.practicepanther.errors): transient
         + LoginError (worker.practicepanther.errors)
       x TokenStoreError (worker.practicepanther.tokens)
+      x CustomFieldError (worker.practicepanther.customfields): permanent
       x StateError (worker.state.base): transient
         + LockNotAcquired (worker.state.locks)
         + UnsafeStateStore (worker.state.durability): permanent

@@ -230,3 +230,17 @@ def test_schema_rejects_what_the_checker_rejects() -> None:
         assert list(validator.iter_errors(bad)), bad
     templated = {**good, "steps": [{"type": "create_task", "with": {"subject": "s", "status": "{{ x }}"}}]}
     assert list(validator.iter_errors(templated)) == []
+
+
+def test_case_stage_settlement_makes_the_closing_checklist_and_tells_billing(engine: Engine) -> None:
+    # the sample gives the record and its previous version only: the change of the custom field
+    # is found the way the poller names it (custom.Case Stage)
+    task, slack = fire(engine, "case-stage-settlement").steps
+    assert task.request is not None and task.request["url"] == "/api/v2/tasks"
+    assert task.request["json"]["subject"] == "Closing checklist: 1042 - Whitman Holdings v. Garner"
+    assert "stage was Discovery" in task.request["json"]["notes"]
+    assert slack.params == {
+        "webhook": "billing",
+        "text": "1042 - Whitman Holdings v. Garner moved to Settlement; "
+        "closing checklist task <steps.checklist.id>",
+    }

@@ -4,6 +4,7 @@
 ``client``     ``PracticePantherClient``: list, get, create, update, delete, me
 ``auth``       OAuth: the login flow and access tokens refreshed once at a time across processes
 ``tokens``     the stored tokens (encrypted at rest when ``PPW_TOKEN_ENCRYPTION_KEY`` is set)
+``customfields`` custom field definitions (cached, exported) and values read and written by label
 ``odata``      ``$filter`` literals and helpers, timestamp parsing and formatting
 ``errors``     typed errors that name the request but never a token
 ``retry``, ``ratelimit``, ``records``, ``callback``, ``status``: the parts behind those
@@ -22,6 +23,9 @@ _EXPORTS = {
     "login": "worker.practicepanther.auth",
     "PracticePantherClient": "worker.practicepanther.client",
     "AuthError": "worker.practicepanther.errors",
+    "CustomFieldError": "worker.practicepanther.customfields",
+    "DefinitionCache": "worker.practicepanther.customfields",
+    "Definitions": "worker.practicepanther.customfields",
     "NotFound": "worker.practicepanther.errors",
     "PracticePantherError": "worker.practicepanther.errors",
     "parse_timestamp": "worker.practicepanther.odata",
@@ -43,7 +47,10 @@ _EXPORTS = {
 
 __all__ = [
     "AuthError",
+    "CustomFieldError",
     "Definition",
+    "DefinitionCache",
+    "Definitions",
     "FieldSpec",
     "Health",
     "NotFound",
@@ -67,6 +74,7 @@ __all__ = [
 if TYPE_CHECKING:
     from worker.practicepanther.auth import login
     from worker.practicepanther.client import PracticePantherClient
+    from worker.practicepanther.customfields import CustomFieldError, DefinitionCache, Definitions
     from worker.practicepanther.errors import AuthError, NotFound, PracticePantherError
     from worker.practicepanther.odata import parse_timestamp
     from worker.practicepanther.resources import Definition, FieldSpec, ParamSpec, Resource, definition, get

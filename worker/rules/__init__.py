@@ -6,6 +6,8 @@ The public API, importable from here:
 * :func:`load_rules` -> :class:`RuleSet` (rules plus located :class:`Diagnostic` objects)
 * :class:`Engine` -- ``match(event)``, ``context``/``step_applies``/``render_step``, ``evaluate``
 * :class:`RuleRegistry` -- the rules in force, hot-reloaded from the rules directory
+* :class:`CustomFieldsWatch` -- refreshes custom field definitions, reports labels rules use that
+  are gone (:func:`read_report` for ``/readyz``)
 * :func:`explain` -- why each rule would or would not fire for a record
 * :class:`Rule`, :class:`LoadedRule`, :class:`Match`, :class:`Evaluation`
 
@@ -25,6 +27,8 @@ _EXPORTS = {
     "rule_view": "worker.rules.context",
     "schedule_resource": "worker.rules.context",
     "webhook_resource": "worker.rules.context",
+    "CustomFieldsWatch": "worker.rules.customlabels",
+    "read_report": "worker.rules.customlabels",
     "Diagnostic": "worker.rules.diagnostics",
     "count": "worker.rules.diagnostics",
     "Engine": "worker.rules.engine",
@@ -55,6 +59,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CustomFieldsWatch",
     "Diagnostic",
     "Engine",
     "Evaluation",
@@ -80,6 +85,7 @@ __all__ = [
     "load_data",
     "load_rules",
     "load_text",
+    "read_report",
     "render_value",
     "rule_view",
     "rules_by_resource",
@@ -91,6 +97,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from worker.rules.context import allowed_env, env_view, rule_view, schedule_resource, webhook_resource
+    from worker.rules.customlabels import CustomFieldsWatch, read_report
     from worker.rules.diagnostics import Diagnostic, count
     from worker.rules.engine import Engine, rules_by_resource
     from worker.rules.explain import event_from_data, explain, explain_live

@@ -162,14 +162,15 @@ def _record_parts(
         if trigger.has_from or trigger.has_to:
             name = trigger.changed[0]
             old, new = transition(event, name)
+            moments = name.startswith(customfields.PREFIX)  # a custom date is text: compare instants
             if trigger.has_from:
-                ok = value_matches(old, trigger.from_)
+                ok = value_matches(old, trigger.from_, moments=moments)
                 if not explain and not ok:
                     return _FAILED["from"]
                 if explain:
                     checks.append(Check("from", ok, f"{name} was {old!r}, rule wants {trigger.from_!r}"))
             if trigger.has_to:
-                ok = value_matches(new, trigger.to)
+                ok = value_matches(new, trigger.to, moments=moments)
                 if not explain and not ok:
                     return _FAILED["to"]
                 if explain:
@@ -236,26 +237,34 @@ def transition(event: Event, name: str) -> tuple[Any, Any]:
     return field_value(resource, event.previous or {}, name), field_value(resource, event.record, name)
 
 
-def value_matches(actual: Any, expected: Any) -> bool:
-    """Equality, where ``expected`` may list alternatives and a reference matches its id or name."""
+def value_matches(actual: Any, expected: Any, *, moments: bool = False) -> bool:
+    """Equality, where ``expected`` may list alternatives and a reference matches its id or name.
+
+    With ``moments`` (a custom field, whose dates are timestamp text), a timestamp also matches
+    the date (``2027-03-01``: the same UTC day) or the instant written in another form.
+    """
     if isinstance(expected, list):
-        return any(value_matches(actual, option) for option in expected)
+        return any(value_matches(actual, option, moments=moments) for option in expected)
     if isinstance(actual, dict) and not isinstance(expected, dict):
         return expected in (actual.get("id"), actual.get("display_name"), actual.get("name"))
-    if isinstance(expected, date) and isinstance(actual, str):
+    if actual == expected:
+        return True
+    if isinstance(actual, str) and (isinstance(expected, date) or (moments and isinstance(expected, str))):
         return _same_moment(actual, expected)
-    return bool(actual == expected)
+    return False
 
 
-def _same_moment(text: str, expected: date) -> bool:
-    """A timestamp text against a YAML date (the same day, UTC) or datetime (the same instant)."""
+def _same_moment(text: str, expected: date | str) -> bool:
+    """A timestamp text against a date (the same UTC day) or a datetime (the same instant)."""
     try:
         moment = parse_timestamp(text)
-    except ValueError:
+        wanted: date | None = parse_timestamp(expected) if isinstance(expected, str) else expected
+    except (ValueError, TypeError):
         return False
-    if moment is None:
+    if moment is None or wanted is None:
         return False
-    if isinstance(expected, datetime):
-        wanted = expected if expected.tzinfo is not None else expected.replace(tzinfo=UTC)
-        return moment == wanted
-    return moment.astimezone(UTC).date() == expected
+    if isinstance(expected, str) and len(expected.strip()) == 10 and isinstance(wanted, datetime):
+        wanted = wanted.date()  # a bare date names a day, not its midnight
+    if isinstance(wanted, datetime):
+        return moment == (wanted if wanted.tzinfo is not None else wanted.replace(tzinfo=UTC))
+    return moment.astimezone(UTC).date() == wanted
