@@ -8,10 +8,10 @@ writes stored snapshots (the whole record, compressed with ``dictionaries``). Se
 
 from worker.polling.cursors import load_snapshots
 from worker.polling.detector import Detection, Detector
+from worker.polling.dictionaries import Dictionaries, DictionaryMissing
 from worker.polling.own_writes import is_own_write, remember_own_record, remember_own_write
 from worker.polling.poller import PollAborted, Poller, PollOptions, PollResult
 from worker.polling.scheduler import PollScheduler, polled_resources
-from worker.polling.dictionaries import Dictionaries, DictionaryMissing
 from worker.polling.snapshots import Snapshot, Snapshotter, SnapshotUnreadable, snapshotter_for
 from worker.polling.status import ResourceStatus, humanize_seconds, queue_depths, resource_statuses
 
