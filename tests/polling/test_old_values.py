@@ -253,3 +253,17 @@ def test_dry_run_shows_true_old_values_and_a_question_mark_where_unknown(
     assert re.search(r"^    status: Open -> Closed$", known_block, re.MULTILINE), dry.output
     assert re.search(r"^    status: \? -> Closed$", upgraded_block, re.MULTILINE), dry.output
     assert "null" not in upgraded_block
+
+
+def test_run_history_marks_unknown_old_values() -> None:
+    """``ppw runs show`` lists the changed fields (names only: values are record data)."""
+    from worker.delivery.history import EventSummary, Run
+    from worker.delivery.report import run_detail
+
+    event = EventSummary(type="updated", resource="matters", record_id="m1", revision="r",
+                         changed={"status": True, "name": False})  # fmt: skip
+    run = Run(id="run1", connection="c", event_id="e1", event=event, rule_id="r", rule_version="v")
+    assert "changes   status, name (old ?)" in run_detail(run)
+    assert "changes" not in run_detail(
+        run.model_copy(update={"event": event.model_copy(update={"changed": {}})})
+    )
