@@ -7,7 +7,8 @@ the figures are the worker's alone:
 
 - wall time, beside the floor: the same pages fetched by a bare HTTP loop in a child process;
 - peak RSS, beside the same command priming an empty list (interpreter, imports, clients);
-- state bytes per tracked record, beside the record's own JSON size.
+- state bytes per tracked record, beside the record's own JSON size (realistic matters of ~2.2 KB,
+  see :func:`benchmarks.bulk_listing.make_records`; each snapshot holds the whole record).
 
 Runs with the shipped defaults (``PPW_POLL_PAGE_SIZE``, ``PPW_RATE_LIMIT_PER_SECOND=5``) on
 SQLite and Redis, and with 200-record pages on SQLite. Targets: ≤ 60 s, ≤ 200 MB, ≤ 300 bytes.
@@ -177,6 +178,8 @@ def run_benchmark(records: int = 100_000, *, redis_url: str = REDIS_URL) -> dict
             )
             result["label"] = label
             result["floor_seconds"] = floors[page_size]["seconds"]
+            # a snapshot holds the whole record (compressed): its cost beside the record's own JSON
+            result["state_per_record_json"] = round(result["state_bytes_per_record"] / record_json_bytes, 3)
             runs.append(result)
     return {
         "resource": RESOURCE,

@@ -42,6 +42,8 @@ module it lives in)::
       x PagingError (worker.polling.paging)
       x PollAborted (worker.polling.poller)
       x HeldBatchNotFound (worker.polling.held)
+      x DictionaryMissing (worker.polling.dictionaries): a snapshot names a dictionary not kept
+      x SnapshotUnreadable (worker.polling.snapshots): cut short, corrupt, or its dictionary gone
       x EventNotFound (worker.eventstore)
       x RunNotFound (worker.delivery.history)
       x ReplayError (worker.delivery.replay)

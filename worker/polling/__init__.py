@@ -2,26 +2,32 @@
 
 ``Poller`` runs one poll of one resource; ``Detector`` is its pure comparison core;
 ``PollScheduler`` submits polls on a schedule from one elected leader; ``own_writes`` is the loop
-guard's memory; ``held`` keeps flood batches for an operator. See ``docs/polling.md``.
+guard's memory; ``held`` keeps flood batches for an operator; ``snapshotter_for`` reads and
+writes stored snapshots (the whole record, compressed with ``dictionaries``). See ``docs/polling.md``.
 """
 
 from worker.polling.cursors import load_snapshots
 from worker.polling.detector import Detection, Detector
+from worker.polling.dictionaries import Dictionaries, DictionaryMissing
 from worker.polling.own_writes import is_own_write, remember_own_record, remember_own_write
 from worker.polling.poller import PollAborted, Poller, PollOptions, PollResult
 from worker.polling.scheduler import PollScheduler, polled_resources
-from worker.polling.snapshots import Snapshotter
+from worker.polling.snapshots import Snapshot, Snapshotter, SnapshotUnreadable, snapshotter_for
 from worker.polling.status import ResourceStatus, humanize_seconds, queue_depths, resource_statuses
 
 __all__ = [
     "Detection",
     "Detector",
+    "Dictionaries",
+    "DictionaryMissing",
     "PollAborted",
     "PollOptions",
     "PollResult",
     "PollScheduler",
     "Poller",
     "ResourceStatus",
+    "Snapshot",
+    "SnapshotUnreadable",
     "Snapshotter",
     "humanize_seconds",
     "is_own_write",
@@ -31,4 +37,5 @@ __all__ = [
     "remember_own_record",
     "remember_own_write",
     "resource_statuses",
+    "snapshotter_for",
 ]

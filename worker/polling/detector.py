@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.events import Change, Event, EventType
-from worker.polling.snapshots import Snapshot, Snapshotter, parse_revision
+from worker.polling.snapshots import Snapshot, Snapshotter, content_hash, parse_revision
 from worker.practicepanther.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Detector:
         if old is not None and self._seen_revision(old, record):
             return None, None  # the usual re-read of the overlap: known without a snapshot
         new = self.snapshotter.take(record)
-        if old is not None and self._seen(old, new):
+        if old is not None and self._seen(old, new, record):
             return None, None
         if not primed:
             return self._backfill(rid, record, new, old, backfill_since, now), new
@@ -156,11 +156,15 @@ class Detector:
         revision = self.snapshotter.revision(record)
         return revision is not None and revision <= old.revision
 
-    def _seen(self, old: Snapshot, new: Snapshot) -> bool:
+    def _seen(self, old: Snapshot, new: Snapshot, record: Mapping[str, Any]) -> bool:
         """This revision (or a newer one) was processed before."""
         if new.revision is not None and old.revision is not None:
             return new.revision <= old.revision
-        return new.content is not None and new.content == self.snapshotter.content_of(old)
+        old_content = self.snapshotter.content_of(old)
+        if old_content is None:
+            return False
+        new_content = new.content or content_hash(self.snapshotter.normals(record))
+        return new_content == old_content
 
     def _backfill(
         self,

@@ -27,13 +27,14 @@ costs nothing worth saving.
 
 Storage: one hash per (connection, resource), ``ppw:<connection>:dict:<resource>``, field
 ``<dictionary id>`` → the dictionary's bytes, and field ``current`` → the id new snapshots use.
-Dictionaries are immutable, so a process caches them by store, connection, resource and id.
+Dictionaries are immutable, so a process caches them per store object, connection, resource and id.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Final
 
@@ -76,7 +77,9 @@ def dictionary_key(connection: str, resource: str) -> str:
     return key(connection, "dict", resource)
 
 
-_cache: dict[tuple[str, str, str, int], zstandard.ZstdCompressionDict] = {}
+#: Per store object (so another process's view, or a test's fresh store, reads the store again).
+_cache: weakref.WeakKeyDictionary[StateStore, dict[tuple[str, str, int], zstandard.ZstdCompressionDict]]
+_cache = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
@@ -117,15 +120,16 @@ class Dictionaries:
         found = self._known.get(dict_id)
         if found is not None:
             return found
-        cache_key = (self.store.url if self.store else "", self.connection, self.resource, dict_id)
-        with _cache_lock:
-            found = _cache.get(cache_key) if self.store is not None else None
-        if found is None and self.store is not None:
-            raw = self.store.hmget_bytes(dictionary_key(self.connection, self.resource), [str(dict_id)])[0]
-            if raw:
-                found = zstandard.ZstdCompressionDict(raw)
-                with _cache_lock:
-                    _cache[cache_key] = found
+        cache_key = (self.connection, self.resource, dict_id)
+        if self.store is not None:
+            with _cache_lock:
+                found = _cache.get(self.store, {}).get(cache_key)
+            if found is None:
+                raw = self.store.hmget_bytes(dictionary_key(self.connection, self.resource), [str(dict_id)])
+                if raw[0]:
+                    found = zstandard.ZstdCompressionDict(raw[0])
+                    with _cache_lock:
+                        _cache.setdefault(self.store, {})[cache_key] = found
         if found is None:
             raise DictionaryMissing(
                 f"{self.resource}: snapshot compression dictionary {dict_id} is not in the state store "

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from worker.events import Event
-from worker.polling.snapshots import Snapshotter, parse_revision, revision_text
+from worker.polling.snapshots import Snapshotter, content_hash, parse_revision, revision_text
 from worker.practicepanther import resources
 from worker.state.base import StateStore, key
 
@@ -71,9 +71,10 @@ def remember_own_record(
     record_id = record.get("id")
     if not record_id:
         raise ValueError("the record has no id")
-    snapshot = Snapshotter(resources.get(resource)).take(record)
+    snapper = Snapshotter(resources.get(resource))
+    content = content_hash(snapper.normals(record))
     with store.batch() as batch:
-        for revision in filter(None, (snapshot.revision, snapshot.content)):
+        for revision in filter(None, (snapper.revision(record), content)):
             batch.set(_key(connection, resource, str(record_id), revision), "1", ttl=ttl)
 
 

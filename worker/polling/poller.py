@@ -42,7 +42,7 @@ from worker.polling.detector import Detection, Detector
 from worker.polling.dictionaries import TRAIN_SAMPLES
 from worker.polling.own_writes import mark_origins
 from worker.polling.paging import PageReader, PageSource, Query, Record
-from worker.polling.snapshots import Snapshot, parse_revision, snapshotter_for
+from worker.polling.snapshots import Snapshot, content_hash, parse_revision, snapshotter_for
 from worker.practicepanther import resources
 from worker.practicepanther.resources import Resource
 from worker.settings import Settings
@@ -394,7 +394,8 @@ class _Run:
     def _finish(
         self, outcome: PollOutcome, detection: Detection, cursor: Cursor, *, records: int, reader: PageReader
     ) -> PollResult:
-        contents = {rid: s.content for rid, s in detection.snapshots.items() if s.content}
+        snapper = self.detector.snapshotter
+        contents = {e.record_id: content_hash(snapper.normals(e.record)) for e in detection.events}
         events = mark_origins(self.store, detection.events, contents)
         result = PollResult(
             resource=self.resource.name,
