@@ -7,9 +7,12 @@ answers from an index. This server does too: records are made and rendered by th
 code (so they have exactly the sandbox's shape), sorted once by ``(updated_at, id)``, encoded once,
 and each request is a binary search plus a slice.
 
-It answers what the poller asks while priming and polling one resource:
+It answers what the poller asks while priming and polling one resource, and what a reconcile
+asks (every id, then a GET of each missing one):
 
 ``GET /api/v2/<resource>?$filter=updated_at ge <timestamp>&$orderby=updated_at,id&$top=&$skip=``
+``GET /api/v2/<resource>?$select=id&$top=&$skip=`` (400 once ``refuse_select`` is set)
+``GET /api/v2/<resource>/<id>`` (404 for a record :meth:`BulkListing.delete` removed)
 
 with any bearer token (the benchmark stores a token set beforehand, so the worker never needs the
 OAuth endpoints). Everything else is 404. Requests are counted.
@@ -180,10 +183,25 @@ class BulkListing:
 
         ordered = sorted(records, key=order)
         self.keys = [order(r)[0] for r in ordered]
+        self.ids = [str(r.get("id")) for r in ordered]
         self.encoded = [json.dumps(r, separators=(",", ":")).encode() for r in ordered]
+        self.by_id = dict(zip(self.ids, self.encoded, strict=True))
+        self.refuse_select = False
 
     def __len__(self) -> int:
         return len(self.encoded)
+
+    def delete(self, record_ids: set[str]) -> None:
+        """Records gone from the listing and from GET (a deletion in PracticePanther)."""
+        kept = [i for i, rid in enumerate(self.ids) if rid not in record_ids]
+        self.keys = [self.keys[i] for i in kept]
+        self.ids = [self.ids[i] for i in kept]
+        self.encoded = [self.encoded[i] for i in kept]
+        for rid in record_ids:
+            self.by_id.pop(rid, None)
+
+    def record(self, record_id: str) -> bytes | None:
+        return self.by_id.get(record_id)
 
     def page(self, query: dict[str, str]) -> bytes:
         start = 0
@@ -199,6 +217,12 @@ class BulkListing:
         skip = int(query.get("$skip") or 0)
         top = min(int(query.get("$top") or MAX_PAGE_SIZE), MAX_PAGE_SIZE)
         first = start + skip
+        select = query.get("$select")
+        if select is not None:
+            if self.refuse_select or select != "id":
+                raise ValueError("The query specified in the URI is not valid. $select is not supported.")
+            ids = self.ids[first : first + top]
+            return json.dumps([{"id": rid} for rid in ids], separators=(",", ":")).encode()
         return b"[" + b",".join(self.encoded[first : first + top]) + b"]"
 
 
@@ -219,8 +243,15 @@ class BulkListingServer:
                 parts = urlsplit(self.path)
                 with server._lock:
                     server.requests += 1
-                if parts.path != path or not self.headers.get("Authorization", "").startswith("Bearer "):
-                    self._send(404 if parts.path != path else 401, b'{"message":"no"}')
+                if not self.headers.get("Authorization", "").startswith("Bearer "):
+                    self._send(401, b'{"message":"no"}')
+                    return
+                if parts.path.startswith(path + "/"):
+                    found = server.listing.record(parts.path[len(path) + 1 :].lower())
+                    self._send(200 if found else 404, found or b'{"message":"No record found."}')
+                    return
+                if parts.path != path:
+                    self._send(404, b'{"message":"no"}')
                     return
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 try:

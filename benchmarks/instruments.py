@@ -180,6 +180,10 @@ class CountingStore(StateStore):
         self._hit("hlen")
         return self.inner.hlen(key)
 
+    def hkeys(self, key: str) -> list[str]:
+        self._hit("hkeys")
+        return self.inner.hkeys(key)
+
     def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
         self._hit("zadd")
         self.inner.zadd(key, mapping)

@@ -139,6 +139,45 @@ def priming(section: Section, ctx: Context) -> None:
         )
 
 
+# reconcile ----------------------------------------------------------------------------------------
+def reconcile(section: Section, ctx: Context) -> None:
+    from benchmarks import reconcile as harness
+
+    result = harness.run_benchmark(_sizes(ctx.quick, 100_000, 10_000))
+    section.details.update(result)
+    records = result["records"]
+    for backend in result["backends"]:
+        if backend.get("skipped"):
+            section.details.setdefault("notes", []).append(f"{backend['backend']}: {backend['skipped']}")
+            continue
+        for run in backend["runs"]:
+            rate = run["rate_limit_per_second"]
+            pace = f"PPW_RATE_LIMIT_PER_SECOND={rate or result['default_rate']:g}"
+            label = f"{backend['backend']}, {run['listing']}, {pace}"
+            minimum = run["requests"] / (rate or result["default_rate"])
+            section.add(
+                Figure(
+                    f"time to reconcile {records:,} records, {result['deleted']} deleted ({label})",
+                    run["seconds"],
+                    "s",
+                    baseline=run["floor"]["seconds"],
+                    baseline_name="bare HTTP loop, same requests",
+                    note=f"{run['requests']} requests; the rate limit alone takes {minimum:.0f}s",
+                )
+            )
+            if rate is None:
+                section.add(
+                    Figure(
+                        f"requests per reconcile ({backend['backend']}, {run['listing']})",
+                        run["requests"],
+                        "req",
+                        baseline=run["floor"]["requests"],
+                        baseline_name="id pages + one GET per deleted record",
+                    )
+                )
+                section.add(Figure(f"reconcile peak RSS ({label})", run["peak_rss_mb"], "MB"))
+
+
 # API efficiency -----------------------------------------------------------------------------------
 def api_efficiency(section: Section, ctx: Context) -> None:
     from benchmarks import api_efficiency as harness
@@ -394,6 +433,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Section, Context], None]]] = {
     "engine_ceiling": ("raw Dramatiq no-op throughput (memory and Redis)", engine_ceiling),
     "rule_matching": ("rule matching with 100 rules, one core", rule_matching),
     "priming": ("priming 100,000 records: time, peak RSS, state bytes", priming),
+    "reconcile": ("a reconcile (deleted records) at 100,000 records: requests and time", reconcile),
     "api_efficiency": ("PracticePanther requests per idle poll and per 1,000 changes", api_efficiency),
     "throughput": ("end-to-end throughput, sandbox → rules → HTTP sink", throughput),
     "latency": ("detection latency, change → event enqueued", latency),

@@ -36,8 +36,8 @@ from pydantic import SecretStr
 
 from worker.delivery.history import Run
 from worker.events import Event
-from worker.polling.scheduler import PollScheduler
 from worker.practicepanther.tokens import TokenSet, TokenStore
+from worker.process.run import poll_scheduler
 from worker.process.runtime import Runtime
 from worker.rules.engine import rules_by_resource
 from worker.rules.loader import load_rules
@@ -252,14 +252,9 @@ def run_demo(settings: Settings, stop: threading.Event) -> None:
         view = LiveView(runtime)
         runtime.start_workers(settings.worker_threads)
 
-        def watched() -> list[str]:
-            return sorted(rules_by_resource(registry.engine)) if registry else []
-
-        scheduler = PollScheduler.from_settings(
-            settings, runtime.app.store, runtime.actors.send_poll, watched
-        )
+        scheduler = poll_scheduler(settings, runtime)
         scheduler.start()
-        polled = ", ".join(watched()) or "nothing"
+        polled = ", ".join(sorted(rules_by_resource(registry.engine)) if registry else []) or "nothing"
         say(
             f"polling {polled} every {settings.poll_interval:g}s; the first poll of each resource only "
             "takes a snapshot. Ctrl-C to stop."

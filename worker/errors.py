@@ -41,6 +41,7 @@ module it lives in)::
         + _WrongType (worker.state.sqlite)
       x PagingError (worker.polling.paging)
       x PollAborted (worker.polling.poller)
+      x ReconcileAborted (worker.polling.reconcile): the lease was lost; nothing removed
       x HeldBatchNotFound (worker.polling.held)
       x DictionaryMissing (worker.polling.dictionaries): a snapshot names a dictionary not kept
       x SnapshotUnreadable (worker.polling.snapshots): cut short, corrupt, or its dictionary gone

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     #: seconds between refreshes of the custom field definitions (by the scheduler's leader)
     custom_fields_refresh: float = Field(default=3600.0, gt=0)
     backfill_since: dict[str, str] = Field(default_factory=dict)
+    #: seconds between reconciles of a resource (deleted records); 0 never; per resource below
+    reconcile_interval: float = Field(default=86400.0, ge=0)
+    reconcile_intervals: dict[str, float] = Field(default_factory=dict)
+    #: ids per listing request of a reconcile (``$select=id`` pages are small)
+    reconcile_page_size: int = Field(default=1000, ge=2)
 
     # Rules
     rules_dir: Path = Path("rules")
@@ -131,7 +136,9 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("slack_webhooks", "webhook_secrets", "backfill_since", mode="before")
+    @field_validator(
+        "slack_webhooks", "webhook_secrets", "backfill_since", "reconcile_intervals", mode="before"
+    )
     @classmethod
     def _lower_keys(cls, value: object) -> object:
         """``PPW_SLACK_WEBHOOKS__BILLING`` is referenced from rules as ``billing``."""

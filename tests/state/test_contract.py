@@ -288,6 +288,18 @@ def test_bytes_hash_values_round_trip(store: StateStore, connection_id: str) -> 
     assert store.hmget_bytes(h, [*_BLOBS, "missing"]) == [*_BLOBS.values(), None]
     assert store.hmget_bytes(h, []) == []
     assert store.hlen(h) == len(_BLOBS)
+    assert sorted(store.hkeys(h)) == sorted(_BLOBS)
+
+
+def test_hkeys(store: StateStore, connection_id: str) -> None:
+    h = key(connection_id, "keys")
+    assert store.hkeys(h) == []
+    many = {f"rec-{i}": bytes([i % 256]) for i in range(2500)}
+    store.hset_bytes(h, many)
+    store.hset(h, {"text": "x"})
+    assert sorted(store.hkeys(h)) == sorted([*many, "text"])
+    store.hdel(h, "text", "rec-1")
+    assert len(store.hkeys(h)) == 2499
 
 
 def test_bytes_and_text_values_share_a_hash(store: StateStore, connection_id: str) -> None:

@@ -1,4 +1,4 @@
-"""``ppw poll once``, ``ppw status`` and ``ppw held list|show|release|discard``."""
+"""``ppw poll once|reconcile``, ``ppw status`` and ``ppw held list|show|release|discard``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,79 @@ def poll_once(
         typer.echo(json.dumps(_result_dict(result), indent=2, default=str))
         return
     _print_result(result, embedded=embedded)
+
+
+# ppw poll reconcile -------------------------------------------------------------------------------
+@poll_app.command("reconcile")
+def poll_reconcile(
+    resource: Annotated[str, typer.Argument(help="Resource to reconcile: matters, tasks, notes ...")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the deletions a reconcile would emit; change nothing.")
+    ] = False,
+    connection: ConnectionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find deleted records now: list every id, confirm the missing ones by GET, fire `deleted`."""
+    # lazy: `ppw --help` imports every command module
+    from worker.practicepanther import resources
+    from worker.practicepanther.errors import PracticePantherError
+    from worker.process import poll_commands as operations
+    from worker.state import StateError
+
+    try:
+        name = resources.get(resource).name
+    except KeyError as exc:
+        raise fail(str(exc.args[0])) from None
+    settings = load_settings()
+    conn = connection or settings.connection_id
+    embedded = False
+    try:
+        with (
+            operations.open_state(settings) as store,
+            operations.open_reconciler(settings, store, conn) as reconciler,
+        ):
+            if dry_run:
+                result = reconciler.reconcile(name, dry_run=True)
+            else:
+                with operations.open_emitter(settings, store) as emitter:
+                    result = reconciler.reconcile(name, emitter.emit)
+                    embedded = emitter.embedded
+    except (PracticePantherError, StateError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        data = {k: v for k, v in result.__dict__.items() if k not in ("events", "held")}
+        data["held_batch"] = result.held.id if result.held else None
+        data["events"] = [e.model_dump(mode="json") for e in result.events]
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    _print_reconcile(result, embedded=embedded)
+
+
+def _print_reconcile(result: Any, *, embedded: bool) -> None:
+    name = result.resource
+    if result.outcome == "unprimed":
+        typer.echo(f"{name}: not primed yet (poll it first); nothing is tracked to reconcile")
+        return
+    if result.outcome == "busy":
+        typer.echo(f"{name}: another reconcile is in flight; nothing done")
+        return
+    for event in result.events:
+        typer.echo(_event_line(event))
+    listing = "whole records ($select refused)" if result.select_refused else "ids"
+    summary = (
+        f"{name}: {result.tracked} tracked, {result.listed} listed ({listing}), {result.missing} missing, "
+        f"{result.requests} request(s)"
+    )
+    if result.outcome == "suspect":
+        typer.echo(f"{summary}; the missing records still answer: listing not believed, nothing fired")
+    elif result.outcome == "held":
+        where = f"held as batch {result.held.id}" if result.held else "would be held (over PPW_FLOOD_LIMIT)"
+        typer.echo(f"{summary}; {len(result.events)} deletion(s) {where}; see `ppw held list`")
+    else:
+        verb = "would emit" if result.dry_run else "emitted"
+        typer.echo(f"{summary}; {len(result.events)} deletion(s) {verb}")
+        if embedded and result.events and not result.dry_run:
+            typer.echo("the broker is embedded (memory://): `ppw run` dispatches these events")
 
 
 class _Progress:
@@ -184,6 +257,11 @@ def status(connection: ConnectionOpt = None, as_json: JsonOpt = False) -> None:
             )
             if row.error:
                 typer.echo(f"    last error: {row.error}")
+            if row.reconciled_at:
+                typer.echo(
+                    f"    last reconcile {_ago(row.reconciled_at)}: {row.reconcile_result}, "
+                    f"{row.deleted or 0} deleted"
+                )
     if batches:
         typer.echo(f"\n{len(batches)} held batch(es): nothing in them fires until released")
         for batch in batches:

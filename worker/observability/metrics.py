@@ -48,6 +48,18 @@ LAST_POLL_SUCCESS = Gauge(
     ["resource"],
     multiprocess_mode="max",
 )
+RECONCILES = Counter(
+    "ppw_reconciles_total",
+    "Reconciles of tracked records with a listing (deleted records), by resource and result "
+    "(ok, held, suspect, error).",
+    ["resource", "result"],
+)
+LAST_RECONCILE_SUCCESS = Gauge(
+    "ppw_last_reconcile_success_timestamp_seconds",
+    "Unix time of the resource's last reconcile that believed its listing.",
+    ["resource"],
+    multiprocess_mode="max",
+)
 EVENTS = Counter(
     "ppw_events",
     "Events detected, by type (created, updated, deleted, webhook, schedule) and resource.",
@@ -132,6 +144,8 @@ ALL = (
     POLLS,
     CURSOR_LAG,
     LAST_POLL_SUCCESS,
+    RECONCILES,
+    LAST_RECONCILE_SUCCESS,
     EVENTS,
     HELD_BATCHES,
     API_CALLS,

@@ -11,6 +11,8 @@ Keys (all under ``ppw:<connection>:``):
     Hash: record id → :class:`~worker.polling.snapshots.Snapshot` bytes (format 3; older ones JSON).
 ``pollstatus:<resource>``
     JSON of :class:`PollStatus`, for ``ppw status`` and the health check.
+``reconcile:<resource>``
+    JSON of :class:`~worker.polling.reconcile.ReconcileStatus` (the last search for deletions).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def snapshot_key(connection: str, resource: str) -> str:
 
 def status_key(connection: str, resource: str) -> str:
     return key(connection, "pollstatus", resource)
+
+
+def reconcile_status_key(connection: str, resource: str) -> str:
+    return key(connection, "reconcile", resource)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -168,5 +174,6 @@ def reset(store: StateStore, connection: str, resource: str) -> int:
         cursor_key(connection, resource),
         snapshot_key(connection, resource),
         status_key(connection, resource),
+        reconcile_status_key(connection, resource),
         dictionary_key(connection, resource),
     )

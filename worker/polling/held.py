@@ -43,9 +43,16 @@ class HeldBatch:
     count: int
     limit: int
     types: dict[str, int]
+    #: ``flood`` (a poll found too many changes) or ``deleted`` (a reconcile found too many gone)
+    kind: str = "flood"
 
     @property
     def reason(self) -> str:
+        if self.kind == "deleted":
+            return (
+                f"{self.count} tracked records are missing from the listing, more than the flood "
+                f"limit of {self.limit} (a mass deletion, or a permission change hiding them)"
+            )
         return f"{self.count} events exceed the flood limit of {self.limit}"
 
 
@@ -69,6 +76,7 @@ def hold(
     *,
     limit: int,
     now: datetime | None = None,
+    kind: str = "flood",
 ) -> HeldBatch:
     """Add writes holding ``events`` to ``batch`` (the poll's own atomic commit)."""
     held_at = (now or datetime.now(UTC)).astimezone(UTC)
@@ -84,6 +92,7 @@ def hold(
         count=len(events),
         limit=limit,
         types=types,
+        kind=kind,
     )
     batch.set(_meta_key(connection, batch_id), json.dumps(asdict(held)))
     batch.hset(_events_key(connection, batch_id), {e.id: e.model_dump_json() for e in events})

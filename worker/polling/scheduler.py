@@ -25,6 +25,13 @@ once: after a crash, polling resumes within about 30 s whatever the interval.
 Which resources: ``PPW_POLL_RESOURCES`` plus every resource a loaded rule watches, read again
 every heartbeat, so a rule reload adds or removes jobs without a restart.
 
+Reconciles (:mod:`~worker.polling.reconcile`, which find deleted records) have a job per resource
+too, which looks every few minutes whether the last reconcile (or the priming, which listed every
+record) is older than the resource's ``PPW_RECONCILE_INTERVAL``: the cadence is counted from
+stored times, so a daily reconcile still happens daily when the scheduler restarts more often
+than that. A failed one is tried again within an hour. The same lock and "queued" marker as for
+polls keep one in flight.
+
 Stopping is bounded (:meth:`PollScheduler.shutdown`): the jobs run on daemon threads, and a job
 still waiting on the state store when the time is up is abandoned (and logged), never waited for
 without limit. Abandoning one loses nothing: a heartbeat only renews the lease (which then lapses)
@@ -49,7 +56,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from worker.polling import cursors
 from worker.polling.poller import poll_lock_key, poll_pending_key
+from worker.polling.reconcile import ReconcileOptions, load_status, lock_key, pending_key
 from worker.practicepanther import resources
 from worker.settings import Settings
 from worker.state.base import StateError, StateStore, key
@@ -59,6 +68,7 @@ log = logging.getLogger(__name__)
 
 Submit = Callable[[str, str], None]
 ResourceSource = Callable[[], Iterable[str]]
+Interval = Callable[[str], float]
 
 #: Longest leader lease: a dead leader is replaced within about this long, whatever the interval.
 MAX_LEADER_TTL = 30.0
@@ -66,6 +76,10 @@ MAX_LEADER_TTL = 30.0
 SHUTDOWN_TIMEOUT = 2.0
 #: At least this long for handing the leader lease over, after that wait.
 HANDOVER_TIMEOUT = 0.5
+#: How often a reconcile job looks whether its resource is due (at most).
+RECONCILE_CHECK = 300.0
+#: A failed reconcile is tried again after this long (or its interval, if shorter).
+RECONCILE_RETRY = 3600.0
 
 
 def leader_key(connection: str) -> str:
@@ -143,6 +157,10 @@ class PollScheduler:
         a message fetched by a worker that then died is not waited for.
     leader_ttl:
         Lease time-to-live; default ``min(interval, 30)``.
+    reconcile, reconcile_interval:
+        ``reconcile(connection, resource)`` starts a reconcile (sends its message), and
+        ``reconcile_interval(resource)`` gives its cadence in seconds (0: never). Without
+        ``reconcile`` no reconcile is scheduled.
     """
 
     def __init__(
@@ -156,8 +174,12 @@ class PollScheduler:
         jitter: float = 5.0,
         pending_ttl: float = 30.0,
         leader_ttl: float | None = None,
+        reconcile: Submit | None = None,
+        reconcile_interval: Interval = lambda _resource: 0.0,
     ) -> None:
         self.store = store
+        self.submit_reconcile = reconcile
+        self.reconcile_interval = reconcile_interval
         self.submit = submit
         self.resources = resources
         self.connection = connection
@@ -180,8 +202,15 @@ class PollScheduler:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, store: StateStore, submit: Submit, watched: ResourceSource = lambda: ()
+        cls,
+        settings: Settings,
+        store: StateStore,
+        submit: Submit,
+        watched: ResourceSource = lambda: (),
+        *,
+        reconcile: Submit | None = None,
     ) -> PollScheduler:
+        options = ReconcileOptions.from_settings(settings)
         return cls(
             store,
             submit,
@@ -190,6 +219,8 @@ class PollScheduler:
             interval=settings.poll_interval,
             jitter=settings.poll_jitter,
             pending_ttl=settings.poll_lease,
+            reconcile=reconcile,
+            reconcile_interval=options.interval_for,
         )
 
     # lifecycle -------------------------------------------------------------------------------
@@ -350,7 +381,9 @@ class PollScheduler:
                 log.exception("could not update the poll jobs; keeping the current ones")
 
     def _sync_jobs(self) -> None:
-        wanted = {f"poll:{self.connection}:{name}": name for name in self.resources()}
+        names = list(self.resources())
+        self._sync_reconciles(names)
+        wanted = {f"poll:{self.connection}:{name}": name for name in names}
         current = {job.id for job in self._scheduler.get_jobs() if job.id.startswith("poll:")}
         for job_id in current - set(wanted):
             self._scheduler.remove_job(job_id)
@@ -365,6 +398,28 @@ class PollScheduler:
                 next_run_time=first,
             )
             log.info("polling %s every %gs", wanted[job_id], self.interval)
+
+    def _sync_reconciles(self, names: list[str]) -> None:
+        wanted: dict[str, tuple[str, float]] = {}
+        if self.submit_reconcile is not None:
+            for name in names:
+                interval = self.reconcile_interval(name)
+                if interval > 0:
+                    wanted[f"reconcile:{self.connection}:{name}"] = (name, interval)
+        current = {job.id for job in self._scheduler.get_jobs() if job.id.startswith("reconcile:")}
+        for job_id in current - set(wanted):
+            self._scheduler.remove_job(job_id)
+        for job_id in sorted(set(wanted) - current):
+            name, interval = wanted[job_id]
+            first = datetime.now(UTC) + timedelta(seconds=random.uniform(1, 1 + self.jitter))
+            self._scheduler.add_job(
+                self.reconcile_tick,
+                IntervalTrigger(seconds=min(interval, RECONCILE_CHECK), start_date=first),
+                args=[name],
+                id=job_id,
+                next_run_time=first,
+            )
+            log.info("reconciling %s every %gs (deleted records)", name, interval)
 
     def _poll_all_soon(self) -> None:
         """Bring every poll job's next turn forward to now (spread over the jitter): a scheduler
@@ -401,30 +456,72 @@ class PollScheduler:
     def _tick(self, resource: str) -> bool:
         if self._stopping.is_set() or not self.is_leader:
             return False
-        try:
-            lock = poll_lock_key(self.connection, resource)
-            if self.store.get(lock) is not None:
-                log.debug("%s: previous poll still running; skipping this turn", resource)
-                self._look_again(resource, lock)
+        lock = poll_lock_key(self.connection, resource)
+        pending = poll_pending_key(self.connection, resource)
+        sent = self._send_once(resource, "poll", lock, pending, self.submit, look_again=True)
+        if sent:
+            self.submitted += 1
+        return sent
+
+    def reconcile_tick(self, resource: str) -> bool:
+        """One look of ``resource``'s reconcile job: submit one if due; True if sent."""
+        with self._job(f"the reconcile check of {resource}"):
+            if self.submit_reconcile is None or self._stopping.is_set() or not self.is_leader:
                 return False
-            pending = poll_pending_key(self.connection, resource)
+            try:
+                if not self._reconcile_due(resource):
+                    return False
+            except StateError as exc:
+                log.warning("%s: cannot tell whether a reconcile is due: %s", resource, exc)
+                return False
+            lock = lock_key(self.connection, resource)
+            pending = pending_key(self.connection, resource)
+            return self._send_once(
+                resource, "reconcile", lock, pending, self.submit_reconcile, look_again=False
+            )
+
+    def _reconcile_due(self, resource: str) -> bool:
+        """Due ``reconcile_interval`` after the last reconcile, or after priming (which listed
+        everything); a failed one is retried within :data:`RECONCILE_RETRY`."""
+        cursor = cursors.load_cursor(self.store, self.connection, resource)
+        if cursor is None:
+            return False  # not primed: nothing is tracked yet
+        interval = self.reconcile_interval(resource)
+        last = load_status(self.store, self.connection, resource)
+        if last is None:
+            since, wait = cursor.primed_at, interval
+        else:
+            since = datetime.fromisoformat(last.at)
+            wait = min(interval, RECONCILE_RETRY) if last.result == "error" else interval
+        return (datetime.now(UTC) - since).total_seconds() >= wait
+
+    def _send_once(
+        self, resource: str, what: str, lock: str, pending: str, submit: Submit, *, look_again: bool
+    ) -> bool:
+        """Submit unless one is running (``lock``) or queued (``pending``, set here with a TTL)."""
+        try:
+            if self.store.get(lock) is not None:
+                log.debug("%s: previous %s still running; skipping this turn", resource, what)
+                if look_again:
+                    self._look_again(resource, lock)
+                return False
             if not self.store.set_if_absent(pending, datetime.now(UTC).isoformat(), ttl=self.pending_ttl):
-                log.debug("%s: previous poll still queued; skipping this turn", resource)
-                self._look_again(resource, pending)
+                log.debug("%s: previous %s still queued; skipping this turn", resource, what)
+                if look_again:
+                    self._look_again(resource, pending)
                 return False
         except StateError as exc:
-            log.warning("%s: cannot check for a poll in flight: %s", resource, exc)
+            log.warning("%s: cannot check for a %s in flight: %s", resource, what, exc)
             return False
-        if self._stopping.is_set():  # stopping meanwhile: leave the poll to the next leader or start
+        if self._stopping.is_set():  # stopping meanwhile: leave it to the next leader or start
             with suppress(StateError):
                 self.store.delete(pending)
             return False
         try:
-            self.submit(self.connection, resource)
+            submit(self.connection, resource)
         except Exception:
             with suppress(StateError):
                 self.store.delete(pending)
-            log.exception("%s: could not submit the poll", resource)
+            log.exception("%s: could not submit the %s", resource, what)
             return False
-        self.submitted += 1
         return True

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.polling import cursors, held
+from worker.polling import cursors, held, reconcile
 from worker.state.base import StateStore
 
 
@@ -29,6 +29,10 @@ class ResourceStatus:
     error: str | None
     last_success: str | None
     held_batches: int
+    #: the last reconcile (deleted records): when, its result, and how many deletions it found
+    reconciled_at: str | None = None
+    reconcile_result: str | None = None
+    deleted: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +54,7 @@ def resource_statuses(
         cursor = cursors.load_cursor(store, connection, name)
         status = cursors.load_status(store, connection, name)
         position = cursor.position if cursor else None
+        last_reconcile = reconcile.load_status(store, connection, name)
         out.append(
             ResourceStatus(
                 resource=name,
@@ -63,6 +68,9 @@ def resource_statuses(
                 error=status.error if status else None,
                 last_success=status.last_success if status else None,
                 held_batches=sum(1 for b in batches if b.resource == name),
+                reconciled_at=last_reconcile.at if last_reconcile else None,
+                reconcile_result=last_reconcile.result if last_reconcile else None,
+                deleted=last_reconcile.deleted if last_reconcile else None,
             )
         )
     return out

@@ -137,12 +137,14 @@ class PracticePantherClient:
         skip: int | None = None,
         params: dict[str, Any] | None = None,
         variant: str = "",
+        select: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """One page of a list endpoint: exactly one request (plus retries).
 
         ``params`` are the endpoint's own query parameters (``updated_since``, ``matter_id`` ...);
         datetimes in them are sent as UTC with ``Z``. ``variant`` picks a sub-list such as
-        ``custom_fields``' ``matter``.
+        ``custom_fields``' ``matter``. ``select`` asks for those fields only (``$select``, which
+        the live service may refuse with a 400: callers fall back to whole records).
         """
         res = resources.get(resource)
         path = _list_path(res, variant)
@@ -157,6 +159,8 @@ class PracticePantherClient:
             query["$top"] = str(top)
         if skip:
             query["$skip"] = str(skip)
+        if select:
+            query["$select"] = ",".join(select)
         data = self._request("GET", path, route=path, params=query)
         if isinstance(data, dict) and isinstance(data.get("value"), list):
             data = data["value"]  # an OData envelope, should the service ever send one

@@ -1,11 +1,12 @@
-"""The Dramatiq actors: poll, dispatch, run, each on its own queue.
+"""The Dramatiq actors: poll (and reconcile, on the poll queue), dispatch, run, each on its own queue.
 
 Actors are declared on a given broker by :func:`declare_actors` (never on Dramatiq's global
 broker), so one process can hold a memory, a Redis and a RabbitMQ broker at once, and the same
 actors run on each. They are thin: every decision is made by
 :class:`~worker.delivery.dispatch.Dispatcher` and :class:`~worker.delivery.runner.Runner`.
 
-Messages carry ids only: ``poll(connection, resource)``, ``dispatch(connection, event_ids)``,
+Messages carry ids only: ``poll(connection, resource)``, ``reconcile(connection, resource)``,
+``dispatch(connection, event_ids)``,
 ``run(connection, run_ids)``. The event (with the record's privileged data) stays in the state
 store, out of broker logs, dumps and management UIs.
 
@@ -36,6 +37,7 @@ from worker.delivery.runner import Runner
 from worker.events import Event
 from worker.observability import log_context
 from worker.polling.poller import Poller, PollOptions
+from worker.polling.reconcile import ReconcileOptions, Reconciler
 from worker.process.broker import BrokerOptions
 from worker.state.base import key
 
@@ -82,6 +84,7 @@ class Actors:
     app: DeliveryApp
     queues: QueueNames
     poll: dramatiq.Actor[[str, str], None]
+    reconcile: dramatiq.Actor[[str, str], None]
     dispatch: dramatiq.Actor[[str, Ids], None]
     run: dramatiq.Actor[[str, Ids], None]
     dispatcher: Dispatcher
@@ -91,6 +94,9 @@ class Actors:
 
     def send_poll(self, connection: str, resource: str) -> None:
         self.poll.send(connection, resource)
+
+    def send_reconcile(self, connection: str, resource: str) -> None:
+        self.reconcile.send(connection, resource)
 
     def send_run(self, connection: str, run_id: str, delay: float | None = None) -> None:
         """One run, now or after ``delay`` seconds (a retry, a run waiting for its turn)."""
@@ -168,6 +174,16 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
             )
             poller.poll(resource, holder["actors"].emit)
 
+    def reconcile(connection: str, resource: str) -> None:
+        with log_context(connection=connection, resource=resource):
+            reconciler = Reconciler(
+                app.services.pp(connection),
+                app.store,
+                connection=connection,
+                options=ReconcileOptions.from_settings(app.settings),
+            )
+            reconciler.reconcile(resource, holder["actors"].emit)
+
     def dispatch(connection: str, event_ids: Ids) -> None:
         with log_context(connection=connection):
             results = dispatcher.dispatch_many(connection, _ids(event_ids), holder["actors"].send_runs)
@@ -193,6 +209,10 @@ def declare_actors(broker: dramatiq.Broker, app: DeliveryApp, *, queue_prefix: s
         poll=dramatiq.actor(broker=broker, actor_name="ppw_poll", queue_name=queues.poll, max_retries=0)(
             poll
         ),
+        # A failed reconcile removed nothing; the scheduler asks again at its next check.
+        reconcile=dramatiq.actor(
+            broker=broker, actor_name="ppw_reconcile", queue_name=queues.poll, max_retries=0
+        )(reconcile),
         dispatch=dramatiq.actor(broker=broker, actor_name="ppw_dispatch", queue_name=queues.dispatch)(
             dispatch
         ),

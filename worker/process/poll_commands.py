@@ -1,4 +1,4 @@
-"""What the polling commands (``ppw poll once``, ``ppw status``, ``ppw held``) do.
+"""What the polling commands (``ppw poll once|reconcile``, ``ppw status``, ``ppw held``) do.
 
 The CLI only parses and prints; assembling a poller, an emitter or a scheduler from the settings
 happens here, where ``ppw run`` and tests can reuse it.
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from worker.polling.poller import Emit, Poller, PollOptions
+from worker.polling.reconcile import ReconcileOptions, Reconciler
 from worker.polling.scheduler import polled_resources
 from worker.polling.status import ResourceStatus, queue_depths, resource_statuses
 from worker.practicepanther.client import PracticePantherClient
@@ -42,6 +43,17 @@ def open_poller(settings: Settings, store: StateStore, connection: str) -> Itera
     options = PollOptions.from_settings(settings)
     try:
         yield Poller(client, store, connection=connection, options=options)
+    finally:
+        client.close()
+
+
+@contextmanager
+def open_reconciler(settings: Settings, store: StateStore, connection: str) -> Iterator[Reconciler]:
+    """A reconciler (deleted records) for ``connection``, like :func:`open_poller`."""
+    client = PracticePantherClient(settings, store, connection=connection)
+    options = ReconcileOptions.from_settings(settings)
+    try:
+        yield Reconciler(client, store, connection=connection, options=options)
     finally:
         client.close()
 

@@ -278,20 +278,7 @@ def run_all(
 @contextmanager
 def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
     """The poll scheduler (leader-elected) and the schedule triggers that run while it leads."""
-    registry = runtime.registry
-
-    def watched() -> list[str]:
-        return sorted(rules_by_resource(registry.engine)) if registry is not None else []
-
-    scheduler = PollScheduler.from_settings(settings, runtime.app.store, runtime.actors.send_poll, watched)
-    if registry is not None:
-        watch = CustomFieldsWatch(
-            runtime.app.store,
-            settings.connection_id,
-            lambda: runtime.app.services.pp(settings.connection_id),
-            lambda: registry.ruleset.rules,
-        )
-        scheduler.every("custom-fields", settings.custom_fields_refresh, watch.refresh)
+    scheduler = poll_scheduler(settings, runtime)
     scheduler.start()
     schedules = start_schedules(settings, runtime, lambda: scheduler.is_leader)
     try:
@@ -302,6 +289,32 @@ def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
         if schedules is not None:
             schedules.stop(timeout=POLLING_STOP_TIMEOUT)
         scheduler.shutdown(timeout=max(deadline - time.monotonic(), 0.0))
+
+
+def poll_scheduler(settings: Settings, runtime: Runtime) -> PollScheduler:
+    """The scheduler's jobs for ``runtime``: polls of the watched resources, their reconciles, and
+    the refresh of the custom field definitions (``ppw run``, ``ppw scheduler`` and the demo)."""
+    registry = runtime.registry
+
+    def watched() -> list[str]:
+        return sorted(rules_by_resource(registry.engine)) if registry is not None else []
+
+    scheduler = PollScheduler.from_settings(
+        settings,
+        runtime.app.store,
+        runtime.actors.send_poll,
+        watched,
+        reconcile=runtime.actors.send_reconcile,
+    )
+    if registry is not None:
+        watch = CustomFieldsWatch(
+            runtime.app.store,
+            settings.connection_id,
+            lambda: runtime.app.services.pp(settings.connection_id),
+            lambda: registry.ruleset.rules,
+        )
+        scheduler.every("custom-fields", settings.custom_fields_refresh, watch.refresh)
+    return scheduler
 
 
 def _shutdown(

@@ -222,14 +222,6 @@ class RuleChecker:
                             spec, self.data["trigger"][key], ("trigger", key), resource.name
                         ):
                             self._issue(issue)
-            if "deleted" in trigger.on:
-                self._at(
-                    ("trigger", "on"),
-                    "polling cannot see deletions yet (PracticePanther has no feed of deleted records), "
-                    "so 'deleted' never fires from a poll",
-                    "fire on created/updated, or on a status such as to: Archived",
-                    severity="warning",
-                )
             if "deleted" in trigger.on and len(trigger.on) == 1 and trigger.changed:
                 self._at(
                     ("trigger", "changed"),

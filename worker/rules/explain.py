@@ -150,7 +150,10 @@ def explain(
         event = synthesize_event(resource, record, record, type="updated")
         event = event.model_copy(update={"changes": {}, "previous": None})
     elif record is None:
-        notes.append("the record no longer exists; polling does not report deletions: no rule fires")
+        notes.append(
+            "the record no longer exists: the next reconcile (PPW_RECONCILE_INTERVAL, or `ppw poll "
+            "reconcile`) reports it as deleted, and these rules would see it so"
+        )
         event = synthesize_event(resource, None, snapshot, type="deleted")
     elif snapshot is None:
         notes.append("no snapshot stored: the next poll reports this record as created")

@@ -184,6 +184,10 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def hlen(self, key: str) -> int: ...
 
+    @abc.abstractmethod
+    def hkeys(self, key: str) -> list[str]:
+        """The hash's field names without their values (the ids a binary snapshot hash tracks)."""
+
     # sorted sets ----------------------------------------------------------------------------
     @abc.abstractmethod
     def zadd(self, key: str, mapping: Mapping[str, float]) -> None: ...

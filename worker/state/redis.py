@@ -441,6 +441,9 @@ class RedisStore(StateStore):
     def hlen(self, key: str) -> int:
         return int(self._call("HLEN", lambda: self._client.hlen(key)))
 
+    def hkeys(self, key: str) -> list[str]:
+        return [str(field) for field in self._call("HKEYS", lambda: self._client.hkeys(key))]
+
     # sorted sets ----------------------------------------------------------------------------
     def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
         if mapping:

@@ -514,6 +514,15 @@ class SqliteStore(StateStore):
 
         return self._read(run)
 
+    def hkeys(self, key: str) -> list[str]:
+        def run(tx: _Tx) -> list[str]:
+            if not tx.expect_live(key, "hash"):
+                return []
+            rows = tx.conn.execute("SELECT field FROM hash_fields WHERE key = ?", (key,)).fetchall()
+            return [row[0] for row in rows]
+
+        return self._read(run)
+
     def hlen(self, key: str) -> int:
         def run(tx: _Tx) -> int:
             if not tx.expect_live(key, "hash"):
