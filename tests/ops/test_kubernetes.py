@@ -165,3 +165,47 @@ def test_example_rules_in_the_configmap_are_valid() -> None:
         loaded = load_text(text, name)
         assert loaded.diagnostics == [], loaded.diagnostics
         assert loaded.rules
+
+
+# Prometheus Operator objects (monitoring/, optional like keda/) -----------------------------------
+
+MONITORING = KUBE / "monitoring"
+
+
+def test_monitoring_kustomization_lists_its_manifests() -> None:
+    listed = load(MONITORING / "kustomization.yaml")["resources"]
+    assert sorted(listed) == sorted(
+        p.name for p in MONITORING.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
+    assert load(MONITORING / "kustomization.yaml")["namespace"] == "ppw"
+
+
+def test_service_monitor_scrapes_every_ppw_pod_through_the_metrics_service() -> None:
+    found = objects()
+    service = found[("Service", "ppw")]
+    monitor = load(MONITORING / "servicemonitor.yaml")
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    assert wanted.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    (port,) = service["spec"]["ports"]
+    assert (endpoint["port"], endpoint["path"]) == (port["name"], "/metrics")
+    assert service["metadata"]["name"] == "ppw" and "jobLabel" not in monitor["spec"], (
+        "the job label is the Service name, which PpwDown expects to be ppw"
+    )
+    assert service["spec"]["publishNotReadyAddresses"] is True, "unready pods' metrics matter most"
+    for name in ("ppw-scheduler", "ppw-worker"):
+        pod = found[("Deployment", name)]["spec"]["template"]
+        assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items(), name
+        (container,) = pod["spec"]["containers"]
+        assert port["targetPort"] in {p["name"] for p in container["ports"]}, name
+
+
+def test_prometheus_rule_carries_exactly_the_rules_of_alerts_yml() -> None:
+    rule = load(MONITORING / "prometheusrule.yaml")
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    alerts = load(REPO / "deploy" / "observability" / "alerts.yml")
+    assert rule["spec"]["groups"] == alerts["groups"], (
+        "deploy/kubernetes/monitoring/prometheusrule.yaml drifted from deploy/observability/alerts.yml: "
+        "copy alerts.yml's groups into its spec.groups"
+    )

@@ -160,3 +160,23 @@ ALL = (
     DLQ_SIZE,
     WEBHOOK_DELIVERIES,
 )
+
+# Dependencies and the connection's tokens (appended) -----------------------------------------------
+DEPENDENCY_UP = Gauge(
+    "ppw_dependency_up",
+    "Whether a service this process depends on answered its latest check: 1 yes, 0 no, by dependency "
+    "('state': the state store, 'broker': the message broker); checked on every /metrics scrape and "
+    "/readyz probe.",
+    ["dependency"],
+    multiprocess_mode="mostrecent",
+)
+TOKEN_REAUTH_REQUIRED = Gauge(
+    "ppw_token_reauth_required",
+    "1 when PracticePanther refused the connection's refresh token and `ppw auth login` is needed, "
+    "else 0 (as of the latest read of the stored tokens).",
+    ["connection"],
+    multiprocess_mode="mostrecent",
+)
+
+# ALL is inferred above as a tuple of exactly its items; metrics appended here extend it.
+ALL = (*ALL, DEPENDENCY_UP, TOKEN_REAUTH_REQUIRED)  # type: ignore[assignment]

@@ -126,11 +126,22 @@ class TokenStore:
         raw = self.store.get(self.key)
         if raw is None:
             return None
-        return TokenSet.model_validate_json(self._decode(raw))
+        tokens = TokenSet.model_validate_json(self._decode(raw))
+        self._export(tokens)
+        return tokens
 
     def save(self, tokens: TokenSet) -> None:
         """Persist ``tokens``; the caller uses a rotated refresh token only after this returns."""
         self.store.set(self.key, self._encode(tokens.model_dump_json()))
+        self._export(tokens)
+
+    def _export(self, tokens: TokenSet) -> None:
+        """``ppw_token_expiry_timestamp_seconds`` and ``ppw_token_reauth_required``, on every read
+        and write: each process that uses the tokens (API calls, polls, ``/readyz``) keeps them current."""
+        from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
+
+        metrics.TOKEN_EXPIRY.labels(self.connection).set(tokens.expires_at.timestamp())
+        metrics.TOKEN_REAUTH_REQUIRED.labels(self.connection).set(1 if tokens.needs_reauth else 0)
 
     def clear(self) -> bool:
         """Forget the tokens; True when there were any."""

@@ -15,7 +15,9 @@ Endpoints
     any fails, with ``{"status": ..., "checks": {name: {"ok", "detail", "duration_ms"}}}``.
 ``GET /metrics``
     Prometheus text (or OpenMetrics when asked), merged across processes when
-    ``PROMETHEUS_MULTIPROC_DIR`` is set.
+    ``PROMETHEUS_MULTIPROC_DIR`` is set. The ``state``, ``broker`` and ``token`` checks (those
+    registered) run first, so ``ppw_dependency_up`` and the token gauges are as of the scrape; a
+    check that does not answer within ``check_timeout`` counts as down.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class CheckResult:
 
 Check = Callable[[], CheckResult]
 
+#: Checks whose outcome is exported as ``ppw_dependency_up{dependency=<name>}``.
+DEPENDENCY_CHECKS = ("state", "broker")
+#: Checks run again on every ``/metrics`` scrape (``token`` reads the tokens, which sets their gauges).
+SCRAPE_CHECKS = (*DEPENDENCY_CHECKS, "token")
+
 
 # The app ------------------------------------------------------------------------------------------
 
@@ -101,6 +108,15 @@ async def run_checks(checks: Mapping[str, Check], timeout: float = 5.0) -> dict[
     }
 
 
+def record_dependencies(report: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set ``ppw_dependency_up`` from a :func:`run_checks` report (only the dependency checks in it)."""
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
+
+    for name in DEPENDENCY_CHECKS:
+        if name in report:
+            metrics.DEPENDENCY_UP.labels(name).set(1 if report[name]["ok"] else 0)
+
+
 def build_app(
     checks: Mapping[str, Check], *, routes: Iterable[BaseRoute] = (), check_timeout: float = 5.0
 ) -> Starlette:
@@ -119,11 +135,15 @@ def build_app(
 
     async def readyz(request: Request) -> Response:
         report = await run_checks(checks, check_timeout)
+        record_dependencies(report)
         ready = all(entry["ok"] for entry in report.values())
         body = {"status": "ok" if ready else "fail", "checks": report}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
+        scraped = {name: check for name in SCRAPE_CHECKS if (check := checks.get(name)) is not None}
+        if scraped:
+            record_dependencies(await run_checks(scraped, check_timeout))
         body, content_type = await anyio.to_thread.run_sync(render, request.headers.get("accept", ""))
         return Response(body, media_type=content_type)
 

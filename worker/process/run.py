@@ -29,6 +29,7 @@ from worker.errors import PpwError
 from worker.observability import configure_logging, init_sentry
 from worker.polling.scheduler import PollScheduler
 from worker.polling.status import resource_statuses
+from worker.practicepanther import client as pp_client
 from worker.practicepanther.tokens import TokenStore
 from worker.process import health
 from worker.process.broker import describe
@@ -117,6 +118,17 @@ def _signals(stop: threading.Event) -> Iterator[None]:
 def _observability(settings: Settings) -> None:
     configure_logging(settings)
     init_sentry(settings)
+    if api_metrics not in pp_client.response_hooks:
+        pp_client.response_hooks.append(api_metrics)
+
+
+def api_metrics(method: str, route: str, status: int, seconds: float) -> None:
+    """``ppw_api_calls_total`` and ``ppw_api_latency_seconds`` for one PracticePanther exchange
+    (a :data:`~worker.practicepanther.client.response_hooks` entry; status 0: no response)."""
+    from worker.observability import metrics  # lazy: creating metrics waits for the multi-process dir
+
+    metrics.API_CALLS.labels(method, str(status) if status else "error").inc()
+    metrics.API_LATENCY.labels(method).observe(seconds)
 
 
 def _health(
