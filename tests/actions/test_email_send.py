@@ -30,6 +30,8 @@ from worker.actions.base import step_key, step_type
 from worker.actions.errors import StepError
 from worker.actions.mail import smtp_server
 from worker.actions.services import Services
+from worker.rules.checker import CheckConfig
+from worker.rules.loader import load_text
 from worker.settings import Settings
 from worker.state.base import StateStore
 
@@ -80,8 +82,22 @@ class Inbox:
     messages: list[Envelope] = field(default_factory=list)
     drop_in_data: bool = False
     logins: list[tuple[str, str]] = field(default_factory=list)
+    #: recipient -> the reply to its RCPT TO (default 250), and the reply to DATA
+    rcpt_replies: dict[str, str] = field(default_factory=dict)
+    data_reply: str | None = None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply = self.rcpt_replies.get(address)
+        if reply is None:
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+        return reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_reply is not None:
+            return self.data_reply
         if self.drop_in_data:
             assert server.transport is not None
             server.transport.abort()  # the message arrived; the reply never leaves
@@ -268,6 +284,45 @@ def test_a_connection_dropped_in_data_is_transient_and_may_have_applied(
     _no_password(caught.value.message)
 
 
+def test_a_4xx_reply_is_transient_and_a_5xx_permanent(
+    sqlite_store: StateStore, starttls_server: Smtp
+) -> None:
+    svc = _services(sqlite_store, _url(starttls_server))
+    inbox = starttls_server.inbox
+    inbox.rcpt_replies["client@example.com"] = "450 4.2.1 Mailbox busy, try later"
+    with pytest.raises(StepError) as busy:
+        execute(svc, "email.send", MESSAGE, connection="c")
+    assert busy.value.transient and not busy.value.may_have_applied and "450" in busy.value.message
+    inbox.rcpt_replies["client@example.com"] = "550 5.1.1 No such user"
+    with pytest.raises(StepError) as unknown:
+        execute(svc, "email.send", MESSAGE, connection="c")
+    assert not unknown.value.transient and "550" in unknown.value.message
+    inbox.rcpt_replies.clear()
+    inbox.data_reply = "451 4.3.0 Queue full"
+    with pytest.raises(StepError) as full:
+        execute(svc, "email.send", MESSAGE, connection="c")
+    assert full.value.transient and "451" in full.value.message
+    inbox.data_reply = "554 5.7.1 Message rejected as spam"
+    with pytest.raises(StepError) as spam:
+        execute(svc, "email.send", MESSAGE, connection="c")
+    assert not spam.value.transient and "554" in spam.value.message
+    assert not inbox.messages
+
+
+def test_recipients_refused_beside_accepted_ones_are_reported(
+    sqlite_store: StateStore, starttls_server: Smtp
+) -> None:
+    starttls_server.inbox.rcpt_replies["gone@example.com"] = "550 5.1.1 No such user"
+    svc = _services(sqlite_store, _url(starttls_server))
+    result = execute(svc, "email.send", {**MESSAGE, "cc": "gone@example.com"}, connection="c")
+    [envelope] = starttls_server.inbox.messages
+    assert envelope.rcpt_tos == ["client@example.com"]
+    assert result.output["accepted"] == ["client@example.com"] and result.output["refused"] == [
+        "gone@example.com"
+    ]
+    assert "550" in result.response["refused_replies"]["gone@example.com"]
+
+
 def test_no_server_listening_is_transient_and_did_not_apply(sqlite_store: StateStore) -> None:
     svc = _services(sqlite_store, f"smtp://u:{PASSWORD}@127.0.0.1:{_free_port()}")
     with pytest.raises(StepError) as caught:
@@ -335,3 +390,18 @@ def test_smtp_urls() -> None:
     settings = Settings(_env_file=None, smtp_url=SecretStr("smtp://u:p%40ssword@h"))  # type: ignore[call-arg]
     assert {"p%40ssword", "p@ssword"} <= set(settings.secret_values())
     assert "ssword" not in repr(settings)
+
+
+def test_rules_check_warns_when_smtp_is_not_configured_where_it_runs() -> None:
+    rule = """\
+- id: welcome
+  trigger: {resource: contacts, on: created}
+  steps:
+    - type: email.send
+      with: {to: "{{ record.email }}", subject: "Welcome", text: "Hello {{ record.first_name }}"}
+"""
+    unset = CheckConfig.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    [warning] = load_text(rule, "mail.yaml", config=unset).diagnostics
+    assert warning.severity == "warning" and "PPW_SMTP_URL" in warning.message
+    configured = Settings(_env_file=None, smtp_url=SecretStr("smtp://h"))  # type: ignore[call-arg]
+    assert load_text(rule, "mail.yaml", config=CheckConfig.from_settings(configured)).diagnostics == []

@@ -24,6 +24,7 @@ from worker.delivery.runner import Runner
 from worker.events import Change, Event
 from worker.observability import scrub
 from worker.observability.logs import PpwHandler, configure_logging
+from worker.rules.checker import CheckConfig
 from worker.rules.loader import load_text
 from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
@@ -279,3 +280,11 @@ def test_describe_names_the_setting_not_the_url(stub_server: StubServer) -> None
     assert described["url"] == "PPW_TEAMS_WEBHOOKS__BILLING"
     unset = step_type("teams.post").describe({"webhook": "other", "text": "x"}, _settings(stub_server))
     assert "NOT configured" in unset["url"]
+
+
+def test_rules_check_warns_of_a_webhook_not_configured_where_it_runs(stub_server: StubServer) -> None:
+    rule = RULE.replace("webhook: billing", "webhook: litigation")
+    config = CheckConfig.from_settings(_settings(stub_server))
+    [warning] = load_text(rule, "teams.yaml", config=config).diagnostics
+    assert warning.severity == "warning" and "PPW_TEAMS_WEBHOOKS__LITIGATION" in (warning.hint or "")
+    assert load_text(RULE, "teams.yaml", config=config).diagnostics == []
