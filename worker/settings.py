@@ -11,7 +11,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     slack_webhooks: dict[str, SecretStr] = Field(default_factory=dict)
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api"
+    teams_webhooks: dict[str, SecretStr] = Field(default_factory=dict)
+    #: smtp://user:pass@host:587?starttls=true or smtps://user:pass@host:465 (the password is secret)
+    smtp_url: SecretStr | None = None
+    smtp_from: str = ""
+    smtp_timeout: float = Field(default=30.0, gt=0)
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     http_allowed_hosts: CommaList = Field(default_factory=list)
     run_retention_days: int = 30
@@ -137,11 +142,17 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "slack_webhooks", "webhook_secrets", "backfill_since", "reconcile_intervals", mode="before"
+        "slack_webhooks",
+        "teams_webhooks",
+        "webhook_secrets",
+        "backfill_since",
+        "reconcile_intervals",
+        mode="before",
     )
     @classmethod
     def _lower_keys(cls, value: object) -> object:
-        """``PPW_SLACK_WEBHOOKS__BILLING`` is referenced from rules as ``billing``."""
+        """``PPW_SLACK_WEBHOOKS__BILLING`` (``PPW_TEAMS_WEBHOOKS__BILLING``) is referenced from rules
+        as ``billing``."""
         if isinstance(value, dict):
             return {str(k).lower(): v for k, v in value.items()}
         return value
@@ -168,12 +179,17 @@ class Settings(BaseSettings):
             self.token_encryption_key,
             self.slack_bot_token,
             self.sentry_dsn,
+            self.smtp_url,
             *self.slack_webhooks.values(),
+            *self.teams_webhooks.values(),
             *self.webhook_secrets.values(),
         ]
         secrets = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         # a request line logged by an HTTP library shows a webhook's path, not its whole URL
-        secrets += [path for url in self.slack_webhooks.values() if (path := _secret_path(url))]
+        hooks = [*self.slack_webhooks.values(), *self.teams_webhooks.values()]
+        secrets += [path for url in hooks if (path := _secret_path(url))]
+        if self.smtp_url is not None:
+            secrets += _url_password(self.smtp_url)
         return secrets
 
 
@@ -182,6 +198,15 @@ def _secret_path(url: SecretStr) -> str | None:
     parts = urlsplit(url.get_secret_value())
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     return path if len(path.strip("/")) >= 12 else None
+
+
+def _url_password(url: SecretStr) -> list[str]:
+    """The password of a URL with credentials, as written and decoded (``p%40ss`` is ``p@ss``)."""
+    try:
+        raw = urlsplit(url.get_secret_value()).netloc.rpartition("@")[0].partition(":")[2]
+    except ValueError:
+        return []
+    return sorted({raw, unquote(raw)} - {""})
 
 
 @lru_cache(maxsize=1)

@@ -69,4 +69,6 @@ def test_commented_map_examples_are_valid(tmp_path: Path, monkeypatch: pytest.Mo
     settings = Settings(_env_file=env_file)
     assert settings.backfill_since == {"matters": "2026-01-01T00:00:00Z"}
     assert set(settings.slack_webhooks) == {"billing"}
+    assert set(settings.teams_webhooks) == {"billing"}
     assert set(settings.webhook_secrets) == {"intake"}
+    assert settings.smtp_url is not None and settings.smtp_url.get_secret_value().startswith("smtp://")

@@ -3,9 +3,10 @@
 - :mod:`~worker.actions.base`: ``StepType`` (name, parameters, result keys, shorthands, masking,
   ``run()``), the registry built from its subclasses, and the context a step runs in.
 - :mod:`~worker.actions.errors`: the errors steps raise (transient or permanent).
-- One module per family of step types: ``practicepanther``, ``slack``, ``http``, ``log_step``;
-  ``params`` holds their parameter models, ``outbound`` the HTTP client for deliveries, ``signing``
-  the webhook signature, ``services`` the shared clients.
+- One module per family of step types: ``practicepanther``, ``slack``, ``teams``, ``mail``
+  (``email.send``), ``http``, ``log_step``; ``params`` holds their parameter models, ``cards`` the
+  Adaptive Card schema ``teams.post`` checks cards against, ``outbound`` the HTTP client for
+  deliveries, ``signing`` the webhook signature, ``services`` the shared clients.
 
 The names in ``__all__`` are resolved lazily: defining a step type registers it, so the step
 modules are imported when the registry is first read, not with this package.

@@ -14,6 +14,8 @@ verify them and so that a secret is only ever referenced by name.
 from __future__ import annotations
 
 import re
+from email.headerregistry import Address
+from email.utils import getaddresses
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,11 +23,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from worker.actions import cards
 from worker.hints import closest, one_of
 from worker.practicepanther import resources
 
@@ -277,6 +282,121 @@ class SlackPostParams(Params):
                 "slack_message", "slack.post needs 'text' or 'blocks'", {"hint": "add text: ..."}
             )
         return self
+
+
+# -- Microsoft Teams ---------------------------------------------------------------------------------
+
+
+def _has_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _template_free(error: Any) -> bool:
+    """Whether a schema error is about a literal value: a template (``facts: "{{ steps.f.facts }}"``)
+    is checked once rendered, when the runner validates the rendered card with the same model."""
+    return not _has_template(error.instance)
+
+
+def _check_card(card: dict[str, Any]) -> dict[str, Any]:
+    card = cards.normalise(card)
+    problem = cards.card_problem(card, keep=_template_free)
+    if problem is not None:
+        message, hint = problem
+        raise PydanticCustomError("adaptive_card", "{message}", {"message": message, "hint": hint})
+    return card
+
+
+AdaptiveCard = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_card),
+    WithJsonSchema(cards.editor_schema()),
+]
+
+
+class TeamsPostParams(Params):
+    """``teams.post``: a message to a Teams channel through a Workflows webhook, by name."""
+
+    webhook: SecretName = Field(description="Name of PPW_TEAMS_WEBHOOKS__<NAME>")
+    text: str | None = Field(None, description="Sent as a card with one TextBlock (Teams markdown)")
+    card: AdaptiveCard | None = None
+
+    @model_validator(mode="after")
+    def _text_or_card(self) -> TeamsPostParams:
+        if (self.text is None) == (self.card is None):
+            raise PydanticCustomError(
+                "teams_message",
+                "teams.post needs exactly one of 'text' or 'card'",
+                {"hint": "text: ... or card: {type: AdaptiveCard, version: '1.5', body: [...]}"},
+            )
+        return self
+
+
+# -- email -----------------------------------------------------------------------------------------
+
+
+def email_addresses(value: Any, field: str, *, skip_templates: bool = False) -> list[Address]:
+    """The addresses of ``value`` (one string, possibly ``"a@x.com, B <b@y.org>"``, or a list of
+    them); a ``ValueError`` naming ``field`` for anything that is not one.
+
+    An address needs a local part, an ``@`` and a domain with a dot; line breaks are refused (they
+    would smuggle headers in). ``skip_templates`` passes over unrendered templates (rules check).
+    """
+    if value is None:
+        return []
+    found: list[Address] = []
+    for index, item in enumerate([value] if isinstance(value, str) else value):
+        where = field if isinstance(value, str) else f"{field}[{index}]"
+        if not isinstance(item, str):
+            raise ValueError(f"{where}: {item!r} is not an email address")
+        if skip_templates and _has_template(item):
+            continue
+        if "\r" in item or "\n" in item:
+            raise ValueError(f"{where}: {item!r} has a line break")
+        if not item.strip():
+            continue
+        parts = getaddresses([item])
+        for name, spec in parts:
+            shown = item if len(parts) == 1 or not spec else spec
+            try:
+                address: Address | None = Address(display_name=name, addr_spec=spec)
+            except (ValueError, IndexError, TypeError):
+                address = None
+            if address is None or not address.username or "." not in address.domain.strip("[]."):
+                raise ValueError(f"{where}: {shown!r} is not an email address (expected name@firm.example)")
+            found.append(address)
+    return found
+
+
+Addresses = str | list[str]
+
+
+class EmailSendParams(Params):
+    """``email.send``: a message through ``PPW_SMTP_URL``."""
+
+    to: Addresses = Field(description="Address(es): 'a@firm.example', 'A <a@x>, b@y' or a list; templates")
+    cc: Addresses | None = None
+    bcc: Addresses | None = None
+    reply_to: Addresses | None = None
+    from_: str | None = Field(None, alias="from", description="Overrides PPW_SMTP_FROM")
+    subject: Annotated[str, Field(min_length=1)]
+    text: str = Field(description="The plain-text body")
+    html: str | None = Field(None, description="An HTML body besides text (sent as multipart/alternative)")
+
+    @field_validator("to", "cc", "bcc", "reply_to", "from_")
+    @classmethod
+    def _addresses(cls, value: Addresses | None, info: ValidationInfo) -> Addresses | None:
+        field = "from" if info.field_name == "from_" else str(info.field_name)
+        hint = {"hint": "e.g. Jane Doe <jane@firm.example>, or a list of addresses"}
+        try:
+            found = email_addresses(value, field, skip_templates=True)
+        except ValueError as exc:
+            raise PydanticCustomError("email_address", "{message}", {"message": str(exc), **hint}) from None
+        if field == "from" and len(found) > 1:
+            raise PydanticCustomError("email_address", "from: one address only", hint)
+        templated = any(_has_template(v) for v in ([value] if isinstance(value, str) else value or []))
+        if field == "to" and not found and not templated:
+            raise PydanticCustomError("email_address", "to: no address", hint)
+        return value
 
 
 # -- HTTP ------------------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ class CheckConfig:
     env_allowlist: list[str] = field(default_factory=list)
     slack_webhooks: frozenset[str] | None = None
     has_bot_token: bool | None = None
+    teams_webhooks: frozenset[str] | None = None
+    has_smtp: bool | None = None
     webhook_secrets: frozenset[str] | None = None
     http_allowed_hosts: list[str] = field(default_factory=list)
     #: the account's custom field definitions (an export file or the state store's cache); None
@@ -63,6 +65,8 @@ class CheckConfig:
             slack_webhooks=frozenset(settings.slack_webhooks),
             has_bot_token=settings.slack_bot_token is not None
             and bool(settings.slack_bot_token.get_secret_value()),
+            teams_webhooks=frozenset(settings.teams_webhooks),
+            has_smtp=settings.smtp_url is not None and bool(settings.smtp_url.get_secret_value()),
             webhook_secrets=frozenset(settings.webhook_secrets),
             http_allowed_hosts=list(settings.http_allowed_hosts),
         )
@@ -361,6 +365,22 @@ class RuleChecker:
                 )
         elif action == "slack.post":
             self._slack(base, params)
+        elif action == "teams.post":
+            self._unconfigured(
+                (*base, "webhook"),
+                "Teams webhook",
+                params.get("webhook"),
+                self.config.teams_webhooks,
+                "PPW_TEAMS_WEBHOOKS",
+            )
+        elif action == "email.send" and self.config.has_smtp is False:
+            self._at(
+                base,
+                "email.send needs PPW_SMTP_URL, which is not set here",
+                "set it where the worker runs (smtp://user:pass@host:587)",
+                severity="warning",
+                at_key=True,
+            )
         elif action == "http.request":
             self._http(base, params)
 
