@@ -16,6 +16,8 @@ NO_FAULTS = {
     "latency": 0,
     "clock_skew": 0,
     "page_mutation": 0,
+    "refuse_select": False,
+    "empty_listings": "",
 }
 
 

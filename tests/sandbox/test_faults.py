@@ -26,6 +26,8 @@ def test_faults_start_cleared_and_show_what_is_set(control: httpx.Client) -> Non
         "latency": 0.0,
         "clock_skew": 0.0,
         "page_mutation": 0.0,
+        "refuse_select": False,
+        "empty_listings": "",
     }
     _faults(control, rate_429=0.25, latency="0.01")
     current = control.get("/_sandbox/faults").json()

@@ -217,7 +217,7 @@ def test_timezone_aware_literal_is_accepted(api: httpx.Client) -> None:
 
 def test_filters_apply_to_scoped_lists(api: httpx.Client) -> None:
     fields = api.get("/customfields/matter", params={"$filter": "value_type eq 'Date'"}).json()
-    assert [f["label"] for f in fields] == ["Court Date"]
+    assert [f["label"] for f in fields] == ["Court Date", "Statute of Limitations"]
     tags = api.get("/tags/matter", params={"$filter": "name eq 'Urgent'"}).json()
     assert [t["name"] for t in tags] == ["Urgent"]
 

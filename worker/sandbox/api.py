@@ -1,7 +1,8 @@
 """``/api/v2``: every path and method of the swagger, routed from the resource catalogue.
 
 Each call passes the same gate first: the request is logged, faults are applied (latency, 429,
-5xx), and the bearer token is checked (401 without a live one). Then:
+5xx), and the bearer token is checked (401 without a live one). Listings then apply their own
+faults (``refuse_select``, ``empty_listings``). Then:
 
 * ``GET <collection>`` (and ``/customfields/<scope>``, ``/tags/<scope>``): a bare JSON array,
   see :mod:`worker.sandbox.listing`; ``GET <collection>/$count``: a plain number.
@@ -35,6 +36,10 @@ from worker.sandbox.state import SandboxState
 Handler = Callable[[Request, SandboxState], Awaitable[Response]]
 
 UNAUTHORIZED = {"message": "Authorization has been denied for this request."}
+SELECT_REFUSED = (
+    "The query specified in the URI is not valid. Query option 'Select' is not allowed: "
+    "$select is not supported."
+)
 
 
 def _state(request: Request) -> SandboxState:
@@ -95,10 +100,19 @@ def _query_id(request: Request) -> str:
     return record_id.lower()
 
 
+def _listing_faults(state: SandboxState, resource: Resource, params: Any) -> bool:
+    """Apply the listing faults: 400 for ``$select`` (``refuse_select``); True = answer empty."""
+    if "$select" in params and state.faults.refuses_select():
+        raise bad_request(SELECT_REFUSED)
+    return state.faults.lists_empty(resource.name)
+
+
 def _collection(resource: Resource, scope: str) -> Handler:
     async def handle(request: Request, state: SandboxState) -> Response:
         records = state.records
         if request.method == "GET":
+            if _listing_faults(state, resource, request.query_params):
+                return JSONResponse([])
             page = list_records(
                 records,
                 resource,
@@ -126,6 +140,8 @@ def _collection(resource: Resource, scope: str) -> Handler:
 
 def _count(resource: Resource, scope: str) -> Handler:
     async def handle(request: Request, state: SandboxState) -> Response:
+        if _listing_faults(state, resource, request.query_params):
+            return PlainTextResponse("0")
         params = {k: v for k, v in request.query_params.items() if k not in ("$top", "$skip")}
         page = list_records(state.records, resource, params, scope=scope, max_page_size=sys.maxsize)
         return PlainTextResponse(str(page.total))

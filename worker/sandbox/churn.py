@@ -3,8 +3,13 @@
 At ``churn_per_minute`` the thread makes one change a person would make in the web UI: log time
 on a matter, complete or start a task, open a task, move a matter through its statuses, bill a
 matter's unbilled time, record a payment against an outstanding invoice, add or edit a note,
-reschedule an event, take on a new client. Writes go through
-:class:`~worker.sandbox.records.Records`, like every other write.
+reschedule an event, take on a new client, move a matter's Case Stage along, set a matter's
+Statute of Limitations, tick its Conflict Check (custom fields, when the account defines them),
+and now and then delete a completed task or a note (gone from listings, ``404`` by id). Writes go
+through :class:`~worker.sandbox.records.Records`, like every other write.
+
+:data:`STEPS` names each kind of change with its weight; ``Churn.step(kind)`` makes one of a
+given kind, so tests (and demos) can drive a particular change deterministically.
 """
 
 from __future__ import annotations
@@ -24,6 +29,34 @@ from worker.sandbox.store import Row
 log = logging.getLogger(__name__)
 
 _MATTER_NEXT = {"Pending": "Open", "Open": "Closed", "Closed": "Archived"}
+# Where a case goes from each Case Stage (Negotiation ends in Settlement or Trial).
+_STAGE_NEXT: dict[str | None, tuple[str, ...]] = {
+    None: ("Intake",),
+    "Intake": ("Investigation",),
+    "Investigation": ("Discovery",),
+    "Discovery": ("Negotiation",),
+    "Negotiation": ("Settlement", "Settlement", "Trial"),
+    "Settlement": ("Closed",),
+    "Trial": ("Closed",),
+}
+_LIVE = ("Open", "Pending")
+
+# Kind of change -> (method, weight): the mix of one working day.
+STEPS: dict[str, tuple[str, int]] = {
+    "log_time": ("_log_time", 30),
+    "progress_task": ("_progress_task", 20),
+    "open_task": ("_open_task", 12),
+    "move_matter": ("_move_matter", 10),
+    "record_payment": ("_record_payment", 8),
+    "bill_matter": ("_bill_matter", 5),
+    "note": ("_note", 10),
+    "reschedule_event": ("_reschedule_event", 6),
+    "new_client": ("_new_client", 4),
+    "case_stage": ("_case_stage", 6),
+    "statute": ("_statute", 3),
+    "conflict_check": ("_conflict_check", 3),
+    "delete_record": ("_delete_record", 3),
+}
 
 
 class Churn:
@@ -59,29 +92,30 @@ class Churn:
                 log.exception("sandbox churn step failed")
 
     # -- one change -----------------------------------------------------------------------
-    def step(self) -> str:
-        """Make one change; returns what it did (for logs and tests)."""
-        actions: list[tuple[Callable[[], str | None], int]] = [
-            (self._log_time, 30),
-            (self._progress_task, 20),
-            (self._open_task, 12),
-            (self._move_matter, 10),
-            (self._record_payment, 8),
-            (self._bill_matter, 5),
-            (self._note, 10),
-            (self._reschedule_event, 6),
-            (self._new_client, 4),
-        ]
+    def step(self, kind: str | None = None) -> str:
+        """Make one change (of ``kind``, a key of :data:`STEPS`, when given); returns what it did.
+
+        Without ``kind`` a weighted draw picks one; a kind with nothing to do is drawn again a
+        few times, then a new client is taken on so that every step changes something.
+        """
+        if kind is not None and kind not in STEPS:
+            raise ValueError(f"unknown churn step {kind!r}; known: {', '.join(STEPS)}")
         with self.state.db.lock:
-            for _ in range(len(actions)):
-                action = self.random.choices([a for a, _ in actions], [w for _, w in actions])[0]
-                done = action()
-                if done:
-                    self.changes += 1
-                    return done
-            done = self._new_client() or "nothing"
+            done = self._draw() if kind is None else (self._make(kind) or "nothing")
             self.changes += 1
             return done
+
+    def _make(self, kind: str) -> str | None:
+        action: Callable[[], str | None] = getattr(self, STEPS[kind][0])
+        return action()
+
+    def _draw(self) -> str:
+        kinds, weights = list(STEPS), [weight for _method, weight in STEPS.values()]
+        for _ in range(len(kinds)):
+            done = self._make(self.random.choices(kinds, weights)[0])
+            if done:
+                return done
+        return self._new_client() or "nothing"
 
     def _pick(self, resource: str, where: Callable[[Row], bool] = lambda _row: True) -> Row | None:
         rows = [row for row in self.state.db.iter_rows(resource) if where(row)]
@@ -295,3 +329,89 @@ class Churn:
             trusted=True,
         )
         return f"new client {account.id} with matter {matter.id}"
+
+    # -- custom fields and deletes ---------------------------------------------------------
+    def _matter_field(self, label: str) -> Row | None:
+        """The account's matter custom field labelled ``label`` (the seed defines them)."""
+        return next(
+            (
+                row
+                for row in self.state.db.iter_rows("custom_fields")
+                if row.extra.get("scope") == "matter" and row.data.get("label") == label
+            ),
+            None,
+        )
+
+    @staticmethod
+    def _custom(matter: Row, field: Row, slot: str) -> Any:
+        for entry in matter.data.get("custom_field_values") or []:
+            if (entry.get("custom_field_ref") or {}).get("id") == field.id:
+                return entry.get(slot)
+        return None
+
+    def _set_custom(self, matter: Row, field: Row, slot: str, value: Any) -> None:
+        """Set one custom value as the web UI does: the matter's other values are kept."""
+        entries = [
+            dict(entry)
+            for entry in matter.data.get("custom_field_values") or []
+            if (entry.get("custom_field_ref") or {}).get("id") != field.id
+        ]
+        entries.append({"custom_field_ref": {"id": field.id}, slot: value})
+        self.state.records.update("matters", matter.id, {"custom_field_values": entries})
+
+    def _case_stage(self) -> str | None:
+        """Move a live matter's Case Stage one stage on (Negotiation: Settlement or Trial)."""
+        field = self._matter_field("Case Stage")
+        if field is None:
+            return None
+        matter = self._pick(
+            "matters",
+            lambda r: r.data.get("status") in _LIVE and self._custom(r, field, "value_string") in _STAGE_NEXT,
+        )
+        if matter is None:
+            return None
+        stage = self.random.choice(_STAGE_NEXT[self._custom(matter, field, "value_string")])
+        self._set_custom(matter, field, "value_string", stage)
+        return f"matter {matter.id} Case Stage -> {stage}"
+
+    def _statute(self) -> str | None:
+        """Calendar a Statute of Limitations on a live matter that has none."""
+        field = self._matter_field("Statute of Limitations")
+        if field is None:
+            return None
+        matter = self._pick(
+            "matters",
+            lambda r: r.data.get("status") in _LIVE and self._custom(r, field, "value_date_time") is None,
+        )
+        if matter is None:
+            return None
+        now = self.state.clock.now().replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        day = format_date_value(now + timedelta(days=self.random.randint(180, 3 * 365)))
+        self._set_custom(matter, field, "value_date_time", day)
+        return f"matter {matter.id} Statute of Limitations -> {day}"
+
+    def _conflict_check(self) -> str | None:
+        """Tick Conflict Check on a live matter where it is not ticked yet."""
+        field = self._matter_field("Conflict Check")
+        if field is None:
+            return None
+        matter = self._pick(
+            "matters",
+            lambda r: r.data.get("status") in _LIVE and self._custom(r, field, "value_boolean") is not True,
+        )
+        if matter is None:
+            return None
+        self._set_custom(matter, field, "value_boolean", True)
+        return f"matter {matter.id} Conflict Check -> True"
+
+    def _delete_record(self) -> str | None:
+        """Delete a completed task or a note, as someone tidying up a matter does."""
+        resource = self.random.choice(("tasks", "notes"))
+        where: Callable[[Row], bool] = (
+            (lambda r: r.data.get("status") == "Completed") if resource == "tasks" else (lambda _r: True)
+        )
+        row = self._pick(resource, where)
+        if row is None:
+            return None
+        self.state.records.delete(resource, row.id)
+        return f"{resource.removesuffix('s')} {row.id} deleted"

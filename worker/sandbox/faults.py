@@ -9,6 +9,13 @@ Persistent faults (a rate or a value that stays until changed):
 ``clock_skew``     seconds added to the server clock for the timestamps it writes
 ``page_mutation``  on a listing's later page (``$skip`` > 0): a fraction (< 1) or count (>= 1)
                    of the records earlier pages returned are modified first, so they move
+``refuse_select``  ``true``/``1``: a listing (or ``$count``) with ``$select`` answers 400 with
+                   an OData message, as a service that does not support it would (API-FACTS
+                   calls ``$select`` support on the live service uncertain); ``false``/``0`` off
+``empty_listings`` a resource name, a comma list of them (any spelling ``resolve_name``
+                   takes: ``timeentries``) or ``*``: their list endpoints answer 200 ``[]`` and
+                   ``$count`` 0 while GET by id still works (an outage or a permission change a
+                   client must not read as "everything was deleted"); ``""`` off
 
 Triggers (act once when set):
 
@@ -27,7 +34,10 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-PERSISTENT = ("rate_429", "retry_after", "rate_5xx", "latency", "clock_skew", "page_mutation")
+from worker.practicepanther import resources
+
+NUMERIC = ("rate_429", "retry_after", "rate_5xx", "latency", "clock_skew", "page_mutation")
+PERSISTENT = (*NUMERIC, "refuse_select", "empty_listings")
 TRIGGERS = ("expire_tokens", "bulk_update")
 FAULT_NAMES = PERSISTENT + TRIGGERS
 
@@ -44,6 +54,8 @@ class FaultSettings:
     latency: float = 0.0
     clock_skew: float = 0.0
     page_mutation: float = 0.0
+    refuse_select: bool = False
+    empty_listings: str = ""  # canonical resource names, comma separated, or "*"
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -73,6 +85,37 @@ def parse_bulk_update(value: Any) -> tuple[str, int]:
     return resource.strip(), number
 
 
+def parse_flag(name: str, value: Any) -> bool:
+    """``true``/``false``, ``1``/``0`` (numbers or strings), ``on``/``off``, ``yes``/``no``."""
+    text = str(value).strip().lower() if not isinstance(value, bool) else str(value).lower()
+    if text in ("true", "1", "1.0", "on", "yes"):
+        return True
+    if text in ("false", "0", "0.0", "off", "no", ""):
+        return False
+    raise FaultError(f"fault {name} is true or false (1 or 0), got {value!r}")
+
+
+def parse_resources(name: str, value: Any) -> str:
+    """``"matters"``, ``"matters, tasks"``, ``["matters"]``, ``"*"`` -> canonical names or ``*``.
+
+    ``""``, ``null``, ``false`` and ``0`` clear the fault; an unknown resource is a ``FaultError``.
+    """
+    if value is None or value is False or str(value).strip().lower() in ("", "0", "false", "off", "none"):
+        return ""
+    parts = value if isinstance(value, list) else str(value).split(",")
+    wanted = [str(part).strip() for part in parts if str(part).strip()]
+    if "*" in wanted:
+        return "*"
+    names: list[str] = []
+    for part in wanted:
+        resolved = resources.resolve_name(part)
+        if resolved is None:
+            raise FaultError(f"fault {name}: unknown resource {part!r}")
+        if resolved not in names:
+            names.append(resolved)
+    return ",".join(names)
+
+
 class Faults:
     """The current fault settings and the dice they are rolled with (seeded: runs repeat)."""
 
@@ -82,10 +125,14 @@ class Faults:
         self._random = random.Random(seed)
 
     @staticmethod
-    def check(name: str, value: Any) -> float:
-        """The number a persistent fault ``name`` would take; ``FaultError`` when it cannot."""
+    def check(name: str, value: Any) -> Any:
+        """The value a persistent fault ``name`` would take; ``FaultError`` when it cannot."""
         if name not in PERSISTENT:
             raise FaultError(f"unknown fault {name!r}; known faults: {', '.join(FAULT_NAMES)}")
+        if name == "refuse_select":
+            return parse_flag(name, value)
+        if name == "empty_listings":
+            return parse_resources(name, value)
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -98,13 +145,23 @@ class Faults:
 
     def set(self, name: str, value: Any) -> None:
         """Set a persistent fault; ``FaultError`` for unknown names or bad values."""
-        number = self.check(name, value)
+        checked = self.check(name, value)
         with self._lock:
-            setattr(self.settings, name, number)
+            setattr(self.settings, name, checked)
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return asdict(self.settings)
+
+    def refuses_select(self) -> bool:
+        with self._lock:
+            return self.settings.refuse_select
+
+    def lists_empty(self, resource: str) -> bool:
+        """Whether the ``empty_listings`` fault hides every record of ``resource`` from lists."""
+        with self._lock:
+            names = self.settings.empty_listings
+        return names == "*" or resource in names.split(",")
 
     def roll(self, rate: float) -> bool:
         if rate <= 0:

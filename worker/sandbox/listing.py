@@ -18,14 +18,20 @@ Polling queries (``$filter=updated_at ge <t> and ...``, ``updated_since=<t>``) r
 the table's :class:`~worker.sandbox.timeline.Timeline` has at or after ``t`` and evaluate the
 whole query over those, so the answer is the one a scan of the whole table gives, at a cost that
 grows with the changes since ``t`` rather than with the table.
+
+Records are rendered only when the query needs them: a listing without filters or ``$orderby``
+slices the table's cached creation order (:meth:`~worker.sandbox.store.Database.in_creation_order`)
+and renders the page alone, and ``$select=id`` renders nothing, so paging the ids of a 100k-record
+table costs about the page, not the table.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 from worker.practicepanther.resources import ParamSpec, Resource, definition
@@ -41,7 +47,8 @@ ODATA_OPTIONS = frozenset(
     {"$filter", "$orderby", "$top", "$skip", "$select", "$count", "$inlinecount", "$format"}
 )
 
-Item = tuple[Row, dict[str, Any]]
+# A row and its rendering; ``None`` until something (a filter, the order, the page) needs it.
+Item = tuple[Row, dict[str, Any] | None]
 # Called before a page after the first is cut, with the rows earlier pages held; True = it
 # changed some of them (the ``page_mutation`` fault), so the listing is evaluated again.
 BetweenPages = Callable[[str, list[Row]], bool]
@@ -256,18 +263,27 @@ def _non_negative(params: Mapping[str, str], name: str) -> int | None:
     return value
 
 
-def _select(records: list[dict[str, Any]], raw: str | None, resource: Resource) -> list[dict[str, Any]]:
+def _selected(raw: str | None, resource: Resource) -> list[str] | None:
+    """The field names ``$select`` asks for; ``None`` for whole records (absent or ``*``)."""
     if not raw:
-        return records
+        return None
     names = [n.strip() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if n not in resource.fields and n != "*"]
     if unknown:
         raise bad_request(
             f"The query specified in the URI is not valid. Could not find a property named '{unknown[0]}'."
         )
-    if "*" in names:
-        return records
-    return [{n: r.get(n) for n in names} for r in records]
+    return None if "*" in names or not names else names
+
+
+def _project(records: Records, resource: Resource, items: list[Item], names: list[str] | None) -> list[Any]:
+    """The page's records, rendered only when needed: ``$select=id`` reads no record at all."""
+    if names is not None and set(names) == {"id"}:
+        return [{"id": row.id} for row, _rec in items]
+    rendered = [rec if rec is not None else records.render(resource.name, row) for row, rec in items]
+    if names is None:
+        return rendered
+    return [{n: r.get(n) for n in names} for r in rendered]
 
 
 def _modified_floor(resource: Resource, params: Mapping[str, str]) -> tuple[datetime, bool] | None:
@@ -319,18 +335,30 @@ def list_records(
     builder = _ParamFilters(records, resource)
     filters = [f for f in (builder.build(n, v) for n, v in params.items() if not n.startswith("$")) if f]
     floor = _modified_floor(resource, params) if narrow else None
+    selected = _selected(params.get("$select"), resource)
 
-    def candidates() -> Iterable[Row]:
+    def candidates() -> list[Row]:
+        """Rows that may match, in listing order (created, seq)."""
         if floor is None:
-            return records.db.iter_rows(resource.name)
+            return records.db.in_creation_order(resource.name)
         moment, strict = floor
-        return records.db.timelines[resource.name].since(moment, strict=strict)
+        rows = records.db.timelines[resource.name].since(moment, strict=strict)
+        return sorted(rows, key=lambda r: (r.created, r.seq))
 
-    def evaluate() -> list[Item]:
+    needs_records = bool(filters) or predicate is not None or bool(order)
+
+    def evaluate() -> tuple[list[Row], list[dict[str, Any]] | None]:
+        """The matching rows in answer order, with their renderings when the query needed them.
+
+        Plain paging renders nothing here, only the page later (a ``$select=id`` page of a 100k
+        table reads no record), and slices the table's cached listing order.
+        """
         with records.db.lock:
-            rows = sorted(candidates(), key=lambda r: (r.created, r.seq))
+            rows = candidates()
             if scope:
                 rows = [r for r in rows if r.extra.get("scope") == scope]
+            if not needs_records:
+                return rows, None
             items = [(row, records.render(resource.name, row)) for row in rows]
         items = [(row, rec) for row, rec in items if all(f(row, rec) for f in filters)]
         if predicate is not None:
@@ -339,11 +367,13 @@ def list_records(
             by_id = {id(rec): (row, rec) for row, rec in items}
             ordered = sort_records([rec for _row, rec in items], order)
             items = [by_id[id(rec)] for rec in ordered]
-        return items
+        return [row for row, _rec in items], [rec for _row, rec in items]
 
-    items = evaluate()
-    if skip and between_pages is not None and between_pages(resource.name, [row for row, _ in items[:skip]]):
-        items = evaluate()
+    rows, rendered = evaluate()
+    if skip and between_pages is not None and between_pages(resource.name, rows[:skip]):
+        rows, rendered = evaluate()
     limit = max_page_size if top is None else min(top, max_page_size)
-    page = [rec for _row, rec in items[skip : skip + limit]]
-    return Page(_select(page, params.get("$select"), resource), len(items))
+    window = slice(skip, skip + limit)
+    recs = rendered[window] if rendered is not None else repeat(None)
+    page: list[Item] = list(zip(rows[window], recs, strict=False))
+    return Page(_project(records, resource, page, selected), len(rows))

@@ -7,7 +7,8 @@ comes from ``random.Random(seed)`` and every timestamp is an offset before ``SEE
 
 What a seeded firm has: 5 users (the API user is the managing partner), billing items, expense
 categories, bank accounts (operating, trust, credit card), custom fields for companies, matters
-and contacts, about two dozen clients (people and companies, each with a primary contact, some
+and contacts (:data:`CUSTOM_FIELDS`, with values on matters and primary contacts), about two
+dozen clients (people and companies, each with a primary contact, some
 with more), matters in every status, tasks, time entries, expenses, flat fees, events, notes,
 call logs, emails, invoices with line items, payments, relationships, files and messages. Tags
 are used on accounts, matters and activities, so the ``/tags/*`` lists are populated.
@@ -74,6 +75,28 @@ BANK_ACCOUNTS = (
 ACCOUNT_TAGS = ("VIP", "Referral", "Corporate", "Pro Bono")
 MATTER_TAGS = ("Litigation", "Transactional", "Urgent", "Contingency")
 ACTIVITY_TAGS = ("Follow-up", "Billing", "Court")
+CASE_STAGES = ("Intake", "Investigation", "Discovery", "Negotiation", "Settlement", "Trial", "Closed")
+REFERRAL_SOURCES = ("Google search", "Former client", "Bar referral", "Friend or family", "Billboard")
+LITIGATION = ("Personal Injury", "Contract Dispute", "Employment Claim", "Landlord-Tenant", "DUI Defense")
+# (scope, label, value_type, dropdown options). The first five were the original set; the rest
+# are drawn from a second random stream (``_Seeder.side``), so adding them changed no other
+# seeded id, value or timestamp. Matters and contacts both have a "Referral Source": a dropdown
+# on matters (how the case came in), free text on contacts (what the person said).
+CUSTOM_FIELDS = (
+    ("company", "Industry", "TextBox", None),
+    ("matter", "Case Number", "TextBox", None),
+    ("matter", "Court Date", "Date", None),
+    ("matter", "Referral Source", "DropDownList", "Web, Referral, Advertising"),
+    ("contact", "Date of Birth", "Date", None),
+)
+SIDE_CUSTOM_FIELDS = (
+    ("matter", "Case Stage", "DropDownList", ", ".join(CASE_STAGES)),
+    ("matter", "Statute of Limitations", "Date", None),
+    ("matter", "Contingency %", "Number", None),
+    ("matter", "Conflict Check", "Checkbox", None),
+    ("matter", "Opposing Counsel", "Contact", None),
+    ("contact", "Referral Source", "TextBox", None),
+)
 USERS = (
     ("Jordan", "Reyes", "jordan.reyes@reyes-law.example"),
     ("Priya", "Shah", "priya.shah@reyes-law.example"),
@@ -88,6 +111,8 @@ class _Seeder:
     def __init__(self, records: Records, seed: int) -> None:
         self.records = records
         self.random = random.Random(seed)
+        # Later additions draw from here, so the original stream (and all it made) stays as it was.
+        self.side = random.Random(f"ppw-sandbox-side-{seed}")
 
     # -- helpers --------------------------------------------------------------------------
     def uid(self) -> str:
@@ -139,18 +164,60 @@ class _Seeder:
         self.extras()
 
     def custom_fields(self) -> None:
+        """The definitions of :data:`CUSTOM_FIELDS` and :data:`SIDE_CUSTOM_FIELDS`, by (scope, label)."""
         start = SEED_ANCHOR - timedelta(days=HISTORY_DAYS + 30)
-        specs = (
-            ("company", "Industry", "TextBox", None),
-            ("matter", "Case Number", "TextBox", None),
-            ("matter", "Court Date", "Date", None),
-            ("matter", "Referral Source", "DropDownList", "Web, Referral, Advertising"),
-            ("contact", "Date of Birth", "Date", None),
-        )
-        self.fields: dict[str, Row] = {}
-        for scope, label, value_type, values in specs:
+        self.fields: dict[tuple[str, str], Row] = {}
+        for scope, label, value_type, values in CUSTOM_FIELDS:
             body = {"label": label, "value_type": value_type, "dropdown_list_values": values, "scope": scope}
-            self.fields[label] = self.create("custom_fields", body, start)
+            self.fields[scope, label] = self.create("custom_fields", body, start)
+        for scope, label, value_type, values in SIDE_CUSTOM_FIELDS:
+            body = {"label": label, "value_type": value_type, "dropdown_list_values": values, "scope": scope}
+            self.fields[scope, label] = self.records.create(
+                "custom_fields", body, at=start, trusted=True, record_id=self.side_uid()
+            )
+
+    def side_uid(self) -> str:
+        return str(uuid.UUID(int=self.side.getrandbits(128), version=4))
+
+    def value(self, scope: str, label: str, slot: str, value: Any) -> dict[str, Any]:
+        """One ``CustomFieldValue`` entry: ``value`` in ``slot``, the slot the field's type uses."""
+        return {"custom_field_ref": {"id": self.fields[scope, label].id}, slot: value}
+
+    def matter_values(self, body: dict[str, Any], opened: datetime, account: Row) -> list[dict[str, Any]]:
+        """Case stage, limitation date, contingency share, conflict check and opposing counsel.
+
+        Consistent with the matter: a closed matter's stage is Closed, a pending one's Intake; the
+        limitation date repeats ``statute_of_limitation_date`` when the matter has one; only
+        contingency matters have a percentage; opposing counsel is a contact of another client.
+        """
+        side, kind, status = self.side, body["name"], body["status"]
+        values: list[dict[str, Any]] = []
+        if status in ("Closed", "Archived"):
+            stage: str | None = "Closed"
+        elif status == "Pending":
+            stage = "Intake"
+        else:
+            stage = side.choices(CASE_STAGES[1:6], (25, 30, 20, 15, 10))[0] if side.random() < 0.9 else None
+        if stage is not None:
+            values.append(self.value("matter", "Case Stage", "value_string", stage))
+        statute = body.get("statute_of_limitation_date")
+        if statute is None and kind in LITIGATION and side.random() < 0.5:
+            statute = self.day(opened, side.randint(365, 3 * 365))
+        if statute is not None:
+            values.append(self.value("matter", "Statute of Limitations", "value_date_time", statute))
+        if body["rate"] == "Contingency":
+            share = side.choice((25.0, 33.3, 40.0))
+            values.append(self.value("matter", "Contingency %", "value_number", share))
+        if side.random() < 0.85:
+            values.append(self.value("matter", "Conflict Check", "value_boolean", side.random() < 0.9))
+        counsel = [
+            c for c in self.records.db.iter_rows("contacts") if c.extra.get("account_id") != account.id
+        ]
+        if kind in LITIGATION and counsel and side.random() < 0.6:
+            values.append(
+                self.value("matter", "Opposing Counsel", "contact_ref", {"id": side.choice(counsel).id})
+            )
+        return values
 
     def person(self) -> dict[str, Any]:
         first, last = self.random.choice(FIRST_NAMES), self.random.choice(LAST_NAMES)
@@ -167,11 +234,19 @@ class _Seeder:
         for index in range(24):
             at = self.moment(HISTORY_DAYS, 20)
             body: dict[str, Any] = {"primary_contact": self.person(), "assigned_to_users": []}
+            if self.side.random() < 0.6:
+                source = self.side.choice(REFERRAL_SOURCES)
+                body["primary_contact"]["custom_field_values"] = [
+                    self.value("contact", "Referral Source", "value_string", source)
+                ]
             if index % 3 == 0:
                 company = COMPANIES[(index // 3) % len(COMPANIES)]
                 body["company_name"] = company
                 body["company_custom_field_values"] = [
-                    {"custom_field_ref": {"id": self.fields["Industry"].id}, "value_string": "Services"}
+                    {
+                        "custom_field_ref": {"id": self.fields["company", "Industry"].id},
+                        "value_string": "Services",
+                    }
                 ]
                 body["other_contacts"] = [self.person() for _ in range(self.random.randint(0, 2))]
             body["address_city"] = self.random.choice(
@@ -199,7 +274,7 @@ class _Seeder:
                     "assigned_to_users": [{"id": u.id} for u in self.some(self.users, 1, 2)],
                     "custom_field_values": [
                         {
-                            "custom_field_ref": {"id": self.fields["Case Number"].id},
+                            "custom_field_ref": {"id": self.fields["matter", "Case Number"].id},
                             "value_string": f"2025-CA-{self.random.randint(1000, 9999)}",
                         }
                     ],
@@ -208,6 +283,7 @@ class _Seeder:
                     body["close_date"] = self.day(self.after(at, 60))
                 if self.random.random() < 0.3:
                     body["statute_of_limitation_date"] = self.day(at, 365 * 2)
+                body["custom_field_values"] += self.matter_values(body, at, account)
                 self.matter_rows.append(self.create("matters", body, at))
 
     def activities(self) -> None:

@@ -51,6 +51,7 @@ class Database:
         self.generations: dict[str, int] = dict.fromkeys(self.tables, 0)
         # Per-table rows by modification time, for listings that only want recent changes.
         self.timelines: dict[str, Timeline] = {name: Timeline() for name in self.tables}
+        self._ordered: dict[str, tuple[int, list[Row]]] = {}
 
     def insert(
         self,
@@ -73,6 +74,20 @@ class Database:
         if not record_id:
             return None
         return self.tables[resource].get(str(record_id).lower())
+
+    def in_creation_order(self, resource: str) -> list[Row]:
+        """The table's rows by (created, seq): the listing order, kept until the table changes.
+
+        Shared: never mutate the result. Paging through a large table asks for this once a page,
+        and sorting 100k rows each time would be most of the work.
+        """
+        generation = self.generations[resource]
+        cached = self._ordered.get(resource)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        ordered = sorted(self.tables[resource].values(), key=lambda r: (r.created, r.seq))
+        self._ordered[resource] = (generation, ordered)
+        return ordered
 
     def rows(self, resource: str) -> list[Row]:
         return list(self.tables[resource].values())

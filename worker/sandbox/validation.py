@@ -3,9 +3,13 @@
 A body is checked field by field against the swagger definition from the catalogue: required
 fields, enum values, value types (converted as Json.NET converts: ``"1.5"`` is a fine number,
 ``"abc"`` is not), and that every reference (``matter_ref``, ``billed_by_user_ref`` ...) names a
-record that exists. All problems are collected into one ``modelState`` map keyed
-``<parameter>.<field>`` (``value.subject``, ``value.matter_ref.id``, ``value.tags[0]``), the
-parameter being the swagger's body parameter name, and answered as one 400.
+record that exists. Custom field values (``custom_field_values``, ``company_custom_field_values``)
+are checked against the definitions they name, as the swagger describes the slots: the field
+must be one of the record's scope (matter, contact, company), the value must sit in the slot its
+type uses (see :data:`CUSTOM_FIELD_SLOTS`) and a dropdown's value must be one of its options.
+All problems are collected into one ``modelState`` map keyed ``<parameter>.<field>``
+(``value.subject``, ``value.matter_ref.id``, ``value.tags[0]``), the parameter being the
+swagger's body parameter name, and answered as one 400.
 
 The result is the stored form of the record: every writable field of the definition present
 (``None`` when the client left it out, because PUT is a full replace), references reduced to
@@ -36,6 +40,25 @@ REFERENCE_TARGETS: dict[str, tuple[str, ...]] = {
     "FileReference": ("files",),
     "ActivityReference": ("tasks", "events", "notes", "call_logs", "emails"),
 }
+
+# The CustomFieldValue slot each value type uses, from the swagger's descriptions of the slots
+# ("Used only if CustomField.Type == ..."); TextBox, which they do not name, is text too. Kept
+# here rather than taken from ppw's client code so that the double checks ppw, not itself.
+CUSTOM_FIELD_SLOTS: dict[str, str] = {
+    "TextBox": "value_string",
+    "TextEditor": "value_string",
+    "DropDownList": "value_string",
+    "Number": "value_number",
+    "Currency": "value_number",
+    "Date": "value_date_time",
+    "DateTime": "value_date_time",
+    "Checkbox": "value_boolean",
+    "Contact": "contact_ref",
+}
+CUSTOM_VALUE_SLOTS = ("value_string", "value_number", "value_date_time", "value_boolean", "contact_ref")
+# Which definitions scope the custom field values of a model may name.
+CUSTOM_VALUE_SCOPES: dict[str, str] = {"Matter": "matter", "Contact": "contact", "Account": "company"}
+CUSTOM_VALUE_FIELDS = frozenset({"custom_field_values", "company_custom_field_values"})
 
 # Fields the server computes; a client's value is ignored (the swagger marks most readOnly).
 COMPUTED: dict[str, frozenset[str]] = {
@@ -103,8 +126,43 @@ class _Binder:
             value = self.value(body.get(name), spec, field_path)
             if spec.required and name != "id" and _blank(value):
                 self.error(field_path, f"The {name} field is required.")
+            if name in CUSTOM_VALUE_FIELDS and isinstance(value, list):
+                self.custom_values(CUSTOM_VALUE_SCOPES.get(model.name), value, field_path)
             result[name] = value
         return result
+
+    def custom_values(self, scope: str | None, entries: list[Any], path: str) -> None:
+        """Check bound ``CustomFieldValue`` entries against the definitions they name."""
+        for index, entry in enumerate(entries):
+            ref = entry.get("custom_field_ref") if isinstance(entry, dict) else None
+            field = self.db.get("custom_fields", ref.get("id")) if isinstance(ref, dict) else None
+            if field is None or not isinstance(entry, dict):
+                continue  # a missing or unknown reference is already reported
+            self.custom_value(scope, field, entry, f"{path}[{index}]")
+
+    def custom_value(self, scope: str | None, field: Row, entry: dict[str, Any], path: str) -> None:
+        label, value_type = field.data.get("label"), str(field.data.get("value_type") or "TextBox")
+        if scope is not None and field.extra.get("scope") != scope:
+            self.error(
+                f"{path}.custom_field_ref.id",
+                f"The custom field '{label}' ({field.id}) is not a {scope} custom field.",
+            )
+            return
+        slot = CUSTOM_FIELD_SLOTS.get(value_type, "value_string")
+        for other in CUSTOM_VALUE_SLOTS:
+            if other != slot and entry.get(other) is not None:
+                self.error(
+                    f"{path}.{other}",
+                    f"The custom field '{label}' is a {value_type} field: its value goes in {slot}.",
+                )
+        chosen = entry.get(slot)
+        options = _options(field.data.get("dropdown_list_values"))
+        if value_type == "DropDownList" and options and chosen is not None and chosen not in options:
+            self.error(
+                f"{path}.{slot}",
+                f"'{chosen}' is not an option of the custom field '{label}'; "
+                f"allowed values are {', '.join(options)}.",
+            )
 
     def value(self, value: Any, spec: FieldSpec, path: str) -> Any:
         if value is None:
@@ -163,6 +221,11 @@ class _Binder:
 
 
 _INVALID = object()
+
+
+def _options(raw: Any) -> tuple[str, ...]:
+    """A dropdown's options from ``dropdown_list_values`` (comma separated); none: any value."""
+    return tuple(part.strip() for part in str(raw or "").split(",") if part.strip())
 
 
 def _blank(value: Any) -> bool:
