@@ -123,6 +123,35 @@ def test_a_mass_deletion_is_held_for_an_operator(harness: Harness) -> None:
     assert {e.type for e in harness.emitted} == {"deleted"}
 
 
+def test_an_empty_listing_outage_fires_nothing(harness: Harness) -> None:
+    records = _primed(harness, 25)
+    harness.faults(empty_listings="matters")
+    small = _reconcile(harness, flood_limit=100)  # few enough to ask each record
+    assert (small.outcome, small.listed, small.missing, small.events) == ("ok", 0, 25, [])
+    flood = _reconcile(harness, flood_limit=10)  # too many: a sample is asked, and still answers
+    assert (flood.outcome, flood.events, flood.held) == ("suspect", [], None)
+    harness.faults(empty_listings="")
+    assert _tracked(harness) == {r["id"] for r in records}
+    assert harness.emitted == [] and held.list_held(harness.store, harness.connection) == []
+    status = load_status(harness.store, harness.connection, "matters")
+    assert status is not None and status.result == "suspect" and status.last_success is not None
+
+
+def test_a_refused_select_lists_whole_records_and_is_remembered(harness: Harness) -> None:
+    records = _primed(harness, 9)
+    _delete(harness, "matters", [records[0]["id"]])
+    harness.faults(refuse_select=1)
+    requests = harness.requests_during(lambda: _reconcile(harness))
+    lists = [r for r in requests if r["path"].endswith("/matters")]
+    assert [r["status"] for r in lists[:2]] == [400, 200] and "$select" not in _query(lists[1])
+    assert len(harness.emitted) == 1
+    status = load_status(harness.store, harness.connection, "matters")
+    assert status is not None and status.select_refused
+
+    requests = harness.requests_during(lambda: _reconcile(harness))
+    assert all("$select" not in _query(r) for r in requests)  # not asked again
+
+
 class _FailingGets:
     """The real client, except that GETs of single records fail after the first ``good``."""
 
