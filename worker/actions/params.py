@@ -410,10 +410,21 @@ class HttpRequestParams(Params):
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = Field(None, alias="json")
     secret: SecretName | None = Field(None, description="Name of PPW_WEBHOOK_SECRETS__<NAME> for signing")
+    signature: Literal["ppw", "standard-webhooks"] = Field(
+        "ppw",
+        description="How the body is signed with secret: ppw (X-PPW-Signature, default) or "
+        "standard-webhooks (webhook-id, webhook-timestamp, webhook-signature)",
+    )
     timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
 
     @model_validator(mode="after")
     def _url_scheme(self) -> HttpRequestParams:
+        if "signature" in self.model_fields_set and self.secret is None:
+            raise PydanticCustomError(
+                "signature_secret",
+                "signature: {signature} needs secret: NAME to sign with",
+                {"signature": self.signature, "hint": "add secret: NAME (PPW_WEBHOOK_SECRETS__NAME)"},
+            )
         if not self.url.startswith(("http://", "https://", "{{")):
             raise PydanticCustomError(
                 "url_scheme",

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.actions.signing import HEADER
+from worker.actions.signing import HEADER, standard_webhooks_key, standard_webhooks_signature
 
 __all__ = [
     "HEADER",
@@ -255,8 +255,7 @@ def _standard_webhooks(request: Inbound) -> Verdict:
     stale = _fresh("webhook-timestamp", int(timestamp), request)
     if stale is not None:
         return stale
-    secret = request.secret.removeprefix("whsec_")
-    key = _b64(secret + "=" * (-len(secret) % 4))
+    key = standard_webhooks_key(request.secret)
     if not key:
         return Verdict.failed("bad_secret", "the configured secret is not a whsec_<base64> secret")
     given = [
@@ -266,7 +265,7 @@ def _standard_webhooks(request: Inbound) -> Verdict:
     ]
     if not given:
         return Verdict.failed("bad_signature", "webhook-signature must hold v1,<base64> signatures")
-    expected = _mac(key, f"{msg_id}.{timestamp}.".encode() + request.body)
+    expected = standard_webhooks_signature(key, msg_id, int(timestamp), request.body)
     if not _matches(given, expected):
         return Verdict.failed("bad_signature", "webhook-signature does not match the id, timestamp and body")
     return Verdict(True)
