@@ -384,6 +384,14 @@ class RuleChecker:
                 )
         elif action == "slack.post":
             self._slack(base, params)
+        elif action == "slack.update" and self.config.has_bot_token is False:
+            self._at(
+                base,
+                "slack.update needs PPW_SLACK_BOT_TOKEN, which is not set here",
+                "set it where the worker runs",
+                severity="warning",
+                at_key=True,
+            )
         elif action == "teams.post":
             self._unconfigured(
                 (*base, "webhook"),
