@@ -117,7 +117,7 @@ class HttpRequest(StepType):
     destination = ("secret",)
     with_doc = (
         "`method` (default POST), `url`, `headers`, `json`, `secret: NAME` (HMAC-SHA256 signature "
-        "with `PPW_WEBHOOK_SECRETS__NAME`), `signature: ppw|standard-webhooks` (default ppw: "
+        "with `PPW_WEBHOOK_SECRETS__NAME`), `signature: standard-webhooks` (default `ppw`: "
         "`X-PPW-Signature`), `timeout` (seconds, ≤ 60)"
     )
     result_doc = "`status`, `headers`, `json`, `text`"
