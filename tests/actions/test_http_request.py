@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.actions.helpers import execute
 from tests.fixtures.stubs import Reply, StubServer
@@ -18,13 +20,14 @@ from worker.settings import Settings
 from worker.state.base import StateStore
 
 SECRET = "whsec-test-0123456789"
+SWH_SECRET = "whsec_" + base64.b64encode(b"receiver-and-ppw-share-this-key").decode()
 
 
 @pytest.fixture
 def services(sqlite_store: StateStore) -> Iterator[Services]:
     settings = Settings(
         http_allowed_hosts=["127.0.0.1"],
-        webhook_secrets={"intake": SecretStr(SECRET)},
+        webhook_secrets={"intake": SecretStr(SECRET), "receiver": SecretStr(SWH_SECRET)},
         state_url="sqlite:///unused.db",
     )
     svc = Services(settings, sqlite_store)
@@ -69,6 +72,59 @@ def test_signed_request_verifies_at_the_receiver(services: Services, stub_server
     # the run history gets the request with the signature masked
     assert result.request["headers"]["X-PPW-Signature"] == "[redacted]"
     assert SECRET not in json.dumps(result.request)
+
+
+def test_standard_webhooks_signature_verifies_with_the_standard_library(
+    services: Services, stub_server: StubServer
+) -> None:
+    stub_server.script("/swh", Reply(503, "busy"))
+    body = {"matter": "m-7", "status": "Closed"}
+    params = {
+        "url": f"{stub_server.url}/swh",
+        "json": body,
+        "secret": "receiver",
+        "signature": "standard-webhooks",
+    }
+    with pytest.raises(StepError):
+        execute(services, "http.request", params, connection="c")
+    result = execute(services, "http.request", params, connection="c")
+    first, retry = stub_server.received("/swh")
+    receiver = Webhook(SWH_SECRET)
+    for got in (first, retry):
+        headers = {
+            name: got.header(name) or "" for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        }
+        assert receiver.verify(got.body, headers) == body
+        # webhook-id is the idempotency key: the same on the retry, so the receiver dedupes on it
+        assert headers["webhook-id"] == got.header("Idempotency-Key")
+        assert got.header("X-PPW-Signature") is None
+        with pytest.raises(WebhookVerificationError):
+            receiver.verify(got.body + b" ", headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(got.body, headers)
+    assert first.header("webhook-id") == retry.header("webhook-id")
+    assert result.request["headers"]["webhook-signature"] == "[redacted]"
+    assert SWH_SECRET not in json.dumps(result.request)
+
+
+def test_standard_webhooks_signature_needs_a_whsec_secret_and_a_secret_at_all(
+    services: Services, stub_server: StubServer
+) -> None:
+    with pytest.raises(StepError, match="whsec_<base64> secret in PPW_WEBHOOK_SECRETS__INTAKE") as caught:
+        execute(
+            services,
+            "http.request",
+            {"url": f"{stub_server.url}/x", "json": {}, "secret": "intake", "signature": "standard-webhooks"},
+            connection="c",
+        )
+    assert not caught.value.transient and stub_server.received() == []
+    with pytest.raises(Exception, match="needs secret: NAME"):
+        execute(
+            services,
+            "http.request",
+            {"url": f"{stub_server.url}/x", "signature": "standard-webhooks"},
+            connection="c",
+        )
 
 
 def test_idempotency_key_is_stable_across_retries(services: Services, stub_server: StubServer) -> None:

@@ -4,7 +4,9 @@
   ``*.example.com``, ``host:8443``); the list is empty by default, so every host is refused until
   ops allow it. Redirects are followed only to the same host (at most :data:`MAX_REDIRECTS`).
 - ``secret: NAME`` signs the body with ``PPW_WEBHOOK_SECRETS__NAME``:
-  ``X-PPW-Signature: t=<ts>,v1=<hex>`` (see :mod:`worker.actions.signing`).
+  ``X-PPW-Signature: t=<ts>,v1=<hex>`` (see :mod:`worker.actions.signing`), or, with
+  ``signature: standard-webhooks``, the Standard Webhooks headers (``webhook-id`` is the
+  idempotency key below, the same on every retry) any Standard Webhooks library verifies.
 - Every request carries ``Idempotency-Key``: a hash of (event, rule, step), the same on every retry,
   replay and worker, so a receiver can drop a repeat after a timeout that reached it.
 - 408/425/429/5xx are retried with backoff (``Retry-After`` honoured); other 4xx need a person.
@@ -25,7 +27,7 @@ from worker.actions.outbound import Reply, TransportFailure
 from worker.actions.params import HttpRequestParams
 from worker.actions.responses import PREVIEW, status_error, transport_error
 from worker.actions.signing import HEADER as SIGNATURE_HEADER
-from worker.actions.signing import sign
+from worker.actions.signing import sign, standard_webhooks_headers
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -115,7 +117,8 @@ class HttpRequest(StepType):
     destination = ("secret",)
     with_doc = (
         "`method` (default POST), `url`, `headers`, `json`, `secret: NAME` (HMAC-SHA256 signature "
-        "with `PPW_WEBHOOK_SECRETS__NAME`), `timeout` (seconds, ≤ 60)"
+        "with `PPW_WEBHOOK_SECRETS__NAME`), `signature: standard-webhooks` (default `ppw`: "
+        "`X-PPW-Signature`), `timeout` (seconds, ≤ 60)"
     )
     result_doc = "`status`, `headers`, `json`, `text`"
 
@@ -139,7 +142,20 @@ class HttpRequest(StepType):
                     f"unknown webhook secret {params.secret!r} "
                     f"(set PPW_WEBHOOK_SECRETS__{params.secret.upper()}; known: {known})"
                 )
-            headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), body)
+            if params.signature == "standard-webhooks":
+                try:
+                    headers.update(
+                        standard_webhooks_headers(
+                            secret.get_secret_value(), headers[IDEMPOTENCY_HEADER], body
+                        )
+                    )
+                except ValueError:
+                    raise PermanentStepError(
+                        f"signature: standard-webhooks needs a whsec_<base64> secret in "
+                        f"PPW_WEBHOOK_SECRETS__{params.secret.upper()}"
+                    ) from None
+            else:
+                headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), body)
         timeout = float(params.timeout)
         summary = {
             "method": method,
@@ -170,7 +186,12 @@ class HttpRequest(StepType):
         }
         if secret:
             configured = secret in settings.webhook_secrets
-            out["signed_with"] = f"HMAC-SHA256 of the body with PPW_WEBHOOK_SECRETS__{secret.upper()}" + (
+            how = (
+                "HMAC-SHA256 (Standard Webhooks)"
+                if params.get("signature") == "standard-webhooks"
+                else "HMAC-SHA256"
+            )
+            out["signed_with"] = f"{how} of the body with PPW_WEBHOOK_SECRETS__{secret.upper()}" + (
                 "" if configured else " (NOT configured here)"
             )
         return out

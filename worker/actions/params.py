@@ -268,9 +268,19 @@ class SlackPostParams(Params):
     )
     text: str | None = None
     blocks: list[dict[str, Any]] | None = None
+    thread: str | None = Field(
+        None,
+        description="Reply in the thread of this message's ts, e.g. '{{ steps.notice.ts }}' (channel only)",
+    )
 
     @model_validator(mode="after")
     def _one_destination(self) -> SlackPostParams:
+        if self.thread is not None and self.channel is None:
+            raise PydanticCustomError(
+                "slack_thread",
+                "thread: needs channel: (an incoming webhook cannot reply in a thread)",
+                {"hint": "post with channel: and PPW_SLACK_BOT_TOKEN"},
+            )
         if (self.webhook is None) == (self.channel is None):
             raise PydanticCustomError(
                 "slack_destination",
@@ -280,6 +290,25 @@ class SlackPostParams(Params):
         if self.text is None and not self.blocks:
             raise PydanticCustomError(
                 "slack_message", "slack.post needs 'text' or 'blocks'", {"hint": "add text: ..."}
+            )
+        return self
+
+
+class SlackUpdateParams(Params):
+    """``slack.update``: edit a message posted earlier with the bot token (``chat.update``)."""
+
+    channel: str = Field(
+        description="Channel id of the message, e.g. '{{ steps.notice.channel }}' (needs PPW_SLACK_BOT_TOKEN)"
+    )
+    ts: str = Field(description="The message's ts, e.g. '{{ steps.notice.ts }}'")
+    text: str | None = None
+    blocks: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _some_message(self) -> SlackUpdateParams:
+        if self.text is None and not self.blocks:
+            raise PydanticCustomError(
+                "slack_message", "slack.update needs 'text' or 'blocks'", {"hint": "add text: ..."}
             )
         return self
 
@@ -410,10 +439,21 @@ class HttpRequestParams(Params):
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = Field(None, alias="json")
     secret: SecretName | None = Field(None, description="Name of PPW_WEBHOOK_SECRETS__<NAME> for signing")
+    signature: Literal["ppw", "standard-webhooks"] = Field(
+        "ppw",
+        description="How the body is signed with secret: ppw (X-PPW-Signature, default) or "
+        "standard-webhooks (webhook-id, webhook-timestamp, webhook-signature)",
+    )
     timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
 
     @model_validator(mode="after")
     def _url_scheme(self) -> HttpRequestParams:
+        if "signature" in self.model_fields_set and self.secret is None:
+            raise PydanticCustomError(
+                "signature_secret",
+                "signature: {signature} needs secret: NAME to sign with",
+                {"signature": self.signature, "hint": "add secret: NAME (PPW_WEBHOOK_SECRETS__NAME)"},
+            )
         if not self.url.startswith(("http://", "https://", "{{")):
             raise PydanticCustomError(
                 "url_scheme",

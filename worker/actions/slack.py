@@ -3,8 +3,10 @@
 ``webhook: billing`` posts to the incoming-webhook URL configured as ``PPW_SLACK_WEBHOOKS__BILLING``
 (the URL is the secret: it is never rendered, logged or stored, the run history says
 ``webhook: billing``). ``channel: "#billing"`` posts with ``chat.postMessage`` and
-``PPW_SLACK_BOT_TOKEN`` against ``PPW_SLACK_API_URL``. Both take ``text`` and/or Block Kit
-``blocks`` (``text`` is then the notification fallback).
+``PPW_SLACK_BOT_TOKEN`` against ``PPW_SLACK_API_URL``, answering the message's ``channel`` id and
+``ts``; ``thread: "{{ steps.notice.ts }}"`` then replies in that message's thread (``thread_ts``)
+and ``slack.update`` (:mod:`worker.actions.slack_update`) edits it. Both take ``text`` and/or Block
+Kit ``blocks`` (``text`` is then the notification fallback).
 
 Slack's answers: incoming webhooks reply ``200 ok`` or a status with an error string
 (``invalid_payload``, ``no_text``, ``channel_not_found``, ``channel_is_archived``,
@@ -51,7 +53,7 @@ class SlackPost(StepType):
     destination = ("webhook", "channel")
     with_doc = (
         '`webhook: NAME` (URL in `PPW_SLACK_WEBHOOKS__NAME`) **or** `channel: "#x"` (needs '
-        "`PPW_SLACK_BOT_TOKEN`); `text` and/or `blocks`"
+        "`PPW_SLACK_BOT_TOKEN`); `text` and/or `blocks`; `thread: ts` replies in a thread (channel only)"
     )
     result_doc = "`ok`, `channel`, `ts`"
 
@@ -60,12 +62,14 @@ class SlackPost(StepType):
         if params.webhook:
             return _via_webhook(params.webhook, payload, ctx)
         if params.channel:
-            return _via_api(params.channel, payload, ctx)
+            return _via_api(params.channel, payload, params.thread, ctx)
         raise PermanentStepError("slack.post needs either webhook: NAME or channel: '#channel'")
 
     def describe(self, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
         """The webhook by its setting's name (and whether it is configured), never its URL."""
         body = {k: params[k] for k in ("text", "blocks") if params.get(k) is not None}
+        if params.get("thread"):
+            body["thread_ts"] = params["thread"]
         webhook = params.get("webhook")
         if webhook:
             configured = webhook in settings.slack_webhooks
@@ -106,17 +110,29 @@ def _via_webhook(name: str, payload: dict[str, Any], ctx: StepContext) -> StepRe
     raise status_error(what, response, body[:200] or None)
 
 
-def _via_api(channel: str, payload: dict[str, Any], ctx: StepContext) -> StepResult:
+def _via_api(channel: str, payload: dict[str, Any], thread: str | None, ctx: StepContext) -> StepResult:
+    body = {"channel": channel, **payload}
+    if thread:
+        body["thread_ts"] = str(thread)
+    return web_api("chat.postMessage", body, ctx, f"slack.post to channel {channel!r}")
+
+
+def web_api(method: str, body: dict[str, Any], ctx: StepContext, needs: str) -> StepResult:
+    """Call Slack's Web API ``method`` with the bot token; ``ok``, ``channel``, ``ts`` of the answer.
+
+    Transport failures, 429 and 5xx, and the ``error`` values of :data:`TRANSIENT_API_ERRORS` are
+    transient (``Retry-After`` honoured); any other ``error`` needs a person. The token is never in
+    the run history, the body is masked. ``needs`` names the step in the missing-token error.
+    """
     settings = ctx.services.settings
     token = settings.slack_bot_token
     if token is None or not token.get_secret_value():
-        raise PermanentStepError(f"slack.post to channel {channel!r} needs PPW_SLACK_BOT_TOKEN")
-    body = {"channel": channel, **payload}
-    url = settings.slack_api_url.rstrip("/") + "/chat.postMessage"
+        raise PermanentStepError(f"{needs} needs PPW_SLACK_BOT_TOKEN")
+    url = settings.slack_api_url.rstrip("/") + "/" + method
     request = {"method": "POST", "url": url, "payload": ctx.services.mask(body)}
     if ctx.dry_run:
         return StepResult(output={"ok": True, "dry_run": True}, request=request)
-    what = "Slack chat.postMessage"
+    what = f"Slack {method}"
     try:
         response = ctx.services.http.post(
             url,
@@ -133,7 +149,7 @@ def _via_api(channel: str, payload: dict[str, Any], ctx: StepContext) -> StepRes
         raise TransientStepError(f"{what} answered 200 without JSON") from None
     if not isinstance(answer, dict) or not answer.get("ok"):
         error = str(answer.get("error", "unknown_error")) if isinstance(answer, dict) else "unknown_error"
-        message = f"{what} to {channel!r} failed: {error}"
+        message = f"{what} to {body.get('channel')!r} failed: {error}"
         if error in TRANSIENT_API_ERRORS:
             raise TransientStepError(message, retry_after=retry_after(response))
         raise PermanentStepError(message)

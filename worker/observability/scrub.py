@@ -51,6 +51,7 @@ SECRET_KEYS: frozenset[str] = frozenset(
         "x_api_key",
         "signature",
         "x_ppw_signature",
+        "webhook_signature",
         "webhook_url",
         "sentry_dsn",
         "dsn",

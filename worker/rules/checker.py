@@ -236,9 +236,10 @@ class RuleChecker:
         elif isinstance(trigger, ScheduleTrigger) and trigger.query is not None:
             self._query(trigger.query)
         elif isinstance(trigger, WebhookTrigger):
+            self._webhook_verify(trigger)
             known = self.config.webhook_secrets
             name = trigger.secret_name
-            if known is not None and not {name, name.replace("-", "_")} & known:
+            if trigger.scheme != "none" and known is not None and not {name, name.replace("-", "_")} & known:
                 variable = "PPW_WEBHOOK_SECRETS__" + name.upper().replace("-", "_")
                 self._at(
                     ("trigger", "secret" if trigger.secret else "webhook"),
@@ -247,6 +248,24 @@ class RuleChecker:
                     f"set {variable} where the worker runs",
                     severity="warning",
                 )
+
+    def _webhook_verify(self, trigger: WebhookTrigger) -> None:
+        """``allow_unsigned`` where it means something, and a warning where a hook is open to anyone."""
+        if trigger.allow_unsigned and trigger.scheme != "none":
+            self._at(
+                ("trigger", "allow_unsigned"),
+                f"allow_unsigned has no effect: deliveries are verified with {trigger.scheme}",
+                "drop allow_unsigned",
+                severity="warning",
+            )
+        elif trigger.scheme == "none":
+            self._at(
+                ("trigger", "verify"),
+                f"/hooks/{trigger.webhook} accepts unsigned deliveries: "
+                "anyone who can reach it starts the rule",
+                "prefer the sender's signature scheme (verify: standard-webhooks, stripe, github, ...)",
+                severity="warning",
+            )
 
     def _custom_transition(self, found: customfields.CustomField) -> None:
         """``from:``/``to:`` of a custom field: a dropdown's values must be among its options."""
@@ -365,6 +384,14 @@ class RuleChecker:
                 )
         elif action == "slack.post":
             self._slack(base, params)
+        elif action == "slack.update" and self.config.has_bot_token is False:
+            self._at(
+                base,
+                "slack.update needs PPW_SLACK_BOT_TOKEN, which is not set here",
+                "set it where the worker runs",
+                severity="warning",
+                at_key=True,
+            )
         elif action == "teams.post":
             self._unconfigured(
                 (*base, "webhook"),

@@ -500,6 +500,8 @@ _LABELS = {
     "per": "period",
     "not_found": "not_found choice",
     "result": "result choice",
+    "verify": "verify scheme",
+    "auth": "auth scheme",
 }
 
 

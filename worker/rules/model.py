@@ -130,23 +130,60 @@ class RecordTrigger(_Model):
 
 
 WebhookAuth = Literal["hmac", "bearer"]
+#: How a hook's sender signs (``verify:``); each is a scheme of :data:`worker.triggers.auth.SCHEMES`
+#: (a test keeps the two lists the same).
+WebhookVerify = Literal[
+    "hmac", "standard-webhooks", "stripe", "github", "typeform", "calendly", "bearer", "none"
+]
 
 
 class WebhookTrigger(_Model):
     """An inbound webhook: ``POST /hooks/<webhook>`` on the worker's HTTP server.
 
-    The sender authenticates with the secret ``PPW_WEBHOOK_SECRETS__<NAME>`` (``NAME`` is
-    ``secret``, default the hook's own name): ``auth: hmac`` (default) wants a timestamped
-    ``X-PPW-Signature`` header, ``auth: bearer`` an ``Authorization: Bearer <secret>`` header.
+    The sender proves it knows the secret ``PPW_WEBHOOK_SECRETS__<NAME>`` (``NAME`` is ``secret``,
+    default the hook's own name) the way that sender signs, ``verify:``: ``hmac`` (default, ppw's
+    own timestamped ``X-PPW-Signature``), ``standard-webhooks``, ``stripe``, ``github``,
+    ``typeform``, ``calendly``, ``bearer`` (``Authorization: Bearer <secret>``) or ``none``, which
+    needs ``allow_unsigned: true`` beside it. ``auth:`` is the older spelling of ``hmac``/``bearer``.
     ``schema`` (a JSON Schema) validates the body before anything is queued.
     """
 
     webhook: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
-    auth: WebhookAuth = Field("hmac", description="hmac (X-PPW-Signature) or bearer (Authorization)")
+    verify: WebhookVerify = Field(
+        "hmac",
+        description="How the sender signs: hmac (default, X-PPW-Signature), standard-webhooks, stripe, "
+        "github, typeform, calendly, bearer (Authorization) or none (needs allow_unsigned: true)",
+    )
+    auth: WebhookAuth = Field("hmac", description="Older spelling of verify: hmac or bearer")
+    allow_unsigned: bool = Field(False, description="Accept verify: none (anyone may call the hook)")
     secret: SecretName | None = Field(
         None, description="Name of PPW_WEBHOOK_SECRETS__<NAME> (default: the hook's name)"
     )
     schema_: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema of the body")
+
+    @property
+    def scheme(self) -> str:
+        """The ``verify:`` scheme in force (``auth:`` if only that is given, else ``hmac``)."""
+        return self.auth if "verify" not in self.model_fields_set else self.verify
+
+    @model_validator(mode="after")
+    def _one_scheme_and_unsigned_on_purpose(self) -> WebhookTrigger:
+        if {"verify", "auth"} <= self.model_fields_set and self.verify != self.auth:
+            raise PydanticCustomError(
+                "webhook_verify",
+                "'auth: {auth}' and 'verify: {verify}' disagree",
+                {"auth": self.auth, "verify": self.verify, "hint": "drop auth:; verify: replaces it"},
+            )
+        if self.scheme == "none" and not self.allow_unsigned:
+            raise PydanticCustomError(
+                "webhook_unsigned",
+                "verify: none lets anyone on the network start this rule",
+                {
+                    "hint": "pick the sender's scheme (e.g. verify: standard-webhooks), "
+                    "or say allow_unsigned: true"
+                },
+            )
+        return self
 
     @property
     def secret_name(self) -> str:

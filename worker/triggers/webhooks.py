@@ -6,13 +6,15 @@ A delivery goes through, in order (each refusal is counted in ``ppw_webhook_deli
 
 1. **the hook exists**: an enabled rule has ``trigger: {webhook: <name>}``; else ``404``;
 2. **size**: a body over ``PPW_WEBHOOK_MAX_BODY`` is ``413``, refused before it is read to the end;
-3. **authentication** (:mod:`worker.triggers.auth`): an HMAC signature within the replay window or a
-   bearer token, with the secret ``PPW_WEBHOOK_SECRETS__<NAME>``; else ``401``;
+3. **authentication** (:mod:`worker.triggers.auth`): the signature of the hook's ``verify:`` scheme
+   (ppw's HMAC, Standard Webhooks, Stripe, GitHub, Typeform, Calendly; timestamps within the replay
+   window) or a bearer token, with the secret ``PPW_WEBHOOK_SECRETS__<NAME>``; else ``401``;
 4. **rate**: more than ``PPW_WEBHOOK_RATE_PER_MINUTE`` deliveries a minute to the hook (across all
    replicas) is ``429`` with ``Retry-After``;
 5. **body**: JSON or form-encoded (``400`` if it does not parse, ``415`` for other types), valid
    against the ``schema:`` of every rule on the hook (``422`` with the problems);
-6. **dedupe**: the same ``Idempotency-Key`` (or, without one, the same body within
+6. **dedupe**: the same ``Idempotency-Key`` (or Standard Webhooks' signed ``webhook-id``; without
+   either, the same body within
    ``PPW_WEBHOOK_DEDUPE_WINDOW``) is the same delivery and gets the same event id; a key reused
    with a different body is ``409``;
 7. **queue**: the event is stored and its dispatch message sent *before* the answer, ``202``
@@ -94,9 +96,18 @@ class HookConfig:
         pairs: list[tuple[str, str]] = []
         for loaded in self.rules:
             trigger = loaded.rule.webhook_trigger
-            if trigger is not None and (trigger.auth, trigger.secret_name) not in pairs:
-                pairs.append((trigger.auth, trigger.secret_name))
+            if trigger is not None and (trigger.scheme, trigger.secret_name) not in pairs:
+                pairs.append((trigger.scheme, trigger.secret_name))
         return pairs
+
+    def delivery_id(self, headers: Mapping[str, str]) -> str:
+        """The sender's own id of the delivery, signed and the same on its retries (Standard
+        Webhooks' ``webhook-id``), when a scheme of this hook has one; else ``""``."""
+        for name, _ in self.credentials:
+            header = auth.SCHEMES[name].delivery_header
+            if header:
+                return (headers.get(header) or headers.get(header.lower()) or "").strip()
+        return ""
 
     @property
     def schemas(self) -> list[tuple[LoadedRule, dict[str, Any]]]:
@@ -224,24 +235,29 @@ class WebhookIntake:
         return _refuse(413, "too_large", f"body over {self.options.webhook_max_body} bytes")
 
     def _authenticate(self, hook: HookConfig, headers: Mapping[str, str], body: bytes) -> Reply | None:
-        for scheme, secret_name in hook.credentials:
-            value = auth.hook_secret(self.settings.webhook_secrets, secret_name)
-            if not value:
+        for name, secret_name in hook.credentials:
+            scheme = auth.SCHEMES[name]
+            value = (
+                auth.hook_secret(self.settings.webhook_secrets, secret_name) if scheme.needs_secret else ""
+            )
+            if scheme.needs_secret and not value:
                 log.error(
                     "webhook %s: no secret; set %s (every delivery is refused)",
                     hook.name,
                     auth.env_name(secret_name),
                 )
                 return _refuse(401, "no_secret", "this hook is not configured to accept deliveries yet")
-            if scheme == "bearer":
-                verdict = auth.check_bearer(headers, value)
-            else:
-                verdict = auth.check_signature(
-                    headers, body, value, now=self.clock(), window=self.options.webhook_replay_window
-                )
+            request = auth.Inbound(headers, body, value, self.clock(), self.options.webhook_replay_window)
+            verdict = scheme.check(request)
             if not verdict.ok:
-                challenge = 'Bearer realm="ppw"' if scheme == "bearer" else 'PPW-HMAC-SHA256 realm="ppw"'
-                return _refuse(401, verdict.reason, verdict.detail, headers={"WWW-Authenticate": challenge})
+                log.warning("webhook %s: %s verification failed: %s", hook.name, name, verdict.detail)
+                if verdict.reason == "bad_secret":
+                    log.error(
+                        "webhook %s: %s is not a %s secret", hook.name, auth.env_name(secret_name), name
+                    )
+                return _refuse(
+                    401, verdict.reason, verdict.detail, headers={"WWW-Authenticate": scheme.challenge}
+                )
         return None
 
     def _validate(self, hook: HookConfig, payload: Any) -> list[dict[str, str]]:
@@ -269,6 +285,8 @@ class WebhookIntake:
         received = dt.datetime.fromtimestamp(now, dt.UTC)
         body_hash = digest(hook.name, body)
         idempotency = (headers.get("Idempotency-Key") or headers.get("idempotency-key") or "").strip()
+        if not idempotency:  # a signed delivery id the sender keeps on its retries (webhook-id)
+            idempotency = hook.delivery_id(headers)
         if len(idempotency) > MAX_IDEMPOTENCY_KEY:
             return _refuse(
                 400, "bad_request", f"Idempotency-Key longer than {MAX_IDEMPOTENCY_KEY} characters"
