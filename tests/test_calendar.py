@@ -446,3 +446,16 @@ def test_ppw_calendar_errors(ppw: CliRunner, monkeypatch: pytest.MonkeyPatch) ->
     get_settings.cache_clear()
     result = ppw.invoke(app, ["calendar"])
     assert result.exit_code == 1 and "PPW_HOLIDAYS 'US-XX'" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "--no-http"], ["worker", "--no-http"], ["scheduler", "--no-http"]]
+)
+def test_a_bad_calendar_setting_stops_the_process_at_start(
+    ppw: CliRunner, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("PPW_HOLIDAYS", "US-XX")
+    get_settings.cache_clear()
+    result = ppw.invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "PPW_HOLIDAYS 'US-XX': US has no subdivision 'XX'" in result.output
