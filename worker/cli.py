@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.commands import auth, customfields, poll, rules, run, runs, sandbox
+from worker.commands import auth, calendar, customfields, poll, rules, run, runs, sandbox
 
 app = typer.Typer(
     name="ppw",
@@ -29,6 +29,7 @@ app.add_typer(
 poll.register(app)
 runs.register(app)
 run.register(app)
+calendar.register(app)
 
 
 def main() -> None:

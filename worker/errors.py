@@ -35,6 +35,7 @@ module it lives in)::
         + LoginError (worker.practicepanther.errors)
       x TokenStoreError (worker.practicepanther.tokens)
       x CustomFieldError (worker.practicepanther.customfields): permanent
+      x CalendarError (worker.calendar): a calendar setting, closure or duration unreadable
       x StateError (worker.state.base): transient
         + LockNotAcquired (worker.state.locks)
         + UnsafeStateStore (worker.state.durability): permanent

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     # Rules
     rules_dir: Path = Path("rules")
     timezone: str = "UTC"
+    #: public holidays that are not business days: country codes with an optional subdivision
+    #: (``US``, ``US-FL``, ``GB-ENG``); empty, only weekends are (worker/calendar.py)
+    holidays: CommaList = Field(default_factory=list)
+    #: the firm's own closures: dates ``2026-12-24`` and ranges ``2026-12-24..2026-12-31``
+    closures: CommaList = Field(default_factory=list)
+    #: a YAML list of named closures (``- {date: 2026-12-24, name: Firm retreat}``)
+    closures_file: Path | None = None
     env_allowlist: CommaList = Field(default_factory=list)
     rule_burst_per_minute: int = 10
     # A broken rule is logged, counted and shown in /readyz while the other rules run; strict, the
@@ -130,6 +137,8 @@ class Settings(BaseSettings):
         "poll_use_updated_since",
         "env_allowlist",
         "http_allowed_hosts",
+        "holidays",
+        "closures",
         mode="before",
     )
     @classmethod
@@ -156,6 +165,12 @@ class Settings(BaseSettings):
         if isinstance(value, dict):
             return {str(k).lower(): v for k, v in value.items()}
         return value
+
+    @field_validator("closures_file", mode="before")
+    @classmethod
+    def _no_file(cls, value: object) -> object:
+        """``PPW_CLOSURES_FILE=`` (empty) means no file."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_format")
     @classmethod

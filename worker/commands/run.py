@@ -22,14 +22,17 @@ NoHttpOpt = Annotated[bool, typer.Option("--no-http", help="Do not serve /health
 
 @contextmanager
 def _refusals() -> Iterator[None]:
-    """A process that refuses to start says why on stderr and exits 2, without a traceback."""
+    """A process that refuses to start says why on stderr and exits 2, without a traceback; the
+    firm calendar's settings (PPW_HOLIDAYS, PPW_CLOSURES, PPW_CLOSURES_FILE) are checked first."""
     # lazy: `ppw --help` imports every command module
+    from worker.calendar import Calendar, CalendarError
     from worker.process.run import BrokenRules, NeedsSharedBroker
     from worker.state.durability import UnsafeStateStore
 
     try:
+        Calendar.from_settings(load_settings())
         yield
-    except (NeedsSharedBroker, UnsafeStateStore, BrokenRules) as exc:
+    except (NeedsSharedBroker, UnsafeStateStore, BrokenRules, CalendarError) as exc:
         raise fail(str(exc), code=2) from None
 
 

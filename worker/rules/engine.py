@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from worker.actions.base import result_resource
+from worker.calendar import Calendar
 from worker.events import Event
 from worker.observability.scrub import Scrubber
 from worker.rules import context as ctx
@@ -85,7 +86,8 @@ class Engine:
         settings = settings or get_settings()
         self.settings = settings
         self.ruleset = ruleset
-        self.env = environment(settings.timezone)
+        # the firm calendar is read (and its settings checked) when the rules are first set up
+        self.env = environment(settings.timezone, Calendar.from_settings(settings))
         self.zone = ZoneInfo(settings.timezone)
         self.clock = clock
         allowlist = list(settings.env_allowlist)

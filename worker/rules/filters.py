@@ -3,7 +3,9 @@
 Dates: PracticePanther sends timestamps as ISO strings, mostly without an offset, and documents
 them as UTC. Every date filter accepts a ``datetime``, a ``date`` or such a string, reads a naive
 value as UTC, and ``local`` converts to the firm's time zone (``PPW_TIMEZONE``). ``now()`` already
-is in the firm's time zone, so ``now() | add_business_days(5)`` counts the firm's working days.
+is in the firm's time zone, so ``now() | add_business_days(5)`` counts the firm's working days:
+weekends, public holidays (``PPW_HOLIDAYS``) and closures of the firm calendar
+(:mod:`worker.calendar`, given to the environment with the zone) are skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from jinja2 import pass_environment
 from jinja2.environment import Environment
 from jinja2.runtime import Undefined
 
+from worker.calendar import Calendar, Duration, parse_duration
 from worker.practicepanther import odata
 
 UTC = dt.UTC
@@ -92,18 +95,51 @@ def add_hours(value: Any, hours: float) -> dt.datetime:
     return to_datetime(value) + dt.timedelta(hours=hours)
 
 
-def add_business_days(value: Any, days: int) -> dt.datetime:
-    """Move by ``days`` weekdays (Saturday and Sunday skipped; holidays are not known)."""
-    moment = to_datetime(value)
-    step = 1 if days >= 0 else -1
-    remaining = abs(int(days))
-    if remaining > 3650:
-        raise ValueError("add_business_days: at most 3650 days")
-    while remaining:
-        moment += dt.timedelta(days=step)
-        if moment.weekday() < 5:
-            remaining -= 1
-    return moment
+def _calendar(env: Environment) -> Calendar:
+    """The firm calendar the environment was built with (weekends only when none was given)."""
+    calendar = getattr(env, "calendar", None)
+    return calendar if isinstance(calendar, Calendar) else Calendar(_zone_key(env))
+
+
+def _zone_key(env: Environment) -> str:
+    return getattr(_firm_zone(env), "key", "UTC")
+
+
+@pass_environment
+def add_business_days(env: Environment, value: Any, days: int) -> dt.datetime:
+    """Move by ``days`` business days of the firm calendar (weekends, ``PPW_HOLIDAYS`` and the
+    firm's closures skipped), keeping the local time, in the firm's zone."""
+    return _calendar(env).add_business_days(local(env, value), days)
+
+
+@pass_environment
+def next_business_day(env: Environment, value: Any, same_day: bool = False) -> dt.datetime:
+    """The first business day after ``value`` (at its local time); ``same_day=true`` keeps a
+    ``value`` that already is on a business day (a deadline on a holiday moves to the next one)."""
+    moment = local(env, value)
+    calendar = _calendar(env)
+    if same_day and calendar.is_business_day(moment.date()):
+        return moment
+    return calendar.add_business_days(moment, 1)
+
+
+@pass_environment
+def is_business_day(env: Environment, value: Any) -> bool:
+    """Whether ``value``'s local date is a business day of the firm calendar."""
+    return _calendar(env).is_business_day(local(env, value).date())
+
+
+@pass_environment
+def add_duration(env: Environment, value: Any, duration: Any) -> dt.datetime:
+    """Move by a duration in words: ``'3 business days'``, ``'2 weeks'``, ``'-1 day'``, ``'2h'``."""
+    parsed = duration if isinstance(duration, Duration) else parse_duration(duration)
+    return parsed.apply(local(env, value), _calendar(env))
+
+
+@pass_environment
+def business_days_between(env: Environment, start: Any, end: Any) -> int:
+    """Business days after ``start`` up to and including ``end`` (negative when ``end`` is earlier)."""
+    return _calendar(env).business_days_between(local(env, start).date(), local(env, end).date())
 
 
 def isoformat(value: Any, timespec: str = "seconds") -> str:
@@ -187,6 +223,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "add_days": add_days,
     "add_hours": add_hours,
     "add_business_days": add_business_days,
+    "next_business_day": next_business_day,
+    "is_business_day": is_business_day,
+    "add_duration": add_duration,
     "isoformat": isoformat,
     "strftime": strftime,
     "date_only": date_only,
@@ -196,3 +235,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "default": default,
     "d": default,
 }
+
+#: Jinja tests: ``{% if record.due_date is business_day %}``.
+TESTS: dict[str, Callable[..., Any]] = {"business_day": is_business_day}
+
+#: Functions templates call by name.
+GLOBALS: dict[str, Callable[..., Any]] = {"business_days_between": business_days_between}

@@ -30,8 +30,9 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, safe_range
 
+from worker.calendar import Calendar
 from worker.errors import PpwError
-from worker.rules.filters import FILTERS
+from worker.rules.filters import FILTERS, GLOBALS, TESTS
 from worker.rules.views import LOOKUP_TYPES, Missing
 
 #: Names every template can use (besides the loop variables it defines itself).
@@ -106,16 +107,22 @@ class RulesEnvironment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
-    def __init__(self, timezone: str = "UTC", limits: Limits | None = None) -> None:
+    def __init__(
+        self, timezone: str = "UTC", limits: Limits | None = None, calendar: Calendar | None = None
+    ) -> None:
         super().__init__(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=_blank_none
         )
         self.firm_zone = ZoneInfo(timezone)
+        #: business days for the date filters; weekends only unless the firm's calendar is given
+        self.calendar = calendar if calendar is not None else Calendar(self.firm_zone)
         self.limits = limits or Limits()
         self.globals.pop("lipsum", None)
         self.globals["range"] = self._range
         self.globals[_LOOP_GUARD] = self._loop
         self.filters.update(FILTERS)
+        self.tests.update(TESTS)
+        self.globals.update(GLOBALS)
         self.filters.update(
             center=self._center, indent=self._indent, format=self._format, replace=self._replace
         )
@@ -474,6 +481,7 @@ def iter_templates(
 
 
 @cache
-def environment(timezone: str = "UTC") -> RulesEnvironment:
-    """The shared environment for a firm time zone (compiled templates keep a reference to it)."""
-    return RulesEnvironment(timezone)
+def environment(timezone: str = "UTC", calendar: Calendar | None = None) -> RulesEnvironment:
+    """The shared environment for a firm time zone and calendar (compiled templates keep a
+    reference to it); without a calendar, business days skip weekends only."""
+    return RulesEnvironment(timezone, calendar=calendar)

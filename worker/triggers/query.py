@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from worker.calendar import Calendar
 from worker.rules.context import allowed_env, env_view, rule_view
 from worker.rules.model import Query
 from worker.rules.templating import RulesEnvironment, compile_value, environment, render_value
@@ -70,7 +71,7 @@ def render_query(
     env: RulesEnvironment | None = None,
 ) -> RenderedQuery:
     """``query`` with its ``filter`` and ``params`` rendered for ``slot`` (raises ``RenderError``)."""
-    env = env or environment(settings.timezone)
+    env = env or environment(settings.timezone, Calendar.from_settings(settings))
     allowlist = list(settings.env_allowlist)
     variables = {
         **env.globals,
