@@ -178,6 +178,61 @@ def reconcile(section: Section, ctx: Context) -> None:
                 section.add(Figure(f"reconcile peak RSS ({label})", run["peak_rss_mb"], "MB"))
 
 
+# timers ---------------------------------------------------------------------------------------------
+def timers(section: Section, ctx: Context) -> None:
+    from benchmarks import timers as harness
+
+    result = harness.run_benchmark(_sizes(ctx.quick, 100_000, 10_000))
+    section.details.update(result)
+    pending = result["pending"]
+    for backend in result["backends"]:
+        name = backend["backend"]
+        if backend.get("skipped"):
+            section.details.setdefault("notes", []).append(f"{name}: {backend['skipped']}")
+            continue
+        section.add(
+            Figure(
+                f"one look with {pending:,} pending, none due ({name})",
+                backend["idle_look_ms_median"],
+                "ms",
+                baseline=backend["floor_ms_median"],
+                baseline_name="a bare ZRANGEBYSCORE of the same set",
+                target=Target("<=", harness.TARGET_LOOK_MS),
+                note=f"{backend['calls_per_idle_look']:g} store call(s) a look; "
+                f"p99 {backend['idle_look_ms_p99']} ms",
+            )
+        )
+        section.add(
+            Figure(
+                f"state bytes per pending timer ({name})",
+                backend["bytes_per_timer"],
+                "B",
+                target=Target("<=", harness.TARGET_BYTES),
+                note=f"{backend['bytes_per_timer_restart_mode']} B in modes single/restart "
+                "(with the record marker)",
+            )
+        )
+        burst = backend["burst"]
+        section.add(
+            Figure(
+                f"10,000 due at once: sent once each ({name})",
+                burst["sent"] - burst["repeats"],
+                "runs",
+                target=Target(">=", burst["due"]),
+                note=f"{burst['looks']} looks, {burst['repeats']} repeats",
+            )
+        )
+        section.add(
+            Figure(
+                f"p99 lateness, the leader's pump in real time ({name})",
+                backend["lateness"]["p99_seconds"],
+                "s",
+                target=Target("<=", harness.TARGET_LATENESS_P99),
+                note=f"p50 {backend['lateness']['p50_seconds']} s over {backend['lateness']['fired']} timers",
+            )
+        )
+
+
 # API efficiency -----------------------------------------------------------------------------------
 def api_efficiency(section: Section, ctx: Context) -> None:
     from benchmarks import api_efficiency as harness
@@ -434,6 +489,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Section, Context], None]]] = {
     "rule_matching": ("rule matching with 100 rules, one core", rule_matching),
     "priming": ("priming 100,000 records: time, peak RSS, state bytes", priming),
     "reconcile": ("a reconcile (deleted records) at 100,000 records: requests and time", reconcile),
+    "timers": ("waiting runs: a look at 100,000 pending, bytes per timer, a burst, lateness", timers),
     "api_efficiency": ("PracticePanther requests per idle poll and per 1,000 changes", api_efficiency),
     "throughput": ("end-to-end throughput, sandbox → rules → HTTP sink", throughput),
     "latency": ("detection latency, change → event enqueued", latency),

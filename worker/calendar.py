@@ -385,6 +385,42 @@ def _holiday_source(code: str) -> _HolidaySource:
 # -- the calendar ---------------------------------------------------------------------------------
 
 
+def to_datetime(value: Any) -> dt.datetime:
+    """A timezone-aware datetime from a datetime, date or ISO 8601 string (naive means UTC, as
+    PracticePanther's timestamps are; up to 7 fractional digits, as its messages carry)."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # PracticePanther sends 7 fractional digits
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 date or time") from None
+    else:
+        raise TypeError(f"expected a date, got {type(value).__name__}")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def calendar_date(value: Any) -> dt.date | None:
+    """The date when ``value`` is a naive midnight or a bare date: how PracticePanther stores
+    calendar dates (a matter's ``open_date``, a time entry's ``date``)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and ("T" not in value or value.endswith(("T00:00:00", "T00:00:00.000"))):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        if parsed.tzinfo is None and parsed.time() == dt.time(0):
+            return parsed.date()
+    if isinstance(value, dt.datetime) and value.tzinfo is None and value.time() == dt.time(0):
+        return value.date()
+    return None
+
+
 def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -538,6 +574,15 @@ class Calendar:
                 f"{days} business days from {local.date()}: out of the range of dates"
             ) from None
         return _localize(dt.datetime.combine(day, local.time()), self.zone) if days else local
+
+    def moment(self, value: Any) -> dt.datetime:
+        """``value`` as PracticePanther writes it, as an aware moment: a calendar date (a bare
+        date, or a naive midnight such as a task's ``due_date``) is the start of that day in the
+        firm's zone, not the evening before; any other naive time is UTC."""
+        day = calendar_date(value)
+        if day is not None:
+            return dt.datetime(day.year, day.month, day.day, tzinfo=self.zone)
+        return to_datetime(value)
 
     def at(self, moment: dt.datetime, time_of_day: dt.time) -> dt.datetime:
         """``moment``'s local date in the calendar's zone at ``time_of_day`` (a time that does not

@@ -23,6 +23,10 @@ module it lives in)::
         + PermanentStepError (worker.actions.errors)
         + TransientStepError (worker.actions.errors)
       x StopRun (worker.actions.errors): not a failure; ends the run as succeeded
+      x WaitUntil (worker.actions.errors): not a failure; the run waits, stored, until due
+      x CancelRun (worker.actions.errors): not a failure; ends the run as cancelled
+      x RunBusy (worker.delivery.timers): a worker holds the run; try again shortly
+      x RunNotWaiting (worker.process.run_commands): only a waiting run can be cancelled
       x TransportFailure (worker.actions.outbound): transient
       x PracticePantherError (worker.practicepanther.errors): 403, other statuses
         + AuthError (worker.practicepanther.errors)

@@ -60,6 +60,10 @@ class EventStore:
             raise EventNotFound(f"event {event_id} is not in the state store (expired or never stored)")
         return Event.model_validate_json(raw)
 
+    def extend(self, event: Event, *, ttl: float, batch: WriteBatch) -> None:
+        """Keep ``event`` for ``ttl`` seconds (at least the retention): a run waits on it."""
+        batch.set(self.key(event.connection, event.id), event.model_dump_json(), ttl=max(ttl, self.ttl))
+
     def keep(self, event: Event) -> None:
         """Keep ``event`` past retention: a dead-lettered run still needs it for a replay."""
         self.store.set(self.key(event.connection, event.id), event.model_dump_json())

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     http_allowed_hosts: CommaList = Field(default_factory=list)
     run_retention_days: int = 30
+    #: the longest a wait step may wait (seconds); longer waits fail the step and `rules check` flags them
+    wait_max: float = Field(default=731 * 86400.0, gt=0)
     retry_base: float = 2.0
     retry_max: float = 300.0
     run_lease: float = 30.0

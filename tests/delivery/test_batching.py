@@ -21,9 +21,9 @@ from dramatiq.brokers.stub import StubBroker
 from benchmarks.instruments import CountingStore
 from tests.fixtures.stubs import Recorded, Reply, StubServer
 from worker.actions.services import Services
+from worker.delivery.history import run_lease_key
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
-from worker.delivery.runner import run_lease_key
 from worker.events import Event
 from worker.process.broker import queue_backlog
 from worker.process.runtime import Runtime, wait_until

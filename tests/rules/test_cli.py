@@ -32,7 +32,7 @@ def test_check_the_examples_is_clean() -> None:
     env = {"PPW_WEBHOOK_SECRETS__INTAKE": "s3cret", "PPW_SLACK_BOT_TOKEN": "xoxb-test"}
     result = runner.invoke(app, ["rules", "check"], env=env)
     assert result.exit_code == 0, result.output
-    assert "9 file(s), 9 rule(s) loaded: 0 error(s), 0 warning(s)" in result.output
+    assert "13 file(s), 13 rule(s) loaded: 0 error(s), 0 warning(s)" in result.output
 
 
 def test_check_prints_compiler_style_errors_and_exits_1() -> None:

@@ -244,3 +244,29 @@ def test_case_stage_settlement_makes_the_closing_checklist_and_tells_billing(eng
         "text": "1042 - Whitman Holdings v. Garner moved to Settlement; "
         "closing checklist task <steps.checklist.id>",
     }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "invoice-unpaid-follow-up",
+        "task-due-reminder",
+        "matter-pending-14-days",
+        "statute-of-limitations-warning",
+    ],
+)
+def test_the_waiting_examples_fire_and_their_waits_render(engine: Engine, name: str) -> None:
+    evaluation = fire(engine, name)
+    wait = evaluation.steps[0]
+    assert wait.action == "wait" and wait.error is None
+    assert wait.params is not None and ("for" in wait.params or "until" in wait.params)
+
+
+def test_the_task_reminder_waits_for_three_business_days_before_the_new_due_date(engine: Engine) -> None:
+    wait = fire(engine, "task-due-reminder").steps[0]
+    assert wait.params == {
+        "until": "2026-04-24T00:00:00",
+        "offset": "-3 business days",
+        "at": "09:00",
+        "unless": "record.status == 'Completed'",
+    }

@@ -30,11 +30,16 @@ _EXPORTS = {
     "StepError": "worker.actions.errors",
     "StopRun": "worker.actions.errors",
     "TransientStepError": "worker.actions.errors",
+    "CancelRun": "worker.actions.errors",
+    "WaitUntil": "worker.actions.errors",
     "Services": "worker.actions.services",
     "signature": "worker.actions.signing",
+    "standard_webhooks_key": "worker.actions.signing",
+    "standard_webhooks_signature": "worker.actions.signing",
 }
 
 __all__ = [
+    "CancelRun",
     "PermanentStepError",
     "Services",
     "StepContext",
@@ -43,10 +48,13 @@ __all__ = [
     "StepType",
     "StopRun",
     "TransientStepError",
+    "WaitUntil",
     "all_step_types",
     "registry",
     "result_resource",
     "signature",
+    "standard_webhooks_key",
+    "standard_webhooks_signature",
     "step_type",
 ]
 
@@ -60,8 +68,15 @@ if TYPE_CHECKING:
         result_resource,
         step_type,
     )
-    from worker.actions.errors import PermanentStepError, StepError, StopRun, TransientStepError
+    from worker.actions.errors import (
+        CancelRun,
+        PermanentStepError,
+        StepError,
+        StopRun,
+        TransientStepError,
+        WaitUntil,
+    )
     from worker.actions.services import Services
-    from worker.actions.signing import signature
+    from worker.actions.signing import signature, standard_webhooks_key, standard_webhooks_signature
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

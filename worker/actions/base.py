@@ -54,6 +54,12 @@ class StepContext:
         for it instead of writing again.
     dry_run:
         The rule is in ``mode: dry_run`` (or a ``ppw rules test``): describe, do not act.
+    resumed_due:
+        The step waited (it raised :class:`~worker.actions.errors.WaitUntil`) and the run was
+        woken: the moment it waited for, so the wait is not counted again from now.
+    holds:
+        ``holds(expression, record)``: whether an expression of the rule is true with ``record``
+        as the record (a wait's ``unless:``, evaluated after the record was read again).
     """
 
     services: Services
@@ -64,6 +70,8 @@ class StepContext:
     run_id: str
     uncertain: bool = False
     dry_run: bool = False
+    resumed_due: float | None = None
+    holds: Callable[[str, dict[str, Any]], bool] | None = None
 
     @property
     def key(self) -> str:
@@ -138,6 +146,9 @@ class StepType:
         the destination in ``ppw_webhook_deliveries`` (names from the rule, never URLs).
     data_schema:
         How the editor schema checks ``data:`` against the step's resource, if it has one.
+    refreshes_record:
+        The step's output ``record`` (a record read again, after a wait) is the ``record`` of
+        the steps after it.
     with_doc, result_doc:
         The docs' step table cells; by default the ``with:`` fields and the result keys.
     """
@@ -151,6 +162,7 @@ class StepType:
     mask_output: ClassVar[bool] = False
     destination: ClassVar[tuple[str, ...]] = ()
     data_schema: ClassVar[DataSchema | None] = None
+    refreshes_record: ClassVar[bool] = False
     with_doc: ClassVar[str] = ""
     result_doc: ClassVar[str] = ""
 

@@ -74,3 +74,18 @@ class TransientStepError(StepError):
 class StopRun(PpwError):
     """A step asks to end the run quietly (``not_found: stop``): later steps are skipped and the
     run counts as succeeded, with this as its reason."""
+
+
+class WaitUntil(PpwError):
+    """A step asks the run to wait until ``due`` (a Unix time): the run is stored as ``waiting``,
+    its message ends, and the timer index wakes it then (the ``wait`` step)."""
+
+    def __init__(self, due: float, why: str = "") -> None:
+        self.due = due
+        self.why = why
+        super().__init__(why or f"waiting until {due}")
+
+
+class CancelRun(PpwError):
+    """A step ends the run as ``cancelled`` (a wait's ``unless:`` held, the record is gone):
+    not a failure, nothing is retried, later steps are skipped."""

@@ -153,9 +153,10 @@ def test_rules(
     """Evaluate rules against an event, a webhook payload or a schedule slot, with no side effects."""
     from ruamel.yaml.error import YAMLError
 
+    from worker.calendar import to_datetime
+
     # lazy: `ppw --help` imports every command module
     from worker.rules.explain import event_from_data
-    from worker.rules.filters import to_datetime
     from worker.rules.loader import load_rules
     from worker.rules.source import load_data
 

@@ -1,4 +1,4 @@
-"""``ppw runs list|show`` and ``ppw dlq list|replay``: what the rules did, and what needs a person."""
+"""``ppw runs list|show|cancel`` and ``ppw dlq list|replay``: what the rules did, and what needs a person."""
 
 from __future__ import annotations
 
@@ -77,6 +77,24 @@ def runs_show(
         typer.echo(run.model_dump_json(indent=2))
     else:
         typer.echo(report.run_detail(run))
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: Annotated[str, typer.Argument(help="Id (or prefix) of a waiting run, as `ppw runs list` shows.")],
+    connection: ConnectionOpt = None,
+) -> None:
+    """Cancel a waiting run: it never wakes, and its history says who ended it."""
+    # lazy: `ppw --help` imports every command module
+    from worker.delivery.history import RunNotFound
+    from worker.delivery.timers import RunBusy
+    from worker.process import run_commands as operations
+
+    try:
+        run = operations.cancel_run(run_id, connection)
+    except (RunNotFound, RunBusy, operations.RunNotWaiting) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"cancelled run {run.id} ({run.rule_id}); it was waiting at step {run.waiting_step or '-'}")
 
 
 @dlq_app.command("list")

@@ -29,7 +29,11 @@ _EXPORTS = {
     "replay_all": "worker.delivery.replay",
     "EngineRuleBook": "worker.delivery.rulebook",
     "Runner": "worker.delivery.runner",
-    "run_lease_key": "worker.delivery.runner",
+    "run_lease_key": "worker.delivery.history",
+    "RunBusy": "worker.delivery.timers",
+    "TimerPump": "worker.delivery.timers",
+    "Timers": "worker.delivery.timers",
+    "cancel_waiting": "worker.delivery.timers",
 }
 
 __all__ = [
@@ -40,9 +44,13 @@ __all__ = [
     "EngineRuleBook",
     "ReplayError",
     "Run",
+    "RunBusy",
     "RunHistory",
     "RunNotFound",
     "Runner",
+    "TimerPump",
+    "Timers",
+    "cancel_waiting",
     "replay",
     "replay_all",
     "run_lease_key",
@@ -52,11 +60,12 @@ if TYPE_CHECKING:
     from worker.delivery.app import DeliveryApp
     from worker.delivery.deadletters import DeadLetters
     from worker.delivery.dispatch import Dispatcher
-    from worker.delivery.history import Run, RunHistory, RunNotFound
+    from worker.delivery.history import Run, RunHistory, RunNotFound, run_lease_key
     from worker.delivery.options import DeliveryOptions
     from worker.delivery.replay import ReplayError, replay, replay_all
     from worker.delivery.rulebook import EngineRuleBook
-    from worker.delivery.runner import Runner, run_lease_key
+    from worker.delivery.runner import Runner
+    from worker.delivery.timers import RunBusy, TimerPump, Timers, cancel_waiting
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -19,6 +19,7 @@ from worker.delivery.history import RunHistory
 from worker.delivery.ledger import Ledger
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
+from worker.delivery.timers import Timers
 from worker.eventstore import EventStore
 from worker.settings import Settings
 from worker.state.base import StateStore
@@ -55,6 +56,7 @@ class DeliveryApp:
         self.history = RunHistory(self.store, retention=retention)
         self.ledger = Ledger(self.store, ttl=retention)
         self.dead_letters = DeadLetters(self.store, self.history)
+        self.timers = Timers(self.store)
 
     @classmethod
     def create(

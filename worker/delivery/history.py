@@ -26,9 +26,21 @@ from pydantic import BaseModel, Field
 from worker.errors import PpwError
 from worker.state.base import StateStore, WriteBatch, key
 
-RunStatus = Literal["queued", "running", "retrying", "succeeded", "skipped", "paused", "dead"]
-TERMINAL: frozenset[str] = frozenset({"succeeded", "skipped", "paused", "dead"})
-STATUSES: tuple[str, ...] = ("queued", "running", "retrying", "succeeded", "skipped", "paused", "dead")
+RunStatus = Literal[
+    "queued", "running", "retrying", "waiting", "succeeded", "skipped", "cancelled", "paused", "dead"
+]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "skipped", "cancelled", "paused", "dead"})
+STATUSES: tuple[str, ...] = (
+    "queued",
+    "running",
+    "retrying",
+    "waiting",
+    "succeeded",
+    "skipped",
+    "cancelled",
+    "paused",
+    "dead",
+)
 
 
 def run_id_for(event_id: str, rule_id: str) -> str:
@@ -36,12 +48,24 @@ def run_id_for(event_id: str, rule_id: str) -> str:
     return hashlib.sha256(f"{event_id}\x1f{rule_id}".encode()).hexdigest()[:24]
 
 
+def run_lease_key(connection: str, run_id: str) -> str:
+    """The lease a worker holds while it executes the run."""
+    return key(connection, "run-lease", run_id)
+
+
+def queue_key(run: Run) -> str:
+    """The ``mode: queued`` line of one rule for one record."""
+    return key(run.connection, "rule-queue", run.rule_id, run.event.resource, run.event.record_id)
+
+
 class StepTrace(BaseModel):
     """What one step did in the latest attempt that reached it."""
 
     id: str
     type: str
-    status: Literal["pending", "started", "done", "skipped", "failed", "errored"] = "pending"
+    status: Literal["pending", "started", "waiting", "done", "skipped", "failed", "errored", "cancelled"] = (
+        "pending"
+    )
     condition: bool | None = None
     request: dict[str, Any] | None = None
     response: dict[str, Any] | None = None
@@ -90,6 +114,9 @@ class Run(BaseModel):
     finished_at: float | None = None
     duration_ms: float | None = None
     next_retry_at: float | None = None
+    #: a ``waiting`` run: when its wait step wakes it (Unix time), and which step waits
+    wake_at: float | None = None
+    waiting_step: str | None = None
     error: str | None = None
     failed_step: str | None = None
     dead_at: float | None = None
@@ -161,11 +188,16 @@ class RunHistory:
             self.write(batch, run)
 
     def write(self, batch: WriteBatch, run: Run) -> None:
-        """:meth:`save` into ``batch``, so the runner writes a run and its ledger entry together."""
-        ttl = None if run.status == "dead" else self.retention
+        """:meth:`save` into ``batch``, so the runner writes a run and its ledger entry together.
+
+        Dead and waiting runs do not expire. A waiting run leaves the index of active runs, whose
+        lost messages the sweeper re-sends: the timer index (:mod:`~worker.delivery.timers`) wakes
+        it instead, when it is due.
+        """
+        ttl = None if run.status in ("dead", "waiting") else self.retention
         batch.set(self.key(run.connection, run.id), run.model_dump_json(), ttl=ttl)
         batch.zadd(self._index(run.connection), {run.id: run.created_at})
-        if run.terminal:
+        if run.terminal or run.status == "waiting":
             batch.zrem(self._active(run.connection), run.id)
         else:
             batch.zadd(self._active(run.connection), {run.id: run.created_at})

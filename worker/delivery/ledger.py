@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from worker.state.base import StateStore, WriteBatch, key
 
-StepStatus = Literal["started", "done", "skipped", "failed", "errored"]
+StepStatus = Literal["started", "waiting", "done", "skipped", "failed", "errored"]
 #: ``errored``: failed for good, but the step has ``continue_on_error`` so the run went on.
 FINISHED: frozenset[str] = frozenset({"done", "skipped", "errored"})
 
@@ -103,14 +103,32 @@ class Ledger:
         raw = self.store.get(self._key(run, step_id))
         return LedgerEntry.model_validate_json(raw) if raw is not None else None
 
-    def _write(self, run: RunKey, entry: LedgerEntry, batch: WriteBatch | None = None) -> LedgerEntry:
-        """Write ``entry`` now, or into ``batch`` (the runner writes it with the run's history)."""
+    def _write(
+        self, run: RunKey, entry: LedgerEntry, batch: WriteBatch | None = None, *, ttl: float | None = None
+    ) -> LedgerEntry:
+        """Write ``entry`` now, or into ``batch`` (the runner writes it with the run's history);
+        ``ttl`` longer than the retention for the steps of a run that waits past it."""
         k, value = self._key(run, entry.step_id), entry.model_dump_json()
+        ttl = max(ttl, self.ttl) if ttl is not None and self.ttl is not None else self.ttl
         if batch is not None:
-            batch.set(k, value, ttl=self.ttl)
+            batch.set(k, value, ttl=ttl)
         else:
-            self.store.set(k, value, ttl=self.ttl)
+            self.store.set(k, value, ttl=ttl)
         return entry
+
+    def wait(
+        self, run: RunKey, entry: LedgerEntry, due: float, *, batch: WriteBatch, ttl: float
+    ) -> LedgerEntry:
+        """The step waits until ``due``: neither finished nor uncertain; kept ``ttl`` seconds."""
+        waiting = entry.model_copy(
+            update={"status": "waiting", "output": {"due": due}, "may_have_applied": False}
+        )
+        return self._write(run, waiting, batch, ttl=ttl)
+
+    def keep(self, run: RunKey, entries: Sequence[LedgerEntry], *, batch: WriteBatch, ttl: float) -> None:
+        """Write ``entries`` again to last ``ttl`` seconds: the finished steps of a run that waits."""
+        for entry in entries:
+            self._write(run, entry, batch, ttl=ttl)
 
     def start(
         self,

@@ -49,6 +49,12 @@ def _progress(run: Run) -> str:
     return f"{finished}/{len(run.steps)}" if run.steps else "-"
 
 
+def _note(run: Run) -> str | None:
+    if run.status == "waiting" and run.wake_at is not None:
+        return f"wakes {_when(run.wake_at)} (step {run.waiting_step}, rule version {run.rule_version[:8]})"
+    return run.error or run.reason
+
+
 def runs_table(runs: Sequence[Run], *, error_width: int = 60) -> str:
     """One line per run, newest first as given."""
     if not runs:
@@ -63,7 +69,7 @@ def runs_table(runs: Sequence[Run], *, error_width: int = 60) -> str:
             f"{run.event.type} {run.event.resource} {run.event.record_id}",
             _progress(run),
             str(run.attempts),
-            _clip(run.error or run.reason, error_width),
+            _clip(_note(run), error_width),
         )
         for run in runs
     ]

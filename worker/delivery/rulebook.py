@@ -54,6 +54,10 @@ class PreparedRule:
         """Whether step ``index``'s ``if:`` holds (True without one)."""
         return self.engine.step_applies(self.rule.id, index, variables)
 
+    def holds(self, expression: str, variables: Mapping[str, Any]) -> bool:
+        """Whether an expression written in the rule (a wait's ``unless:``) is true now."""
+        return bool(self.engine.env.expression(expression)(variables))
+
     def render(self, index: int, variables: Mapping[str, Any]) -> dict[str, Any]:
         """Step ``index``'s canonical ``with:`` block, rendered."""
         return self.engine.render_step(self.rule.id, index, variables)

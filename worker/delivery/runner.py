@@ -8,13 +8,20 @@ A run message names a run id only. The runner:
    mid-run loses it within ``run_lease`` seconds and another worker resumes the run;
 3. honours the rule's ``mode`` for this record: ``parallel`` runs at once, ``queued`` waits for
    earlier runs of the same rule for the same record (in detection order), ``single`` skips the
-   run while another one of the same rule is executing for the record;
+   run while another one of the same rule is executing or waiting for the record, ``restart``
+   cancels the waiting one and goes on;
 4. walks the steps: a step the ledger shows finished is not run again (its recorded output feeds
    later templates); a step whose ``if:`` is false is recorded as skipped; otherwise the step is
    rendered, recorded as started, executed, and recorded as done;
 5. on failure: a transient error schedules another attempt with exponential backoff and jitter
    (``Retry-After`` honoured) until ``max_attempts``; a permanent error, or the last attempt,
-   puts the run in the dead-letter store with the reason and the failed step.
+   puts the run in the dead-letter store with the reason and the failed step;
+6. a step that waits (``wait``) stores the run as ``waiting`` with its wake time in the timer
+   index (:mod:`~worker.delivery.timers`) and ends the message; the finished steps' ledger
+   entries and the event are kept until the wait is over plus the retention. Woken, the run
+   walks its steps again: the finished ones are reused, the wait step is given the moment it
+   waited for, and a record it read again is the ``record`` of the steps after it. A run whose
+   rule was deleted or disabled meanwhile is cancelled when it wakes.
 
 The rule definition used is the snapshot stored at dispatch, so a retry after the rule file was
 edited still runs the steps the first attempt started with.
@@ -28,19 +35,21 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
 from worker.actions.base import StepContext, step_type
-from worker.actions.errors import PermanentStepError, StopRun
+from worker.actions.errors import CancelRun, PermanentStepError, StopRun, WaitUntil
 from worker.delivery.app import DeliveryApp
 from worker.delivery.carry import Carry
 from worker.delivery.failures import Failure, backoff_seconds, classify
-from worker.delivery.history import Run, StepTrace
+from worker.delivery.history import Run, StepTrace, queue_key, run_lease_key
 from worker.delivery.journal import Journal, trace
 from worker.delivery.ledger import LedgerEntry, RunKey
 from worker.delivery.rulebook import PreparedRule, steps_of
+from worker.delivery.timers import RunBusy, cancel_waiting
 from worker.events import Event
 from worker.eventstore import EventNotFound
 from worker.observability import log_context
@@ -294,7 +303,9 @@ class Runner:
         if isinstance(loaded, Exception):
             return self._dead(run, classify(loaded), failed_step=None, event=None)
         rule, event, entries = loaded.rule, loaded.event, loaded.entries
-        if run.mode not in ("queued", "single"):
+        if run.status == "waiting" and self._rule_gone(run):
+            return self._cancel(run, "the rule was deleted or disabled while the run waited", carry)
+        if run.mode not in ("queued", "single", "restart"):
             return self._attempt(run, rule, event, entries, (lease,), carry)
         claim = self._claim_record(run, carry, turn)
         if isinstance(claim, Outcome):
@@ -331,15 +342,33 @@ class Runner:
             carry.flush(app.store)
         if run.mode == "queued":
             return self._take_turn(run, record_lease)
-        if record_lease.acquire():
+        if not record_lease.acquire():
+            return self._skipped(
+                run, f"mode {run.mode}: another run of this rule for this record was in progress"
+            )
+        waiting = self.app.timers.waiting_run(run)
+        if waiting is None:
             return record_lease
-        skipped = run.model_copy(
-            update={
-                "status": "skipped",
-                "reason": "mode single: another run of this rule for this record was in progress",
-                "finished_at": time.time(),
-            }
-        )
+        if run.mode == "single":
+            record_lease.release()
+            return self._skipped(run, "mode single: another run of this rule for this record is waiting")
+        try:  # restart: the newer event wins
+            cancel_waiting(
+                app.history,
+                app.store,
+                run.connection,
+                waiting,
+                f"mode restart: a newer event for this record started run {run.id}",
+                lease_ttl=app.options.run_lease,
+            )
+        except RunBusy:  # it is waking right now: look again once it has moved on
+            record_lease.release()
+            return Outcome("waiting", requeue_after=app.options.queued_wait, run=run)
+        return record_lease
+
+    def _skipped(self, run: Run, reason: str) -> Outcome:
+        app = self.app
+        skipped = run.model_copy(update={"status": "skipped", "reason": reason, "finished_at": time.time()})
         app.history.save(skipped)
         _count(skipped)
         log.info("skipped: %s", skipped.reason)
@@ -369,11 +398,36 @@ class Runner:
             store.zrem(turn.queue, head)
 
     def _wait_for(self, head: Run) -> float:
-        """How long a queued run waits before looking again: until the head's next retry, if it has one."""
+        """How long a queued run waits before looking again: until the head's next retry or its
+        wake time (looking every few minutes meanwhile: the head may be cancelled)."""
         wait = self.app.options.queued_wait
         if head.next_retry_at is not None:
             wait = max(wait, min(head.next_retry_at - time.time(), 60.0))
+        if head.status == "waiting" and head.wake_at is not None:
+            wait = max(wait, min(head.wake_at - time.time(), 300.0))
         return wait
+
+    def _rule_gone(self, run: Run) -> bool:
+        """The rule of a waiting run is no longer loaded, or is disabled."""
+        current = self.app.rules.current(run.rule_id)
+        return current is None or not current.rule.enabled
+
+    def _cancel(self, run: Run, reason: str, carry: Carry) -> Outcome:
+        """End a woken run as cancelled (its lease is held: the message's leases are released)."""
+        carry.flush(self.app.store)
+        app = self.app
+        now = time.time()
+        cancelled = run.model_copy(
+            update={"status": "cancelled", "reason": reason, "finished_at": now, "wake_at": None}
+        )
+        with app.store.batch() as batch:
+            app.history.write(batch, cancelled)
+            app.timers.remove(batch, run)
+            if run.mode == "queued":
+                batch.zrem(queue_key(run), run.id)
+        _count(cancelled)
+        log.info("run cancelled: %s", reason)
+        return Outcome("cancelled", run=cancelled)
 
     # the steps ----------------------------------------------------------------------------------
     def _attempt(
@@ -414,6 +468,7 @@ class Runner:
             if entry is not None and entry.finished:
                 outputs[sid] = entry.output or {}
                 journal.trace(sid, reused=True, status=entry.status)
+                event = _refreshed(event, step, outputs[sid])
                 continue
             if not lease.held:
                 log.warning("lost the run lease before step %s; another worker has taken the run over", sid)
@@ -423,8 +478,13 @@ class Runner:
                 outcome = self._step(journal, rule, event, _StepAt(index, step, sid), entry, outputs)
             if outcome is not None and outcome.status == "stopped":
                 return self._succeeded(journal, reason=outcome.reason, skip_from=index + 1)
+            if outcome is not None and outcome.status == "cancelled":
+                return self._succeeded(
+                    journal, reason=outcome.reason, skip_from=index + 1, status="cancelled"
+                )
             if outcome is not None:
                 return outcome
+            event = _refreshed(event, step, outputs.get(sid, {}))
         return self._succeeded(journal)
 
     def _step(
@@ -451,15 +511,24 @@ class Runner:
             return self._unrenderable(journal, rule, event, at, exc)
         executor = step_type(at.step.action)
         entry = self._start(journal, at, previous)
-        ctx = self._step_context(journal, rule, event, at, entry)
+        ctx = self._step_context(journal, rule, event, at, entry, outputs)
+        if previous is not None and previous.status == "waiting":
+            ctx.resumed_due = float((previous.output or {}).get("due", 0.0))
         started = time.perf_counter()
         try:
             result = executor.run(params, ctx)
         except StopRun as stop:
             return self._stopped(journal, at, entry, stop, time.perf_counter() - started, outputs)
+        except WaitUntil as wait:
+            return self._waiting(journal, event, at, entry, wait)
+        except CancelRun as cancel:
+            self._stopped(journal, at, entry, StopRun(str(cancel)), time.perf_counter() - started, outputs)
+            self._woken(journal, previous)
+            return Outcome("cancelled", run=journal.run, reason=str(cancel))
         except Exception as exc:
             seconds = time.perf_counter() - started
             return self._step_failed(journal, rule, event, at, entry, params, exc, seconds)
+        self._woken(journal, previous)
         self._done(journal, rule, at, entry, params, result, time.perf_counter() - started, outputs)
         return None
 
@@ -498,9 +567,20 @@ class Runner:
         return entry
 
     def _step_context(
-        self, journal: Journal, rule: PreparedRule, event: Event, at: _StepAt, entry: LedgerEntry
+        self,
+        journal: Journal,
+        rule: PreparedRule,
+        event: Event,
+        at: _StepAt,
+        entry: LedgerEntry,
+        outputs: dict[str, Any],
     ) -> StepContext:
         run = journal.run
+
+        def holds(expression: str, record: dict[str, Any]) -> bool:
+            fresh = event.model_copy(update={"record": record})
+            return rule.holds(expression, rule.context(fresh, outputs))
+
         return StepContext(
             services=self.app.services,
             connection=run.connection,
@@ -510,7 +590,39 @@ class Runner:
             run_id=run.id,
             uncertain=entry.may_have_applied,
             dry_run=rule.rule.dry_run or run.dry_run,
+            holds=holds,
         )
+
+    def _waiting(
+        self, journal: Journal, event: Event, at: _StepAt, entry: LedgerEntry, wait: WaitUntil
+    ) -> Outcome:
+        """The step waits: the run is stored as waiting and indexed by its wake time; what it
+        needs when it wakes (the event, the finished steps' entries) is kept that long plus the
+        retention. The message ends here, releasing the leases; no broker delay is involved."""
+        app, run = self.app, journal.run
+        keep = max(wait.due - time.time(), 0.0) + app.options.retention
+        finished = [
+            e
+            for e in app.ledger.entries(journal.key, step_ids_before(journal.run, at.sid)).values()
+            if e.finished
+        ]
+        app.ledger.keep(journal.key, finished, batch=journal.pending, ttl=keep)
+        app.ledger.wait(journal.key, entry, wait.due, batch=journal.pending, ttl=keep)
+        app.events.extend(event, ttl=keep, batch=journal.pending)
+        app.timers.add(journal.pending, run, wait.due)
+        journal.trace(at.sid, status="waiting", response={"due": _iso(wait.due)})
+        journal.run = journal.run.model_copy(
+            update={"status": "waiting", "wake_at": wait.due, "waiting_step": at.sid, "next_retry_at": None}
+        )
+        journal.flush(last=True)
+        log.info("run waits until %s (step %s)", _iso(wait.due), at.sid)
+        return Outcome("waiting", run=journal.run)
+
+    def _woken(self, journal: Journal, previous: LedgerEntry | None) -> None:
+        """A step that had waited is past its wait: out of the timer index (with the next write)."""
+        if previous is not None and previous.status == "waiting":
+            self.app.timers.remove(journal.pending, journal.run)
+            journal.run = journal.run.model_copy(update={"wake_at": None, "waiting_step": None})
 
     def _stopped(
         self,
@@ -643,7 +755,12 @@ class Runner:
         return Outcome("dead", run=dead)
 
     def _succeeded(
-        self, journal: Journal, *, reason: str | None = None, skip_from: int | None = None
+        self,
+        journal: Journal,
+        *,
+        reason: str | None = None,
+        skip_from: int | None = None,
+        status: str = "succeeded",
     ) -> Outcome:
         now = time.time()
         run = journal.run
@@ -655,7 +772,7 @@ class Runner:
             ]
         journal.run = run.model_copy(
             update={
-                "status": "succeeded",
+                "status": status,
                 "reason": reason,
                 "error": None,
                 "failed_step": None,
@@ -669,18 +786,8 @@ class Runner:
         journal.flush(last=True)  # with the last step's ledger entry, releasing the leases (carried)
         done = journal.run
         _count(done)
-        log.info("run succeeded (%d step(s))", len(done.steps))
-        return Outcome("succeeded", run=done)
-
-
-def run_lease_key(connection: str, run_id: str) -> str:
-    """The lease a worker holds while it executes the run."""
-    return key(connection, "run-lease", run_id)
-
-
-def queue_key(run: Run) -> str:
-    """The ``mode: queued`` line of one rule for one record."""
-    return key(run.connection, "rule-queue", run.rule_id, run.event.resource, run.event.record_id)
+        log.info("run %s (%d step(s))", status, len(done.steps))
+        return Outcome(status, run=done)
 
 
 @dataclass(frozen=True)
@@ -695,6 +802,24 @@ class _Turn:
 
 def _turn_of(run: Run, record_lease: Lease) -> Turn:
     return Turn(queue_key(run), run.id, run.queued_at or run.created_at, record_lease.key, record_lease.ttl)
+
+
+def step_ids_before(run: Run, step_id: str) -> list[str]:
+    """The ids of the run's steps before ``step_id`` (in the run's trace order)."""
+    ids = [s.id for s in run.steps]
+    return ids[: ids.index(step_id)] if step_id in ids else ids
+
+
+def _refreshed(event: Event, step: StepBase, output: dict[str, Any]) -> Event:
+    """``event`` with the record a step read again (after a wait) as its record."""
+    record = output.get("record")
+    if step_type(step.action).refreshes_record and isinstance(record, dict):
+        return event.model_copy(update={"record": record})
+    return event
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat()
 
 
 def _params(step: StepBase, rendered: dict[str, Any]) -> Any:

@@ -127,6 +127,19 @@ STEP_LATENCY = Histogram(
     buckets=STEP_BUCKETS,
 )
 
+# Timers (waiting runs) ----------------------------------------------------------------------------
+TIMERS_PENDING = Gauge(
+    "ppw_timers_pending",
+    "Runs waiting for their moment (the wait step), as the scheduler's leader last counted.",
+    multiprocess_mode="mostrecent",
+)
+TIMERS_FIRED = Counter("ppw_timers_fired_total", "Waiting runs woken when their moment came.")
+TIMER_LATENESS = Histogram(
+    "ppw_timer_lateness_seconds",
+    "How long after its moment a waiting run was woken.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0),
+)
+
 # Queues and deliveries ----------------------------------------------------------------------------
 DLQ_SIZE = Gauge(
     "ppw_dlq_messages",
@@ -146,6 +159,9 @@ ALL = (
     LAST_POLL_SUCCESS,
     RECONCILES,
     LAST_RECONCILE_SUCCESS,
+    TIMERS_PENDING,
+    TIMERS_FIRED,
+    TIMER_LATENESS,
     EVENTS,
     HELD_BATCHES,
     API_CALLS,

@@ -390,6 +390,28 @@ def custom_fields_check(report: Callable[[], Mapping[str, Any] | None], *, shown
     return check
 
 
+def timers_check(oldest_due: Callable[[], float | None], *, late: float = 60.0) -> Check:
+    """Waiting runs due for longer than ``late`` seconds and not woken: the leader's pump is
+    stuck, or no worker takes run messages. Fails readiness (a wait is a promise of a moment).
+
+    ``oldest_due`` gives the Unix time of the oldest due timer, None when none is due.
+    """
+
+    def check() -> CheckResult:
+        due = oldest_due()
+        if due is None:
+            return CheckResult.passed("no waiting run is overdue")
+        behind = time.time() - due
+        if behind <= late:
+            return CheckResult.passed(f"waking runs due {behind:.0f}s ago")
+        return CheckResult.failed(
+            f"a waiting run is {behind:.0f}s past its moment and not woken: is a scheduler leading "
+            "and are workers taking run messages?"
+        )
+
+    return check
+
+
 def last_poll_success_from_metrics(resources: Iterable[str]) -> Callable[[], dict[str, float | None]]:
     """``last_success`` for :func:`polls_check`, read from ``ppw_last_poll_success_timestamp_seconds``.
 

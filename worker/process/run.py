@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
 
+from worker.delivery.timers import TimerPump
 from worker.errors import PpwError
 from worker.observability import configure_logging, init_sentry
 from worker.polling.scheduler import PollScheduler
@@ -49,6 +50,9 @@ Say = Callable[[str], None]
 POLLING_STOP_TIMEOUT = 2.0
 #: Longest wait for the health/metrics server to stop.
 HTTP_STOP_TIMEOUT = 2.0
+#: Seconds between two looks for waiting runs that are due (a wait ends within about this late;
+#: an idle look is one sorted-set read, so twice a second costs nothing).
+TIMER_TICK = 0.5
 
 
 class NeedsSharedBroker(PpwError, ValueError):
@@ -157,6 +161,7 @@ def _health(
         )
     if polls:
         checks["polls"] = health.polls_check(lambda: _last_polls(settings, runtime), settings.poll_interval)
+        checks["timers"] = health.timers_check(lambda: runtime.app.timers.oldest_due(settings.connection_id))
     routes = webhook_routes_for(settings, runtime)  # POST /hooks/<name> (inbound webhook triggers)
     server = health.HealthServer(settings, checks, routes=routes, port=options.http_port)
     server.start()
@@ -304,8 +309,9 @@ def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
 
 
 def poll_scheduler(settings: Settings, runtime: Runtime) -> PollScheduler:
-    """The scheduler's jobs for ``runtime``: polls of the watched resources, their reconciles, and
-    the refresh of the custom field definitions (``ppw run``, ``ppw scheduler`` and the demo)."""
+    """The scheduler's jobs for ``runtime``: polls of the watched resources, their reconciles, the
+    wake-up of waiting runs (twice a second) and the refresh of the custom field definitions
+    (``ppw run``, ``ppw scheduler`` and the demo)."""
     registry = runtime.registry
 
     def watched() -> list[str]:
@@ -326,6 +332,8 @@ def poll_scheduler(settings: Settings, runtime: Runtime) -> PollScheduler:
             lambda: registry.ruleset.rules,
         )
         scheduler.every("custom-fields", settings.custom_fields_refresh, watch.refresh)
+    pump = TimerPump(runtime.app.store, settings.connection_id, runtime.actors.send_runs)
+    scheduler.every("timers", TIMER_TICK, pump.tick)
     return scheduler
 
 

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from worker.delivery.history import Run, RunHistory
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.replay import replay, replay_all
+from worker.delivery.timers import cancel_waiting
+from worker.errors import PpwError
 from worker.process.runtime import Runtime
 from worker.settings import Settings, get_settings
 from worker.state import open_store
@@ -30,6 +32,31 @@ def open_history(settings: Settings | None = None) -> Iterator[tuple[RunHistory,
         )
     finally:
         store.close()
+
+
+def cancel_run(run_id: str, connection: str | None = None, settings: Settings | None = None) -> Run:
+    """``ppw runs cancel``: end a waiting run (by id or prefix) as cancelled."""
+    settings = settings or get_settings()
+    options = DeliveryOptions.from_settings(settings)
+    with open_history(settings) as (history, default_connection):
+        conn = connection or default_connection
+        run = history.resolve(conn, run_id)
+        if run.status != "waiting":
+            raise RunNotWaiting(
+                f"run {run.id} is {run.status}, not waiting: only a waiting run can be cancelled"
+            )
+        return cancel_waiting(
+            history,
+            history.store,
+            conn,
+            run.id,
+            "cancelled by an operator (ppw runs cancel)",
+            lease_ttl=options.run_lease,
+        )
+
+
+class RunNotWaiting(PpwError, ValueError):
+    """``ppw runs cancel`` of a run that is not waiting (running, finished, dead)."""
 
 
 class Replayer:

@@ -19,9 +19,9 @@ import dramatiq
 
 from worker.actions.services import Services
 from worker.delivery.app import DeliveryApp
+from worker.delivery.history import run_lease_key
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
-from worker.delivery.runner import run_lease_key
 from worker.process.actors import Actors, declare_actors, in_flight_key
 from worker.process.broker import BrokerOptions, create_broker, is_embedded, queue_backlog
 from worker.rules.ruleset import RuleSet

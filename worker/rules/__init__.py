@@ -36,7 +36,6 @@ _EXPORTS = {
     "event_from_data": "worker.rules.explain",
     "explain": "worker.rules.explain",
     "explain_live": "worker.rules.explain",
-    "to_datetime": "worker.rules.filters",
     "load_rules": "worker.rules.loader",
     "load_text": "worker.rules.loader",
     "Query": "worker.rules.model",
@@ -90,7 +89,6 @@ __all__ = [
     "rule_view",
     "rules_by_resource",
     "schedule_resource",
-    "to_datetime",
     "unwrap",
     "webhook_resource",
 ]
@@ -101,7 +99,6 @@ if TYPE_CHECKING:
     from worker.rules.diagnostics import Diagnostic, count
     from worker.rules.engine import Engine, rules_by_resource
     from worker.rules.explain import event_from_data, explain, explain_live
-    from worker.rules.filters import to_datetime
     from worker.rules.loader import load_rules, load_text
     from worker.rules.model import Query, Rule, ScheduleTrigger, StepBase
     from worker.rules.results import Evaluation, Match

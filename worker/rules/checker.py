@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from jinja2 import nodes
 
 from worker.actions.base import registry
+from worker.calendar import CalendarError, parse_duration
 from worker.events import Event
 from worker.hints import did_you_mean, one_of
 from worker.practicepanther import customfields, resources
@@ -55,6 +56,8 @@ class CheckConfig:
     #: the account's custom field definitions (an export file or the state store's cache); None
     #: leaves labels unchecked
     custom_fields: Definitions | None = None
+    #: the longest a wait step may wait (``PPW_WAIT_MAX``), seconds
+    wait_max: float = Settings.model_fields["wait_max"].default
 
     @classmethod
     def from_settings(cls, settings: Settings, custom_fields: Definitions | None = None) -> CheckConfig:
@@ -69,7 +72,19 @@ class CheckConfig:
             has_smtp=settings.smtp_url is not None and bool(settings.smtp_url.get_secret_value()),
             webhook_secrets=frozenset(settings.webhook_secrets),
             http_allowed_hosts=list(settings.http_allowed_hosts),
+            wait_max=settings.wait_max,
         )
+
+
+#: About how long each duration unit lasts (a business day: a week is five of them).
+_UNIT_SECONDS = {
+    "seconds": 1.0,
+    "minutes": 60.0,
+    "hours": 3600.0,
+    "days": 86400.0,
+    "weeks": 604800.0,
+    "business_days": 86400.0 * 7 / 5,
+}
 
 
 class RuleChecker:
@@ -341,8 +356,31 @@ class RuleChecker:
             for path, text in _template_strings(raw_with, ("steps", index, "with")):
                 self._template(path, text, scope)
             self._step_params(index, step.action, step.raw_with(), step.type != step.action)
+            if step.action == "wait":
+                self._wait(index, step.raw_with(), scope)
             if step.id:
                 earlier[step.id] = _step_info(step.action, step.params)
+
+    def _wait(self, index: int, params: dict[str, Any], scope: Scope) -> None:
+        """A wait's ``unless:``/``while:`` are conditions (checked like ``if:``), and a literal
+        ``for:`` may not pass ``PPW_WAIT_MAX``."""
+        for name in ("unless", "while"):
+            if isinstance(params.get(name), str):
+                self._expression(("steps", index, "with", name), params[name], scope)
+        written = params.get("for")
+        if written is None or (isinstance(written, str) and "{{" in written):
+            return
+        try:
+            duration = parse_duration(written)
+        except CalendarError:
+            return  # the parameter model already said what is wrong with it
+        seconds = abs(duration.amount) * _UNIT_SECONDS[duration.unit]
+        if seconds > self.config.wait_max:
+            self._at(
+                ("steps", index, "with", "for"),
+                f"waits {duration}, longer than PPW_WAIT_MAX ({self.config.wait_max / 86400:g} days)",
+                "wait less, or raise PPW_WAIT_MAX where the worker runs",
+            )
 
     def _step_params(self, index: int, action: str, params: dict[str, Any], shorthand: bool) -> None:
         base: Path_ = ("steps", index, "with")

@@ -22,7 +22,7 @@ from jinja2 import pass_environment
 from jinja2.environment import Environment
 from jinja2.runtime import Undefined
 
-from worker.calendar import Calendar, Duration, parse_duration
+from worker.calendar import Calendar, Duration, calendar_date, parse_duration, to_datetime
 from worker.practicepanther import odata
 
 UTC = dt.UTC
@@ -31,41 +31,6 @@ UTC = dt.UTC
 def _firm_zone(env: Environment) -> dt.tzinfo:
     zone: dt.tzinfo = getattr(env, "firm_zone", UTC)
     return zone
-
-
-def to_datetime(value: Any) -> dt.datetime:
-    """A timezone-aware datetime from a datetime, date or ISO 8601 string (naive means UTC)."""
-    if isinstance(value, dt.datetime):
-        parsed = value
-    elif isinstance(value, dt.date):
-        parsed = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        text = value.strip()
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # PracticePanther sends 7 fractional digits
-        try:
-            parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an ISO 8601 date or time") from None
-    else:
-        raise TypeError(f"expected a date, got {type(value).__name__}")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _calendar_date(value: Any) -> dt.date | None:
-    """The date when ``value`` is a naive midnight or a bare date: how PracticePanther stores
-    calendar dates (a matter's ``open_date``, a time entry's ``date``)."""
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, str) and ("T" not in value or value.endswith(("T00:00:00", "T00:00:00.000"))):
-        try:
-            parsed = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            return None
-        if parsed.tzinfo is None and parsed.time() == dt.time(0):
-            return parsed.date()
-    if isinstance(value, dt.datetime) and value.tzinfo is None and value.time() == dt.time(0):
-        return value.date()
-    return None
 
 
 @pass_environment
@@ -77,7 +42,7 @@ def local(env: Environment, value: Any, zone: str | None = None) -> dt.datetime:
     the evening before, as converting "midnight UTC" would give west of Greenwich.
     """
     target = ZoneInfo(zone) if zone else _firm_zone(env)
-    day = _calendar_date(value)
+    day = calendar_date(value)
     if day is not None:
         return dt.datetime(day.year, day.month, day.day, tzinfo=target)
     return to_datetime(value).astimezone(target)

@@ -40,7 +40,7 @@ from worker.actions.params import ResourceName, SecretName
 from worker.hints import suggest
 
 EventKind = Literal["created", "updated", "deleted"]
-Mode = Literal["parallel", "queued", "single"]
+Mode = Literal["parallel", "queued", "single", "restart"]
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 STEP_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -505,7 +505,9 @@ class Rule(_Model):
     conditions: Annotated[list[Condition], _CONDITIONS] = Field(default_factory=list)
     steps: Annotated[list[Step], Field(min_length=1)]
     mode: Mode = Field(
-        "queued", description="Runs for the same record: parallel, queued (in order) or single"
+        "queued",
+        description="Runs for the same record: parallel, queued (in order), single (drop a new run "
+        "while one runs or waits) or restart (a new run cancels the waiting one)",
     )
     rate_limit: RateLimit | None = Field(None, description="Default: PPW_RULE_BURST_PER_MINUTE per minute")
     allow_own_changes: bool = Field(False, description="Also fire on changes made by ppw itself")

@@ -1,0 +1,328 @@
+"""The ``wait`` step on real state (both backends), the sandbox over HTTP and a controllable clock.
+
+Days pass with time-machine, never with sleep. A waiting run is stored, not held: the message
+ends, the timer index wakes it when due (once, however often the pump looks), its record is read
+again, ``unless:`` cancels it, a deleted record cancels it, modes ``restart`` and ``single`` act on
+a waiting run, a deleted rule cancels it when it wakes, and the state it needs outlives the
+retention. ``ppw runs list --status waiting`` and ``ppw runs cancel`` show and end it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from typer.testing import CliRunner
+
+from tests.fixtures.client import SandboxAdmin, sandbox_settings
+from tests.fixtures.stubs import StubServer
+from tests.polling.conftest import _log_in
+from worker.actions.services import Services
+from worker.cli import app as cli
+from worker.delivery.app import DeliveryApp
+from worker.delivery.dispatch import Dispatcher
+from worker.delivery.ledger import RunKey
+from worker.delivery.options import DeliveryOptions
+from worker.delivery.rulebook import EngineRuleBook
+from worker.delivery.runner import Outcome, Runner
+from worker.delivery.timers import SENT_TTL, TimerPump, Timers, timers_key
+from worker.events import Change, Event
+from worker.rules.watcher import RuleRegistry
+from worker.sandbox import SandboxServer
+from worker.settings import get_settings
+from worker.state.base import StateStore
+
+START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
+
+RULE = """\
+- id: follow-up
+  trigger: {{resource: matters, on: updated}}
+  mode: {mode}
+  steps:
+    - id: noted
+      type: log
+      with: {{message: "seen {{{{ record.name }}}}"}}
+    - id: later
+      type: wait
+      with: {wait}
+    - id: tell
+      type: http.request
+      with: {{url: "{url}/tell", json: {{name: "{{{{ record.name }}}}", status: "{{{{ record.status }}}}"}}}}
+"""
+
+
+class Firm:
+    """A sandbox account, a rule that waits, and the dispatcher, runner and pump that run it."""
+
+    def __init__(
+        self, sandbox: SandboxServer, store: StateStore, stub: StubServer, rules_dir: Path, connection: str
+    ) -> None:
+        self.store, self.stub, self.rules_dir, self.connection = store, stub, rules_dir, connection
+        self.settings = sandbox_settings(
+            sandbox,
+            store.url,
+            connection,
+            rules_dir=rules_dir,
+            http_allowed_hosts=["127.0.0.1"],
+            timezone="America/New_York",
+            rule_burst_per_minute=1000,
+        )
+        _log_in(self.settings, store)
+        self.admin = SandboxAdmin(sandbox.url)
+        self.write()
+        self.registry = RuleRegistry(settings=self.settings)
+        self.registry.load()
+        options = DeliveryOptions(
+            max_attempts=3, retry_base=0.01, retry_max=0.05, run_lease=5, queued_wait=0.01
+        )
+        self.app = DeliveryApp.create(
+            self.settings,
+            store,
+            EngineRuleBook(lambda: self.registry.engine, self.settings),
+            services=Services(self.settings, store),
+            options=options,
+        )
+        self.dispatcher = Dispatcher(self.app)
+        self.runner = Runner(self.app)
+        self.woken: list[str] = []
+        self.pump = TimerPump(store, connection, lambda _c, ids: self.woken.extend(ids))
+
+    def write(self, mode: str = "parallel", wait: str = '{for: "3 days"}') -> None:
+        (self.rules_dir / "follow-up.yaml").write_text(RULE.format(mode=mode, wait=wait, url=self.stub.url))
+
+    def reload(self, **kwargs: Any) -> None:
+        self.write(**kwargs)
+        self.registry.load()
+        assert not self.registry.status()["errors"], self.registry.status()["errors"]
+
+    def matter(self, name: str = "Estate of Smith") -> dict[str, Any]:
+        account = self.admin.mutate(
+            [{"op": "create", "resource": "accounts", "data": {"display_name": "Acme"}}]
+        )
+        body = {"name": name, "status": "Open", "account_ref": {"id": account[0]["id"]}}
+        created: dict[str, Any] = self.admin.mutate([{"op": "create", "resource": "matters", "data": body}])[
+            0
+        ]
+        return created
+
+    def edit(self, record_id: str, **data: Any) -> None:
+        self.admin.mutate([{"op": "update", "resource": "matters", "id": record_id, "data": data}])
+
+    def event(self, record: dict[str, Any], revision: str = "1") -> Event:
+        ev = Event.build(
+            type="updated",
+            resource="matters",
+            record_id=record["id"],
+            revision=f"2026-03-02T15:00:0{revision}Z",
+            connection=self.connection,
+            record=record,
+            changes={"status": Change(old="Pending", new="Open")},
+        )
+        self.app.events.save(ev)
+        return ev
+
+    def start(self, record: dict[str, Any], revision: str = "1") -> str:
+        [result] = self.dispatcher.dispatch_many(
+            self.connection, [self.event(record, revision).id], lambda *_: None
+        )
+        [run_id] = result.runs
+        return run_id
+
+    def run(self, run_id: str) -> Outcome:
+        return self.runner.run(self.connection, run_id)
+
+    def told(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.stub.requests if r.path == "/tell"]
+
+
+@pytest.fixture
+def firm(
+    sandbox_factory: Callable[..., SandboxServer],
+    store: StateStore,
+    stub_server: StubServer,
+    tmp_path: Path,
+    connection_id: str,
+) -> Iterator[Firm]:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    made = Firm(sandbox_factory(seed=None), store, stub_server, rules_dir, connection_id)
+    yield made
+    made.app.close()
+    made.admin.http.close()
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    with time_machine.travel(START, tick=True) as traveller:
+        yield traveller
+
+
+def test_a_run_waits_stored_and_wakes_once_with_the_record_as_it_is_then(
+    firm: Firm, clock: time_machine.Coordinates
+) -> None:
+    record = firm.matter()
+    run_id = firm.start(record)
+    waiting = firm.run(run_id)
+    assert waiting.status == "waiting" and waiting.requeue_after is None  # no broker delay
+    run = firm.app.history.get(firm.connection, run_id)
+    assert run.status == "waiting" and run.waiting_step == "later"
+    assert run.wake_at == pytest.approx((START + timedelta(days=3)).timestamp(), abs=5)
+    assert run_id not in firm.app.history.active(firm.connection)  # the sweeper leaves it alone
+    assert firm.app.timers.pending(firm.connection) == 1 and firm.told() == []
+
+    assert firm.pump.tick() == 0  # nothing due yet
+    firm.edit(record["id"], name="Estate of Smith (settled)")
+    clock.shift(timedelta(days=3, seconds=1))
+    assert firm.pump.tick() == 1 and firm.woken == [run_id]
+    assert firm.pump.tick() == 0  # sent already: not twice
+
+    done = firm.run(run_id)
+    assert done.status == "succeeded"
+    assert firm.told() == [{"name": "Estate of Smith (settled)", "status": "Open"}]  # read again
+    assert firm.app.timers.pending(firm.connection) == 0
+    assert firm.run(run_id).status == "already" and len(firm.told()) == 1
+    later = firm.app.history.get(firm.connection, run_id).step("later")
+    assert later is not None and later.status == "done"
+
+
+def test_a_lost_wake_message_is_sent_again(firm: Firm, clock: time_machine.Coordinates) -> None:
+    run_id = firm.start(firm.matter())
+    firm.run(run_id)
+    clock.shift(timedelta(days=3, seconds=1))
+    assert firm.pump.tick() == 1  # the worker that takes it dies: the run is still waiting
+    assert firm.pump.tick() == 0  # not twice
+    clock.shift(timedelta(seconds=SENT_TTL + 1))
+    assert firm.pump.tick() == 1 and firm.woken == [run_id, run_id]
+    assert firm.run(run_id).status == "succeeded" and len(firm.told()) == 1
+
+
+def test_an_early_wake_waits_again(firm: Firm, clock: time_machine.Coordinates) -> None:
+    run_id = firm.start(firm.matter())
+    firm.run(run_id)
+    clock.shift(timedelta(days=1))
+    again = firm.run(run_id)  # a duplicate message: not due, so the run waits on
+    assert again.status == "waiting" and firm.told() == []
+    wake = firm.app.history.get(firm.connection, run_id).wake_at
+    assert wake == pytest.approx((START + timedelta(days=3)).timestamp(), abs=5)  # not counted again
+
+
+def test_unless_cancels_after_the_wait(firm: Firm, clock: time_machine.Coordinates) -> None:
+    firm.reload(wait='{for: "7 days", unless: "record.status == \'Closed\'"}')
+    record = firm.matter()
+    run_id = firm.start(record)
+    firm.run(run_id)
+    firm.edit(record["id"], status="Closed")
+    clock.shift(timedelta(days=7, seconds=1))
+    firm.pump.tick()
+    outcome = firm.run(run_id)
+    assert outcome.status == "cancelled" and firm.told() == []
+    run = firm.app.history.get(firm.connection, run_id)
+    assert run.status == "cancelled" and "unless" in (run.reason or "")
+    assert firm.app.timers.pending(firm.connection) == 0
+
+
+def test_a_record_deleted_while_waiting_cancels(firm: Firm, clock: time_machine.Coordinates) -> None:
+    record = firm.matter()
+    run_id = firm.start(record)
+    firm.run(run_id)
+    firm.admin.mutate([{"op": "delete", "resource": "matters", "id": record["id"]}])
+    clock.shift(timedelta(days=3, seconds=1))
+    assert firm.run(run_id).status == "cancelled" and firm.told() == []
+
+
+def test_mode_restart_cancels_the_waiting_run(firm: Firm, clock: time_machine.Coordinates) -> None:
+    firm.reload(mode="restart")
+    record = firm.matter()
+    first = firm.start(record, revision="1")
+    firm.run(first)
+    clock.shift(timedelta(days=1))
+    second = firm.start(record, revision="2")
+    assert firm.run(second).status == "waiting"
+    assert firm.app.history.get(firm.connection, first).status == "cancelled"
+    assert [r for r, _ in Timers(firm.store).due(firm.connection, 1e12)] == [second]
+    clock.shift(timedelta(days=3, seconds=1))
+    assert firm.run(second).status == "succeeded" and len(firm.told()) == 1
+
+
+def test_mode_single_ignores_new_events_while_one_waits(firm: Firm, clock: time_machine.Coordinates) -> None:
+    firm.reload(mode="single")
+    record = firm.matter()
+    first = firm.start(record, revision="1")
+    firm.run(first)
+    second = firm.start(record, revision="2")
+    skipped = firm.run(second)
+    assert skipped.status == "skipped" and "waiting" in (skipped.run.reason if skipped.run else "")
+    assert firm.app.history.get(firm.connection, first).status == "waiting"
+
+
+def test_a_deleted_rule_cancels_its_waiting_run_when_it_wakes(
+    firm: Firm, clock: time_machine.Coordinates
+) -> None:
+    run_id = firm.start(firm.matter())
+    firm.run(run_id)
+    (firm.rules_dir / "follow-up.yaml").unlink()
+    firm.registry.load()
+    clock.shift(timedelta(days=3, seconds=1))
+    outcome = firm.run(run_id)
+    assert outcome.status == "cancelled" and firm.told() == []
+    assert "deleted or disabled" in (firm.app.history.get(firm.connection, run_id).reason or "")
+
+
+def test_what_a_waiting_run_needs_outlives_the_retention(firm: Firm, clock: time_machine.Coordinates) -> None:
+    firm.reload(wait='{for: "90 days"}')  # longer than the 30-day retention
+    run_id = firm.start(firm.matter())
+    firm.run(run_id)
+    run = firm.app.history.get(firm.connection, run_id)
+    store, retention = firm.store, firm.app.options.retention
+    assert store.ttl(firm.app.history.key(firm.connection, run_id)) is None
+    assert run.wake_at is not None
+    waits = run.wake_at - datetime.now(UTC).timestamp()  # 90 days less an hour: DST starts meanwhile
+    assert waits == pytest.approx(90 * 86400 - 3600, abs=5)
+    noted = firm.app.ledger.keys(RunKey.of(run), ["noted", "later"])
+    for ledger_key in noted:
+        left = store.ttl(ledger_key)
+        assert left is not None and left > waits + retention - 60
+    event_left = store.ttl(firm.app.events.key(firm.connection, run.event_id))
+    assert event_left is not None and event_left > waits + retention - 60
+    assert store.zcard(timers_key(firm.connection)) == 1
+
+
+def test_until_a_date_with_offset_and_time_in_the_firm_zone(
+    firm: Firm, clock: time_machine.Coordinates
+) -> None:
+    firm.reload(wait='{until: "2026-03-20", offset: "-1 business day", at: "09:00"}')
+    run_id = firm.start(firm.matter())
+    firm.run(run_id)
+    wake = firm.app.history.get(firm.connection, run_id).wake_at
+    assert wake is not None  # Friday 20th less one business day: Thursday 19th, 09:00 in New York (EDT)
+    assert datetime.fromtimestamp(wake, UTC) == datetime(2026, 3, 19, 13, 0, tzinfo=UTC)
+
+
+def test_ppw_runs_list_waiting_and_cancel(firm: Firm, clock: time_machine.Coordinates) -> None:
+    run_id = firm.start(firm.matter())
+    firm.run(run_id)
+    env = {
+        "PPW_STATE_URL": firm.store.url,
+        "PPW_CONNECTION_ID": firm.connection,
+        "PPW_RULES_DIR": str(firm.rules_dir),
+    }
+    runner = CliRunner()
+    get_settings.cache_clear()
+    listed = runner.invoke(cli, ["runs", "list", "--status", "waiting"], env=env, catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    assert run_id[:12] in listed.output and "wakes 2026-03-05 15:00" in listed.output
+    get_settings.cache_clear()
+    cancelled = runner.invoke(cli, ["runs", "cancel", run_id[:10]], env=env, catch_exceptions=False)
+    assert cancelled.exit_code == 0, cancelled.output
+    run = firm.app.history.get(firm.connection, run_id)
+    assert run.status == "cancelled" and "operator" in (run.reason or "")
+    assert firm.app.timers.pending(firm.connection) == 0
+    get_settings.cache_clear()
+    again = runner.invoke(cli, ["runs", "cancel", run_id], env=env)
+    assert again.exit_code != 0 and "only a waiting run" in again.output
+    get_settings.cache_clear()
