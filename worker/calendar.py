@@ -405,19 +405,23 @@ def to_datetime(value: Any) -> dt.datetime:
 
 
 def calendar_date(value: Any) -> dt.date | None:
-    """The date when ``value`` is a naive midnight or a bare date: how PracticePanther stores
-    calendar dates (a matter's ``open_date``, a time entry's ``date``)."""
+    """The date when ``value`` is a calendar date: a bare date, or a midnight with no zone or in
+    UTC. That is how PracticePanther stores them (a task's ``due_date``, a matter's
+    ``open_date``, a time entry's ``date``: naive midnight, which ppw's client writes as UTC,
+    ``...T00:00:00Z``); read as an instant, west of Greenwich it would be the evening before."""
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
-    if isinstance(value, str) and ("T" not in value or value.endswith(("T00:00:00", "T00:00:00.000"))):
+    if isinstance(value, str):
+        text = value.strip()
+        if "T" in text and not re.search(r"T00:00:00(\.0+)?(Z|[+-]00:00)?$", text):
+            return None
         try:
-            parsed = dt.datetime.fromisoformat(value.strip())
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
-        if parsed.tzinfo is None and parsed.time() == dt.time(0):
-            return parsed.date()
-    if isinstance(value, dt.datetime) and value.tzinfo is None and value.time() == dt.time(0):
-        return value.date()
+    midnight = isinstance(value, dt.datetime) and value.time() == dt.time(0)
+    if midnight and (value.tzinfo is None or value.utcoffset() == dt.timedelta(0)):
+        return value.date()  # type: ignore[no-any-return]  # a datetime, tested just above
     return None
 
 

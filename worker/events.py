@@ -1,4 +1,5 @@
-"""The event: one detected change of one PracticePanther record, or one webhook or schedule firing.
+"""The event: one detected change of one PracticePanther record, one webhook or schedule firing,
+or one moment of a date-relative or "for" trigger coming (``due``, for one rule).
 
 Its id is deterministic (a hash of connection, resource, record id and revision), so detecting the
 same change twice, by an overlapping poll or after a crash, produces the same id and dispatch
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-EventType = Literal["created", "updated", "deleted", "webhook", "schedule"]
+EventType = Literal["created", "updated", "deleted", "webhook", "schedule", "due"]
 Origin = Literal["practicepanther", "ppw", "webhook", "schedule"]
 
 
@@ -52,6 +53,8 @@ class Event(BaseModel):
     changes: dict[str, Change] = Field(default_factory=dict)
     origin: Origin = "practicepanther"
     detected_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    #: a ``due`` event (a date-relative or "for" trigger's moment came): the one rule it is for
+    rule: str | None = None
 
     @classmethod
     def build(

@@ -30,6 +30,8 @@ _EXPORTS = {
     "EngineRuleBook": "worker.delivery.rulebook",
     "Runner": "worker.delivery.runner",
     "run_lease_key": "worker.delivery.history",
+    "AlarmPump": "worker.delivery.alarms",
+    "Alarms": "worker.delivery.alarms",
     "RunBusy": "worker.delivery.timers",
     "TimerPump": "worker.delivery.timers",
     "Timers": "worker.delivery.timers",
@@ -37,6 +39,8 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AlarmPump",
+    "Alarms",
     "DeadLetters",
     "DeliveryApp",
     "DeliveryOptions",
@@ -57,6 +61,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from worker.delivery.alarms import AlarmPump, Alarms
     from worker.delivery.app import DeliveryApp
     from worker.delivery.deadletters import DeadLetters
     from worker.delivery.dispatch import Dispatcher

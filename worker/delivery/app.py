@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from worker.actions.services import Services
+from worker.calendar import Calendar
+from worker.delivery.alarms import Alarms
 from worker.delivery.breaker import CircuitBreaker
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.history import RunHistory
@@ -57,6 +59,7 @@ class DeliveryApp:
         self.ledger = Ledger(self.store, ttl=retention)
         self.dead_letters = DeadLetters(self.store, self.history)
         self.timers = Timers(self.store)
+        self.alarms = Alarms(self.store, lambda: Calendar.from_settings(self.settings))
 
     @classmethod
     def create(

@@ -11,6 +11,10 @@ a handful per event.
   (their id is derived from event and rule) keep each rule to one run.
 - **Loop guard.** Events caused by ppw's own writes (``origin: ppw``) fire only rules with
   ``allow_own_changes: true``.
+- **Timed triggers.** Each event sets, moves or removes the alarms of the date-relative and
+  "for" rules of its resource (:mod:`~worker.delivery.alarms`), in the closing write. A ``due``
+  event (an alarm rang) is for one rule: the record is read again first, and nothing fires when
+  it is gone or its date moved (the alarm was moved with it).
 - **Circuit breaker.** More fires of one rule for one record than the rule's ``rate_limit``
   (default ``PPW_RULE_BURST_PER_MINUTE`` per minute) pause that rule for that record; the run is
   recorded with status ``paused`` and the reason, and a warning is logged once per trip.
@@ -23,12 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from worker.delivery.alarms import still_due
 from worker.delivery.app import DeliveryApp
 from worker.delivery.breaker import Verdict
 from worker.delivery.history import EventSummary, Run, run_id_for
 from worker.delivery.rulebook import Matched
 from worker.events import Event
 from worker.eventstore import EventStore
+from worker.practicepanther.errors import NotFound
 from worker.state.base import key
 
 log = logging.getLogger(__name__)
@@ -93,13 +99,36 @@ class Dispatcher:
             app.store.set_many_if_absent(
                 {self._marker(connection, e.id): "started" for e in events}, ttl=app.options.retention
             )
+            events = [self._fresh(e) if e.type == "due" else e for e in events]
             candidates = [c for event in events for c in self._candidates(event, results[event.id])]
             send_runs(connection, self._create_runs(connection, candidates))
+        now = datetime.now(UTC).timestamp()
         with app.store.batch() as batch:
             for event in events:
                 batch.set(self._marker(connection, event.id), "done", ttl=app.options.retention)
+                app.alarms.plan(batch, event, app.rules.timed(event.resource), now)
             app.events.dispatched(connection, *settled, *(e.id for e in events), batch=batch)
         return [results[event_id] for event_id in ids]
+
+    def _fresh(self, event: Event) -> Event:
+        """A ``due`` event with the record as PracticePanther holds it now (stored for the run);
+        unchanged but firing nothing when the record is gone or its date moved."""
+        app = self.app
+        current = app.rules.current(event.rule or "")
+        if current is None:
+            log.info("due event %s: rule %s is gone; nothing fires", event.id, event.rule)
+            return event.model_copy(update={"rule": None})
+        try:
+            record = app.services.pp(event.connection).get(event.resource, event.record_id)
+        except NotFound:
+            log.info("due event %s: %s %s is gone; nothing fires", event.id, event.resource, event.record_id)
+            return event.model_copy(update={"rule": None})
+        if not still_due(app.alarms, current.rule, event, record):
+            log.info("due event %s: the date moved since the alarm was set; nothing fires", event.id)
+            return event.model_copy(update={"rule": None})
+        fresh = event.model_copy(update={"record": record})
+        app.events.save(fresh)
+        return fresh
 
     def _candidates(self, event: Event, result: Dispatched) -> list[_Candidate]:
         """The runs ``event`` asks for: one per matching rule, but for ppw's own changes (loop guard)."""

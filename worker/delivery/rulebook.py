@@ -20,7 +20,7 @@ from typing import Any
 
 from worker.events import Event
 from worker.rules.engine import Engine
-from worker.rules.model import Rule, StepBase
+from worker.rules.model import RecordTrigger, Rule, StepBase
 from worker.rules.ruleset import LoadedRule, RuleSet
 from worker.rules.source import SourceMap
 from worker.settings import Settings
@@ -92,6 +92,21 @@ class EngineRuleBook:
             Matched(m.rule.rule, m.rule.version, [c.to_dict() for c in m.conditions])
             for m in self._engine().match(event)
         ]
+
+    def timed(self, resource: str) -> list[Rule]:
+        """The enabled date-relative and "for" rules of ``resource`` loaded now."""
+        return [
+            loaded.rule
+            for loaded in self._engine().ruleset
+            if loaded.rule.enabled
+            and isinstance(loaded.rule.trigger, RecordTrigger)
+            and loaded.rule.trigger.timed
+            and loaded.rule.trigger.resource == resource
+        ]
+
+    def versions(self) -> list[tuple[Rule, str]]:
+        """Every rule loaded now, with its version."""
+        return [(loaded.rule, loaded.version) for loaded in self._engine().ruleset]
 
     def current(self, rule_id: str) -> Matched | None:
         loaded = self._engine().ruleset.get(rule_id)

@@ -14,7 +14,13 @@ from worker.polling.own_writes import is_own_write, remember_own_record, remembe
 from worker.polling.poller import PollAborted, Poller, PollOptions, PollResult
 from worker.polling.reconcile import ReconcileAborted, ReconcileOptions, Reconciler, ReconcileResult
 from worker.polling.scheduler import PollScheduler, polled_resources
-from worker.polling.snapshots import Snapshot, Snapshotter, SnapshotUnreadable, snapshotter_for
+from worker.polling.snapshots import (
+    Snapshot,
+    Snapshotter,
+    SnapshotUnreadable,
+    parse_revision,
+    snapshotter_for,
+)
 from worker.polling.status import ResourceStatus, humanize_seconds, queue_depths, resource_statuses
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "humanize_seconds",
     "is_own_write",
     "load_snapshots",
+    "parse_revision",
     "polled_resources",
     "queue_depths",
     "remember_own_record",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
 
+from worker.delivery.alarms import AlarmPump
 from worker.delivery.timers import TimerPump
 from worker.errors import PpwError
 from worker.observability import configure_logging, init_sentry
@@ -53,6 +54,8 @@ HTTP_STOP_TIMEOUT = 2.0
 #: Seconds between two looks for waiting runs that are due (a wait ends within about this late;
 #: an idle look is one sorted-set read, so twice a second costs nothing).
 TIMER_TICK = 0.5
+#: Seconds between two looks for date rules whose already tracked records need their alarms.
+ALARM_SYNC = 60.0
 
 
 class NeedsSharedBroker(PpwError, ValueError):
@@ -310,8 +313,9 @@ def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
 
 def poll_scheduler(settings: Settings, runtime: Runtime) -> PollScheduler:
     """The scheduler's jobs for ``runtime``: polls of the watched resources, their reconciles, the
-    wake-up of waiting runs (twice a second) and the refresh of the custom field definitions
-    (``ppw run``, ``ppw scheduler`` and the demo)."""
+    wake-up of waiting runs and the ringing of date and "for" triggers (twice a second), the
+    alarms of records tracked before their date rule (every minute), and the refresh of the
+    custom field definitions (``ppw run``, ``ppw scheduler`` and the demo)."""
     registry = runtime.registry
 
     def watched() -> list[str]:
@@ -334,6 +338,11 @@ def poll_scheduler(settings: Settings, runtime: Runtime) -> PollScheduler:
         scheduler.every("custom-fields", settings.custom_fields_refresh, watch.refresh)
     pump = TimerPump(runtime.app.store, settings.connection_id, runtime.actors.send_runs)
     scheduler.every("timers", TIMER_TICK, pump.tick)
+    alarms = AlarmPump(
+        runtime.app.alarms, settings.connection_id, runtime.actors.emit, runtime.app.rules.versions
+    )
+    scheduler.every("alarms", TIMER_TICK, alarms.tick)
+    scheduler.every("alarm-sync", ALARM_SYNC, alarms.sync)
     return scheduler
 
 

@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 from worker.exports import lazy_exports
 
 _EXPORTS = {
+    "value_matches": "worker.rules.triggers",
+    "field_value": "worker.rules.triggers",
+    "RecordTrigger": "worker.rules.model",
     "allowed_env": "worker.rules.context",
     "env_view": "worker.rules.context",
     "rule_view": "worker.rules.context",
@@ -65,6 +68,7 @@ __all__ = [
     "LoadedRule",
     "Match",
     "Query",
+    "RecordTrigger",
     "RenderError",
     "Rule",
     "RuleRegistry",
@@ -81,6 +85,7 @@ __all__ = [
     "event_from_data",
     "explain",
     "explain_live",
+    "field_value",
     "load_data",
     "load_rules",
     "load_text",
@@ -90,6 +95,7 @@ __all__ = [
     "rules_by_resource",
     "schedule_resource",
     "unwrap",
+    "value_matches",
     "webhook_resource",
 ]
 
@@ -100,7 +106,7 @@ if TYPE_CHECKING:
     from worker.rules.engine import Engine, rules_by_resource
     from worker.rules.explain import event_from_data, explain, explain_live
     from worker.rules.loader import load_rules, load_text
-    from worker.rules.model import Query, Rule, ScheduleTrigger, StepBase
+    from worker.rules.model import Query, RecordTrigger, Rule, ScheduleTrigger, StepBase
     from worker.rules.results import Evaluation, Match
     from worker.rules.ruleset import LoadedRule, RuleSet
     from worker.rules.source import SourceMap, load_data
@@ -111,6 +117,7 @@ if TYPE_CHECKING:
         environment,
         render_value,
     )
+    from worker.rules.triggers import field_value, value_matches
     from worker.rules.views import unwrap
     from worker.rules.watcher import RuleRegistry
 

@@ -241,6 +241,8 @@ class RuleChecker:
                             spec, self.data["trigger"][key], ("trigger", key), resource.name
                         ):
                             self._issue(issue)
+            if trigger.at is not None:
+                self._date_field(resource, trigger.at)
             if "deleted" in trigger.on and len(trigger.on) == 1 and trigger.changed:
                 self._at(
                     ("trigger", "changed"),
@@ -360,6 +362,22 @@ class RuleChecker:
                 self._wait(index, step.raw_with(), scope)
             if step.id:
                 earlier[step.id] = _step_info(step.action, step.params)
+
+    def _date_field(self, resource: resources.Resource, name: str) -> None:
+        """``at:`` names a date or datetime field of the resource (or a custom date field)."""
+        path: Path_ = ("trigger", "at")
+        label = customfields.custom_label(name)
+        if label is not None:
+            self._custom_field(resource.name, label, path)
+            return
+        spec = resource.fields.get(name)
+        if spec is None:
+            self._at(
+                path, f"unknown field {name!r} on {resource.name}", fieldcheck.suggest(name, resource.fields)
+            )
+        elif spec.kind != "datetime":
+            dates = sorted(n for n, f in resource.fields.items() if f.kind == "datetime")
+            self._at(path, f"{resource.name}.{name} is not a date", f"date fields: {', '.join(dates)}")
 
     def _wait(self, index: int, params: dict[str, Any], scope: Scope) -> None:
         """A wait's ``unless:``/``while:`` are conditions (checked like ``if:``), and a literal

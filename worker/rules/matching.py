@@ -3,6 +3,8 @@
 Rules applied here:
 
 * an enabled record rule is listed under ``(resource, event type)`` for each type in its ``on``;
+  a timed one (``at:``, or ``for:``) only under ``(resource, "due")``: it fires when its moment
+  comes, never on the change itself;
 * a webhook rule under ``(webhook resource of its hook, "webhook")``, a schedule rule under
   ``(schedule resource of the rule, "schedule")``;
 * a disabled rule is listed nowhere (it never fires; ``evaluate`` still reaches it by id);
@@ -65,6 +67,8 @@ def index_keys(rule: Rule) -> list[tuple[str, str]]:
         return []
     trigger = rule.trigger
     if isinstance(trigger, RecordTrigger):
+        if trigger.timed:
+            return [(trigger.resource, "due")]
         return [(trigger.resource, kind) for kind in trigger.on]
     if isinstance(trigger, WebhookTrigger):
         return [(ctx.webhook_resource(trigger.webhook), "webhook")]

@@ -37,6 +37,7 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 from worker.actions import base as step_types
 from worker.actions.params import ResourceName, SecretName
+from worker.calendar import CalendarError, parse_duration, parse_time_of_day
 from worker.hints import suggest
 
 EventKind = Literal["created", "updated", "deleted"]
@@ -109,6 +110,20 @@ class RecordTrigger(_Model):
     from_: Any = Field(None, alias="from", description="Value (or list of values) the field changed from")
     to: Any = Field(None, description="Value (or list of values) the field changed to")
     fetch: bool = Field(False, description="GET the full (detailed) record before evaluating")
+    at: str | None = Field(
+        None, description="A date field (or custom.<label>): fire when that moment comes, once per date"
+    )
+    offset: str | None = Field(None, description='Added to the date of at: "-3 business days", "-60 days"')
+    time: str | None = Field(None, description='With at: the time of day in the firm zone, "09:00"')
+    for_: str | None = Field(
+        None, alias="for", description="With changed/to: fire once the field has held the value this long"
+    )
+
+    @property
+    def timed(self) -> bool:
+        """A date-relative (``at``) or "for" trigger: it fires when its moment comes (a ``due``
+        event), never on the change itself."""
+        return self.at is not None or self.for_ is not None
 
     @property
     def has_from(self) -> bool:
@@ -126,6 +141,39 @@ class RecordTrigger(_Model):
                 "'from'/'to' need 'changed' to name exactly one field",
                 {"hint": "e.g. changed: status, from: Open, to: Closed"},
             )
+        return self
+
+    @model_validator(mode="after")
+    def _timed_shapes(self) -> RecordTrigger:
+        if self.at is not None and (self.changed or self.for_ is not None):
+            raise PydanticCustomError(
+                "timed_trigger",
+                "'at' fires on a date: it does not go with 'changed' or 'for'",
+                {"hint": "e.g. at: due_date, offset: -3 business days, time: '09:00'"},
+            )
+        if (self.offset is not None or self.time is not None) and self.at is None:
+            raise PydanticCustomError(
+                "timed_trigger", "'offset'/'time' shift the date of 'at'", {"hint": "add at: <a date field>"}
+            )
+        if self.for_ is not None and not (len(self.changed) == 1 and self.has_to):
+            raise PydanticCustomError(
+                "timed_trigger",
+                "'for' needs changed: (one field) and to: (the value it must hold)",
+                {"hint": "e.g. changed: status, to: Pending, for: 14 days"},
+            )
+        for name, text in (("offset", self.offset), ("for", self.for_)):
+            if text is not None:
+                try:
+                    parse_duration(text)
+                except CalendarError as exc:
+                    raise PydanticCustomError(
+                        "duration", f"{name}: {{message}}", {"message": str(exc)}
+                    ) from None
+        if self.time is not None:
+            try:
+                parse_time_of_day(self.time)
+            except CalendarError as exc:
+                raise PydanticCustomError("time_of_day", "time: {message}", {"message": str(exc)}) from None
         return self
 
 

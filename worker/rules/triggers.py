@@ -69,6 +69,7 @@ _FAILED = {
         "changed",
         "from",
         "to",
+        "due",
     )
 }
 
@@ -128,6 +129,9 @@ def check_trigger(rule: Rule, event: Event, *, explain: bool = True, indexed: bo
             Check("resource", ok, f"event is for {event.resource}, rule watches {trigger.resource}")
         )
 
+    if trigger.timed or event.type == "due":
+        return _due_parts(rule, trigger, event, checks, explain)
+
     ok = event.type in trigger.on
     if not explain and not ok:
         return _FAILED["event type"]
@@ -143,7 +147,10 @@ def _record_parts(
     rule: Rule, trigger: RecordTrigger, event: Event, checks: list[Check], explain: bool
 ) -> TriggerVerdict:
     """The parts of a record trigger after its resource and event type: own change, changed,
-    from and to."""
+    from and to; for a ``due`` event, that it is this rule's moment (and, for ``for:``, that the
+    field still holds the value)."""
+    if event.type == "due" or trigger.timed:
+        return _due_parts(rule, trigger, event, checks, explain)
     if event.origin == "ppw":
         ok = rule.allow_own_changes
         if not explain and not ok:
@@ -176,6 +183,34 @@ def _record_parts(
                 if explain:
                     checks.append(Check("to", ok, f"{name} is {new!r}, rule wants {trigger.to!r}"))
 
+    return _explained(checks) if explain else _HELD
+
+
+def _due_parts(
+    rule: Rule, trigger: RecordTrigger, event: Event, checks: list[Check], explain: bool
+) -> TriggerVerdict:
+    ok = event.type == "due" and event.rule == rule.id and trigger.timed
+    if not explain and not ok:
+        return _FAILED["due"]
+    if explain:
+        detail = (
+            "this rule's moment came"
+            if ok
+            else "a date or 'for' trigger fires when its moment comes (a due event), not on the change"
+            if trigger.timed
+            else "a due event is for a date or 'for' trigger"
+        )
+        checks.append(Check("due", ok, detail))
+    if ok and trigger.for_ is not None:
+        name = trigger.changed[0]
+        now = field_value(event.resource, event.record, name)
+        held = value_matches(now, trigger.to, moments=name.startswith(customfields.PREFIX))
+        if not explain and not held:
+            return _FAILED["to"]
+        if explain:
+            checks.append(
+                Check("to", held, f"{name} is {now!r}, rule wants it to have stayed {trigger.to!r}")
+            )
     return _explained(checks) if explain else _HELD
 
 

@@ -1,0 +1,276 @@
+"""Date-relative and "for" triggers: one alarm per (rule, record), set and moved by the changes
+dispatch sees, rung by the scheduler's leader as a ``due`` event for that one rule.
+
+The rules, as applied:
+
+* ``at: <date field>`` (with ``offset:`` and ``time:``): the alarm is that field's moment in the
+  firm calendar (:mod:`worker.calendar`; a date is its day in the firm's zone). A change of the
+  date moves the alarm; clearing the date, deleting the record, or a moment already past removes
+  it: no surprise backfill, a rule only sees moments still ahead;
+* ``changed: F, to: V, for: D``: a change of F to V sets the alarm at the change's own time (the
+  record's ``updated_at``) plus D, so a restart or a late poll does not reset it; any other change
+  of F removes it;
+* when it rings the alarm is removed and a ``due`` event for the rule is stored and dispatched;
+  dispatch reads the record again, and the rule's conditions (and, for ``for:``, that F still is
+  V; for ``at:``, that the date is still the one the alarm was set for) decide on the record as it
+  is then;
+* the ``due`` event's id comes from (rule, record, date or change), so a record fires once per
+  date value, however often its alarm is set again;
+* records already tracked when an ``at:`` rule version first loads (after priming, or a new rule)
+  get their alarms from their snapshots, once per rule version (:meth:`Alarms.sync`).
+
+Keys (under ``ppw:<connection>:``): ``alarms`` (sorted set: rule, resource and record → moment),
+``alarm-info`` (hash: the same member → what it was set for), ``alarms-synced`` (hash: rule →
+the version whose snapshots were scanned).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.calendar import Calendar, parse_duration, parse_time_of_day
+from worker.events import Event
+from worker.polling import cursors
+from worker.polling.snapshots import SnapshotUnreadable, parse_revision, snapshotter_for
+from worker.practicepanther import resources
+from worker.rules.model import RecordTrigger, Rule
+from worker.rules.triggers import field_value, value_matches
+from worker.state.base import StateStore, WriteBatch, key
+
+log = logging.getLogger(__name__)
+
+#: Alarms rung per look; more due at once ring at the next looks.
+RING_BATCH = 1000
+
+Clock = Callable[[], float]
+
+
+def alarms_key(connection: str) -> str:
+    return key(connection, "alarms")
+
+
+def _info_key(connection: str) -> str:
+    return key(connection, "alarm-info")
+
+
+def _synced_key(connection: str) -> str:
+    return key(connection, "alarms-synced")
+
+
+def _member(rule_id: str, resource: str, record_id: str) -> str:
+    return "\x1f".join((rule_id, resource, record_id))
+
+
+def timed(rule: Rule) -> RecordTrigger | None:
+    """The rule's trigger when it is date-relative or "for" (and the rule enabled)."""
+    trigger = rule.trigger
+    return trigger if rule.enabled and isinstance(trigger, RecordTrigger) and trigger.timed else None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What an alarm rings for: its moment and what it was set for (the date, or the change)."""
+
+    due: float
+    key: str
+
+
+class Alarms:
+    """The alarms of every connection in ``store``; ``calendar`` gives the firm calendar."""
+
+    def __init__(self, store: StateStore, calendar: Callable[[], Calendar]) -> None:
+        self.store = store
+        self.calendar = calendar
+
+    # setting ------------------------------------------------------------------------------------
+    def plan(self, batch: WriteBatch, event: Event, rules: Iterable[Rule], now: float) -> None:
+        """Set, move or remove the alarms ``event`` concerns (into ``batch``, dispatch's write)."""
+        if event.type not in ("created", "updated", "deleted"):
+            return
+        for rule in rules:
+            trigger = timed(rule)
+            if trigger is None or trigger.resource != event.resource:
+                continue
+            if trigger.at is not None:
+                found = None if event.type == "deleted" else self.date_alarm(trigger, event.record)
+                self._put(batch, event, rule, found if found is None or found.due > now else None)
+            elif event.type == "deleted":
+                self._put(batch, event, rule, None)
+            elif _changed(event, trigger.changed[0]):
+                self._put(batch, event, rule, self._for_alarm(trigger, event))
+
+    def date_alarm(self, trigger: RecordTrigger, record: dict[str, Any]) -> Setting | None:
+        """The moment of an ``at:`` trigger for ``record`` (None without a date)."""
+        assert trigger.at is not None
+        value = field_value(trigger.resource, record, trigger.at)
+        if value in (None, ""):
+            return None
+        calendar = self.calendar()
+        try:
+            moment = calendar.moment(value)
+            # what the alarm is for: the date as an instant, however the value was written
+            date_key = moment.astimezone(UTC).isoformat()
+            if trigger.offset:
+                moment = parse_duration(trigger.offset).apply(moment, calendar)
+            if trigger.time:
+                moment = calendar.at(moment, parse_time_of_day(trigger.time))
+        except (TypeError, ValueError) as exc:
+            log.warning(
+                "%s %s: %s is not a date (%s); no alarm", trigger.resource, record.get("id"), trigger.at, exc
+            )
+            return None
+        return Setting(moment.timestamp(), date_key)
+
+    def _for_alarm(self, trigger: RecordTrigger, event: Event) -> Setting | None:
+        name = trigger.changed[0]
+        now = field_value(event.resource, event.record, name)
+        if not value_matches(now, trigger.to, moments=name.startswith("custom.")):
+            return None  # it changed to something else: the count stops
+        assert trigger.for_ is not None
+        since = parse_revision(event.record.get("updated_at")) or event.detected_at.astimezone(UTC)
+        calendar = self.calendar()
+        due = parse_duration(trigger.for_).apply(since.astimezone(calendar.zone), calendar)
+        return Setting(due.timestamp(), f"{name}={now!r}@{since.isoformat()}")
+
+    def _put(self, batch: WriteBatch, event: Event, rule: Rule, setting: Setting | None) -> None:
+        member = _member(rule.id, event.resource, event.record_id)
+        if setting is None:
+            batch.zrem(alarms_key(event.connection), member)
+            batch.hdel(_info_key(event.connection), member)
+            return
+        info = {"rule": rule.id, "resource": event.resource, "record_id": event.record_id, "key": setting.key}
+        batch.zadd(alarms_key(event.connection), {member: setting.due})
+        batch.hset(_info_key(event.connection), {member: json.dumps(info)})
+
+    # ringing ------------------------------------------------------------------------------------
+    def ring(self, connection: str, now: float, limit: int = RING_BATCH) -> list[Event]:
+        """The ``due`` events of the alarms due now, removed from the index in one write."""
+        due = self.store.zrange_by_score(alarms_key(connection), maximum=now, limit=limit)
+        if not due:
+            return []
+        members = [member for member, _ in due]
+        infos = self.store.hmget(_info_key(connection), members)
+        with self.store.batch() as batch:
+            batch.zrem(alarms_key(connection), *members)
+            batch.hdel(_info_key(connection), *members)
+        events = []
+        for (_member_id, moment), raw in zip(due, infos, strict=True):
+            if raw is None:
+                continue
+            info = json.loads(raw)
+            events.append(
+                Event.build(
+                    type="due",
+                    resource=info["resource"],
+                    record_id=info["record_id"],
+                    revision=f"due:{info['rule']}:{info['key']}",
+                    connection=connection,
+                    record={"id": info["record_id"]},
+                    rule=info["rule"],
+                    detected_at=datetime.fromtimestamp(moment, UTC),
+                )
+            )
+        return events
+
+    def pending(self, connection: str) -> int:
+        return self.store.zcard(alarms_key(connection))
+
+    # records seen before the rule ---------------------------------------------------------------
+    def sync(self, connection: str, rules: Sequence[tuple[Rule, str]], now: float) -> int:
+        """Alarms for the tracked records of each ``at:`` rule version not scanned yet; how many set.
+
+        ``rules``: (rule, version) pairs. A resource not primed yet is left for later (its
+        records arrive as created events, or with its priming)."""
+        synced = 0
+        done = self.store.hgetall(_synced_key(connection))
+        for rule, version in rules:
+            trigger = timed(rule)
+            if trigger is None or trigger.at is None or done.get(rule.id) == version:
+                continue
+            if cursors.load_cursor(self.store, connection, trigger.resource) is None:
+                continue
+            synced += self._sync_rule(connection, rule, trigger, now)
+            self.store.hset(_synced_key(connection), {rule.id: version})
+        return synced
+
+    def _sync_rule(self, connection: str, rule: Rule, trigger: RecordTrigger, now: float) -> int:
+        resource = resources.get(trigger.resource)
+        ids = self.store.hkeys(cursors.snapshot_key(connection, resource.name))
+        snapper = snapshotter_for(self.store, connection, resource, persist=False)
+        count = 0
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            snapshots = cursors.load_snapshots(self.store, connection, resource.name, chunk)
+            with self.store.batch() as batch:
+                for record_id, snapshot in snapshots.items():
+                    if snapshot is None:
+                        continue
+                    try:
+                        record = snapper.restore(snapshot, record_id)
+                    except SnapshotUnreadable:
+                        record = None
+                    setting = self.date_alarm(trigger, record) if record is not None else None
+                    if setting is not None and setting.due > now:
+                        event = Event.build(
+                            type="updated", resource=resource.name, record_id=record_id, revision="sync",
+                            connection=connection, record=record,
+                        )  # fmt: skip
+                        self._put(batch, event, rule, setting)
+                        count += 1
+        log.info("rule %s: %d alarm(s) set for the %s already tracked", rule.id, count, resource.name)
+        return count
+
+
+@dataclass
+class AlarmPump:
+    """Rings due alarms (the scheduler's leader, twice a second) and sets those of records tracked
+    before their rule (every minute).
+
+    Parameters
+    ----------
+    alarms:
+        The index.
+    connection:
+        The connection whose alarms ring.
+    emit:
+        Stores events and sends their dispatch messages (the actors' ``emit``).
+    rules:
+        The rules loaded now, with their versions.
+    """
+
+    alarms: Alarms
+    connection: str
+    emit: Callable[[list[Event]], None]
+    rules: Callable[[], Sequence[tuple[Rule, str]]]
+    clock: Clock = time.time
+
+    def tick(self) -> int:
+        events = self.alarms.ring(self.connection, self.clock())
+        if events:
+            self.emit(events)
+            log.info("%d date or duration trigger(s) came due", len(events))
+        return len(events)
+
+    def sync(self) -> int:
+        return self.alarms.sync(self.connection, self.rules(), self.clock())
+
+
+def _changed(event: Event, name: str) -> bool:
+    if event.type == "created":
+        return True
+    return name in event.changes
+
+
+def still_due(alarms: Alarms, rule: Rule, event: Event, record: dict[str, Any]) -> bool:
+    """Whether a rung ``at:`` alarm still stands for ``record`` as it is now: its date unchanged."""
+    trigger = timed(rule)
+    if trigger is None or trigger.at is None:
+        return True
+    setting = alarms.date_alarm(trigger, record)
+    return setting is not None and event.revision == f"due:{rule.id}:{setting.key}"
