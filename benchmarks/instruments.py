@@ -140,6 +140,10 @@ class CountingStore(StateStore):
         self._hit("scan")
         return self.inner.scan(prefix)
 
+    def key_type(self, key: str) -> str | None:
+        self._hit("key_type")
+        return self.inner.key_type(key)
+
     def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
         self._hit("acquire_lease")
         return self.inner.acquire_lease(key, owner, ttl)

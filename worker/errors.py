@@ -44,6 +44,10 @@ module it lives in)::
         + LockNotAcquired (worker.state.locks)
         + UnsafeStateStore (worker.state.durability): permanent
         + _WrongType (worker.state.sqlite)
+      x BackupError (worker.state.backup): a state backup not written or not restored
+        + BackupFileError (worker.state.backup): not a complete, valid backup; nothing imported
+        + TargetNotEmpty (worker.state.backup): the connection holds state; --replace
+        + ImportIncomplete (worker.state.backup): stopped part-way; --replace again
       x PagingError (worker.polling.paging)
       x PollAborted (worker.polling.poller)
       x ReconcileAborted (worker.polling.reconcile): the lease was lost; nothing removed

@@ -241,6 +241,25 @@ def test_scan_pages_through_many_keys(store: StateStore, connection_id: str) -> 
     assert len(found) == len(set(found)) == 1203
 
 
+def test_key_type_names_each_kind_of_key(store: StateStore, connection_id: str) -> None:
+    plain, hashed, ranked = (key(connection_id, "type", n) for n in ("plain", "hash", "zset"))
+    store.set(plain, "v")
+    store.hset_bytes(hashed, {"f": b"\x28\xb5\x2f\xfd"})
+    store.zadd(ranked, {"m": 1.0})
+    assert [store.key_type(k) for k in (plain, hashed, ranked)] == ["string", "hash", "zset"]
+    assert store.key_type(key(connection_id, "type", "missing")) is None
+    store.hdel(hashed, "f")  # a hash goes with its last field
+    assert store.key_type(hashed) is None
+
+
+def test_key_type_of_an_expired_key_is_none(store: StateStore, connection_id: str) -> None:
+    k = key(connection_id, "type", "brief")
+    store.set(k, "v", ttl=0.05)
+    assert store.key_type(k) == "string"
+    time.sleep(0.1)
+    assert store.key_type(k) is None
+
+
 # hashes -------------------------------------------------------------------------------------
 def test_hashes(store: StateStore, connection_id: str) -> None:
     h = key(connection_id, "h")

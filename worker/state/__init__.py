@@ -8,20 +8,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from worker.state.backup import (
+    BackupError,
+    BackupFileError,
+    ExportResult,
+    ImportIncomplete,
+    ImportResult,
+    TargetNotEmpty,
+    export_state,
+    import_state,
+)
 from worker.state.base import StateError, StateStore, Turn, WriteBatch, key
 from worker.state.durability import UnsafeStateStore, check_durability
-from worker.state.locks import Lease, keep_alive, lock, stop_keeping
+from worker.state.locks import LEASE_KEYS, Lease, is_lease_key, keep_alive, lock, stop_keeping
 from worker.state.recording import RecordingBatch
 
 __all__ = [
+    "LEASE_KEYS",
+    "BackupError",
+    "BackupFileError",
+    "ExportResult",
+    "ImportIncomplete",
+    "ImportResult",
     "Lease",
     "RecordingBatch",
     "StateError",
     "StateStore",
+    "TargetNotEmpty",
     "Turn",
     "UnsafeStateStore",
     "WriteBatch",
     "check_durability",
+    "export_state",
+    "import_state",
+    "is_lease_key",
     "keep_alive",
     "key",
     "lock",

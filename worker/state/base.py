@@ -122,6 +122,11 @@ class StateStore(abc.ABC):
     def scan(self, prefix: str) -> Iterator[str]:
         """Every live plain, hash or sorted-set key starting with ``prefix``."""
 
+    @abc.abstractmethod
+    def key_type(self, key: str) -> str | None:
+        """``"string"``, ``"hash"`` or ``"zset"`` for a live key; None when it does not exist (or
+        has expired). With :meth:`scan` and :meth:`ttl` it lets a backup enumerate a keyspace."""
+
     def set_many_if_absent(self, values: Mapping[str, str], ttl: float | None = None) -> frozenset[str]:
         """:meth:`set_if_absent` for several keys in one round trip; returns the keys this call set.
 

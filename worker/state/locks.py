@@ -30,6 +30,35 @@ log = logging.getLogger(__name__)
 #: Time-to-live of the leases a crash may leave behind: a dead holder blocks others this long at most.
 SHORT_TTL = 30.0
 
+#: Every lease ppw takes, as the key parts after ``ppw:<connection>:`` (``*`` ends a family of keys).
+#: The modules that own them build the keys (``lock:poll:<resource>`` in worker/polling/poller.py,
+#: ``run-lease:<run>`` in worker/delivery/history.py ...); tests/state/test_backup.py checks that
+#: each of those builders' keys is listed here. A backup leaves them out (:mod:`worker.state.backup`):
+#: a restored lease would block the work it guards until it lapsed.
+LEASE_KEYS: tuple[str, ...] = (
+    "lock:*",  # polls, reconciles, held-batch operations
+    "run-lease:*",  # one rule run
+    "rule-record:*",  # the turn of a (rule, record) pair in modes queued and single
+    "scheduler:leader",  # scheduler leader election
+    "oauth:refresh",  # one token refresh at a time
+    "sweeper",  # the sweeper's turn
+)
+
+
+def is_lease_key(key: str) -> bool:
+    """Whether ``key`` (a full ``ppw:<connection>:...`` key) is one of :data:`LEASE_KEYS`."""
+    parts = key.split(":", 2)
+    if len(parts) < 3:
+        return False
+    rest = parts[2]
+    for pattern in LEASE_KEYS:
+        if pattern.endswith("*"):
+            if rest.startswith(pattern[:-1]):
+                return True
+        elif rest == pattern:
+            return True
+    return False
+
 
 def new_owner() -> str:
     """``host/pid/random``: unique, so two holders never mistake each other, and telling an

@@ -371,6 +371,10 @@ class RedisStore(StateStore):
             if int(cursor) == 0:
                 return
 
+    def key_type(self, key: str) -> str | None:
+        kind = str(self._call("TYPE", lambda: self._client.type(key)))
+        return None if kind == "none" else kind
+
     # leases ---------------------------------------------------------------------------------
     def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
         px = _millis(ttl)

@@ -425,6 +425,15 @@ class SqliteStore(StateStore):
                 return
             after = rows[-1]
 
+    def key_type(self, key: str) -> str | None:
+        def run(tx: _Tx) -> str | None:
+            row = tx.conn.execute("SELECT kind, expires_at FROM entries WHERE key = ?", (key,)).fetchone()
+            if row is None or (row[1] is not None and row[1] <= tx.now):
+                return None
+            return str(row[0])
+
+        return self._read(run)
+
     @staticmethod
     def _scan_page(tx: _Tx, *, prefix: str, after: str | None) -> list[str]:
         lower, cmp = (prefix, ">=") if after is None else (after, ">")
