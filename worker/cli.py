@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.commands import auth, calendar, customfields, poll, rules, run, runs, sandbox, state
+from worker.commands import auth, calendar, customfields, poll, rules, run, runs, sandbox, state, timers
 
 app = typer.Typer(
     name="ppw",
@@ -31,6 +31,7 @@ runs.register(app)
 run.register(app)
 calendar.register(app)
 state.register(app)
+timers.register(app)
 
 
 def main() -> None:

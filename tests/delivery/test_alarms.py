@@ -10,19 +10,23 @@ and any change of it before then cancels.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import time_machine
+from typer.testing import CliRunner
 
 from tests.delivery.conftest import Firm
+from worker.cli import app as cli
 from worker.delivery.alarms import AlarmPump, alarms_key
 from worker.events import Change, Event
 from worker.polling import cursors
 from worker.polling.cursors import Cursor
 from worker.polling.snapshots import snapshotter_for
 from worker.practicepanther import resources
+from worker.settings import get_settings
 
 DATE_RULE = """\
 - id: due-reminder
@@ -221,3 +225,33 @@ def test_a_for_trigger_checks_the_value_again_when_it_rings(
     pump, rung = _pump(firm)
     pump.tick()
     assert _dispatch(firm, rung[0]) == [] and firm.told() == []
+
+
+def test_ppw_timers_list_shows_triggers_and_waiting_runs(firm: Firm, clock: time_machine.Coordinates) -> None:
+    _rules(firm, DATE_RULE)
+    task = _task(firm, "2026-03-10T00:00:00")
+    _dispatch(firm, _change(firm, "tasks", task, due_date=(None, task["due_date"])))
+    firm.reload()  # the firm's waiting rule (follow-up.yaml) back, beside the date rule
+    run_id = firm.start(firm.matter())
+    assert firm.run(run_id).status == "waiting"
+    env = {
+        "PPW_STATE_URL": firm.store.url,
+        "PPW_CONNECTION_ID": firm.connection,
+        "PPW_RULES_DIR": str(firm.rules_dir),
+    }
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["timers", "list"], env=env, catch_exceptions=False)
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "date and duration triggers pending: 1" in result.output
+    assert f"2026-03-09 13:00:00Z  due-reminder  tasks {task['id']}" in result.output
+    assert (
+        "waiting runs: 1" in result.output
+        and run_id[:12] in result.output
+        and "at step later" in result.output
+    )
+    get_settings.cache_clear()
+    as_json = CliRunner().invoke(cli, ["timers", "list", "--json", "--rule", "follow-up"], env=env)
+    get_settings.cache_clear()
+    data = json.loads(as_json.output)
+    assert data["triggers"] == [] and [w["run"] for w in data["waiting_runs"]] == [run_id]

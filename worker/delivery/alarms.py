@@ -181,6 +181,20 @@ class Alarms:
     def pending(self, connection: str) -> int:
         return self.store.zcard(alarms_key(connection))
 
+    def upcoming(self, connection: str, limit: int = 100, rule: str | None = None) -> list[dict[str, Any]]:
+        """The next alarms, soonest first (``ppw timers list``): rule, resource, record, moment."""
+        found = self.store.zrange_by_score(alarms_key(connection), limit=None if rule else limit)
+        infos = self.store.hmget(_info_key(connection), [member for member, _ in found]) if found else []
+        out: list[dict[str, Any]] = []
+        for (_member_id, moment), raw in zip(found, infos, strict=True):
+            info = json.loads(raw) if raw else {}
+            if rule is not None and info.get("rule") != rule:
+                continue
+            out.append({**info, "due": moment})
+            if len(out) >= limit:
+                break
+        return out
+
     # records seen before the rule ---------------------------------------------------------------
     def sync(self, connection: str, rules: Sequence[tuple[Rule, str]], now: float) -> int:
         """Alarms for the tracked records of each ``at:`` rule version not scanned yet; how many set.

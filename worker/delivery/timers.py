@@ -96,6 +96,12 @@ class Timers:
         found = self.store.zrange_by_score(timers_key(connection), maximum=now or time.time(), limit=1)
         return found[0][1] if found else None
 
+    def upcoming(self, connection: str, limit: int = 100) -> list[tuple[str, float]]:
+        """The waiting runs soonest first, with their wake time (sent ones included)."""
+        found = self.store.zrange_by_score(timers_key(connection), limit=limit)
+        found += self.store.zrange_by_score(sent_key(connection), limit=limit)
+        return sorted(found, key=lambda item: item[1])[:limit]
+
     def pending(self, connection: str) -> int:
         return self.store.zcard(timers_key(connection)) + self.store.zcard(sent_key(connection))
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from worker.calendar import Calendar
+from worker.delivery.alarms import Alarms
 from worker.delivery.history import Run, RunHistory
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.replay import replay, replay_all
-from worker.delivery.timers import cancel_waiting
+from worker.delivery.timers import Timers, cancel_waiting
 from worker.errors import PpwError
 from worker.process.runtime import Runtime
 from worker.settings import Settings, get_settings
@@ -53,6 +56,41 @@ def cancel_run(run_id: str, connection: str | None = None, settings: Settings | 
             "cancelled by an operator (ppw runs cancel)",
             lease_ttl=options.run_lease,
         )
+
+
+def timers_report(
+    settings: Settings | None = None,
+    connection: str | None = None,
+    *,
+    rule: str | None = None,
+    limit: int = 100,
+) -> dict[str, list[dict[str, Any]]]:
+    """``ppw timers list``: the date and "for" triggers pending, and the waiting runs, soonest first."""
+    settings = settings or get_settings()
+    store = open_store(settings.state_url)
+    try:
+        conn = connection or settings.connection_id
+        alarms = Alarms(store, lambda: Calendar.from_settings(settings)).upcoming(conn, limit, rule=rule)
+        history = RunHistory(store, retention=DeliveryOptions.from_settings(settings).retention)
+        waiting: list[dict[str, Any]] = []
+        for run_id, due in Timers(store).upcoming(conn, limit):
+            run = history.find(conn, run_id)
+            if run is None or (rule is not None and run.rule_id != rule):
+                continue
+            waiting.append(
+                {
+                    "run": run.id,
+                    "rule": run.rule_id,
+                    "rule_version": run.rule_version,
+                    "resource": run.event.resource,
+                    "record_id": run.event.record_id,
+                    "step": run.waiting_step,
+                    "due": due,
+                }
+            )
+        return {"triggers": alarms, "waiting_runs": waiting}
+    finally:
+        store.close()
 
 
 class RunNotWaiting(PpwError, ValueError):
