@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.commands import auth, calendar, customfields, poll, rules, run, runs, sandbox
+from worker.commands import auth, calendar, console, customfields, poll, rules, run, runs, sandbox
 
 app = typer.Typer(
     name="ppw",
@@ -30,6 +30,7 @@ poll.register(app)
 runs.register(app)
 run.register(app)
 calendar.register(app)
+console.register(app)
 
 
 def main() -> None:
