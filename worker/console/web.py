@@ -141,7 +141,11 @@ def _ts(value: float | str | None) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, str):
-        return value.replace("+00:00", "Z")[:20]
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -427,6 +431,7 @@ class Console:
             Route("/held/{batch_id}/discard", self.action("discard", self._discard), methods=["POST"]),
             Route("/rules", self.page(self.rules), methods=["GET"]),
             Route("/audit", self.page(self.audit_page), methods=["GET"]),
+            Route("/favicon.ico", lambda _request: Response(status_code=204), methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ]
         app = Starlette(routes=routes)
