@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import typer
 
-from worker.commands import auth, calendar, customfields, poll, rules, run, runs, sandbox, state, timers
+from worker.commands import (
+    auth,
+    calendar,
+    console,
+    customfields,
+    poll,
+    rules,
+    run,
+    runs,
+    sandbox,
+    state,
+    timers,
+)
 
 app = typer.Typer(
     name="ppw",
@@ -32,6 +44,7 @@ run.register(app)
 calendar.register(app)
 state.register(app)
 timers.register(app)
+console.register(app)
 
 
 def main() -> None:

@@ -127,6 +127,19 @@ class Settings(BaseSettings):
     schedule_query_limit: int = 1_000
     schedule_tick: float = 5.0
 
+    # Web console (worker/console/, docs/console.md): off unless enabled, on loopback by default
+    console_enabled: bool = False
+    console_host: str = "127.0.0.1"
+    console_port: int = 9100
+    #: ``PPW_CONSOLE_USERS__ALICE=operator:$argon2id$...``: name → ``role:argon2 hash`` (viewer|operator)
+    console_users: dict[str, SecretStr] = Field(default_factory=dict)
+    #: signs the session cookies (at least 32 characters; ``openssl rand -hex 32``)
+    console_secret: SecretStr | None = None
+    #: mark the session cookie Secure (set it behind a TLS-terminating proxy); HTTPS requests always are
+    console_secure_cookies: bool = False
+    #: seconds a console login lasts
+    console_session_ttl: float = Field(default=8 * 3600.0, gt=0)
+
     # Observability
     sentry_dsn: SecretStr | None = None
     sentry_environment: str = "production"
@@ -158,6 +171,7 @@ class Settings(BaseSettings):
         "webhook_secrets",
         "backfill_since",
         "reconcile_intervals",
+        "console_users",
         mode="before",
     )
     @classmethod
@@ -197,6 +211,7 @@ class Settings(BaseSettings):
             self.slack_bot_token,
             self.sentry_dsn,
             self.smtp_url,
+            self.console_secret,
             *self.slack_webhooks.values(),
             *self.teams_webhooks.values(),
             *self.webhook_secrets.values(),
@@ -207,6 +222,8 @@ class Settings(BaseSettings):
         secrets += [path for url in hooks if (path := _secret_path(url))]
         if self.smtp_url is not None:
             secrets += _url_password(self.smtp_url)
+        # a console user's password hash (after ``role:``): no page or log line needs it
+        secrets += [h for v in self.console_users.values() if (h := v.get_secret_value().partition(":")[2])]
         return secrets
 
 

@@ -72,3 +72,4 @@ def test_commented_map_examples_are_valid(tmp_path: Path, monkeypatch: pytest.Mo
     assert set(settings.teams_webhooks) == {"billing"}
     assert set(settings.webhook_secrets) == {"intake"}
     assert settings.smtp_url is not None and settings.smtp_url.get_secret_value().startswith("smtp://")
+    assert settings.console_users["alice"].get_secret_value().startswith("operator:$argon2id$")

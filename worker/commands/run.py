@@ -88,17 +88,24 @@ def scheduler(http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
 
 
 def run(threads: ThreadsOpt = None, http_port: PortOpt = None, no_http: NoHttpOpt = False) -> None:
-    """Run everything in one process: poll scheduler, workers, health and metrics.
+    """Run everything in one process: poll scheduler, workers, health and metrics (and the web
+    console when PPW_CONSOLE_ENABLED=true).
 
     With no PPW_BROKER_URL / PPW_STATE_URL it runs embedded (in-process broker, SQLite under ./.ppw)
     and says so. SIGTERM or Ctrl-C: polling stops, running steps finish (up to PPW_SHUTDOWN_GRACE).
     """
     # lazy: `ppw --help` imports every command module
+    from worker.console.auth import ConsoleConfigError
+    from worker.console.server import attach
     from worker.process.run import ProcessOptions, run_all
 
     with _refusals():
-        run_all(
-            load_settings(),
-            ProcessOptions(threads=threads, http=not no_http, http_port=http_port),
-            say=lambda line: typer.echo(line, err=True),
-        )
+        try:
+            run_all(
+                load_settings(),
+                ProcessOptions(threads=threads, http=not no_http, http_port=http_port),
+                say=lambda line: typer.echo(line, err=True),
+                attach=attach,
+            )
+        except ConsoleConfigError as exc:
+            raise fail(f"PPW_CONSOLE_ENABLED is set but {exc}", code=2) from None

@@ -46,6 +46,9 @@ from worker.settings import EMBEDDED_BROKER_URL, EMBEDDED_STATE_URL, Settings
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
+#: ``attach(settings, runtime)``: something ``ppw run`` serves beside its workers (the console,
+#: from a layer above this one); returns how to stop it, or None when it is off.
+Attach = Callable[[Settings, Runtime], Callable[[], None] | None]
 
 #: Longest wait for the poll scheduler and the schedule triggers to stop (their jobs are short).
 POLLING_STOP_TIMEOUT = 2.0
@@ -269,8 +272,10 @@ def run_all(
     *,
     stop: threading.Event | None = None,
     say: Say = print,
+    attach: Attach | None = None,
 ) -> None:
-    """``ppw run``: scheduler, workers and the health/metrics server in one process."""
+    """``ppw run``: scheduler, workers and the health/metrics server in one process (and whatever
+    ``attach`` starts over the same runtime: ``ppw run`` passes the console's)."""
     _observability(settings)
     banner = embedded_banner(settings)
     if banner:
@@ -281,9 +286,11 @@ def run_all(
         runtime.start_workers(options.threads)
         server: HealthServer | None = None
         stopped_at: float | None = None
+        detach: Callable[[], None] | None = None
         try:
             with _scheduling(settings, runtime):  # leaving it stops polling first
                 server = _health(settings, runtime, options, polls=True)
+                detach = attach(settings, runtime) if attach is not None else None
                 say(
                     f"ppw run: {_rules_line(runtime)}, polling every "
                     f"{settings.poll_interval:g}s, {options.threads or settings.worker_threads} worker "
@@ -292,6 +299,9 @@ def run_all(
                 stop.wait()
                 stopped_at = time.monotonic()
         finally:
+            if detach is not None:
+                with suppress(Exception):
+                    detach()
             _shutdown(runtime, server, settings, since=stopped_at)
 
 

@@ -1,0 +1,69 @@
+"""The console's audit trail: every operator action, who did it, when, from where, and how it went.
+
+Kept in the state store (sorted set ``ppw:<connection>:console-audit``, scored by time, each
+member one JSON entry) without expiry, trimmed to the newest :data:`KEEP` entries, and logged at
+INFO (``ppw.console.audit``) so a log pipeline keeps its own copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import asdict, dataclass
+
+from worker.state.base import StateStore, key
+
+log = logging.getLogger("ppw.console.audit")
+
+KEEP = 10_000
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: float
+    user: str
+    role: str
+    action: str
+    target: str
+    address: str
+    outcome: str
+    detail: str = ""
+
+
+class AuditLog:
+    def __init__(self, store: StateStore, connection: str) -> None:
+        self.store = store
+        self.connection = connection
+
+    @property
+    def _key(self) -> str:
+        return key(self.connection, "console-audit")
+
+    def record(self, entry: AuditEntry) -> None:
+        member = json.dumps({**asdict(entry), "n": secrets.token_hex(4)}, sort_keys=True)
+        self.store.zadd(self._key, {member: entry.at})
+        log.info(
+            "console %s of %s by %s (%s) from %s: %s%s",
+            entry.action,
+            entry.target,
+            entry.user,
+            entry.role,
+            entry.address,
+            entry.outcome,
+            f" ({entry.detail})" if entry.detail else "",
+        )
+        if self.store.zcard(self._key) > KEEP:
+            oldest = self.store.zrange_by_score(self._key, limit=self.store.zcard(self._key) - KEEP)
+            self.store.zrem(self._key, *(m for m, _ in oldest))
+
+    def recent(self, limit: int = 100, before: float | None = None) -> list[AuditEntry]:
+        """Newest first, older than ``before`` (a page's last ``at``)."""
+        maximum = before - 1e-6 if before is not None else float("inf")
+        rows = self.store.zrange_by_score(self._key, maximum=maximum, limit=limit, descending=True)
+        entries = []
+        for member, _ in rows:
+            data = json.loads(member)
+            data.pop("n", None)
+            entries.append(AuditEntry(**data))
+        return entries

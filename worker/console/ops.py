@@ -1,0 +1,226 @@
+"""What the console's pages read and what its buttons do, over the delivery and polling modules'
+public functions (the same ones ``ppw runs``, ``ppw dlq``, ``ppw held`` and ``ppw status`` call).
+
+:class:`Ops` holds the delivery app (state store, history, dead letters, events, timers), how to
+send a run message and emit events, and where readiness and the rules' state come from. Built
+from a :class:`~worker.process.runtime.Runtime`: the one ``ppw run`` runs (its broker and workers
+take the work at once), or one of its own for ``ppw console``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.delivery.app import DeliveryApp
+from worker.delivery.history import STATUSES, Run
+from worker.delivery.replay import replay
+from worker.delivery.timers import cancel_waiting
+from worker.events import Event
+from worker.eventstore import EventNotFound
+from worker.polling import held
+from worker.polling.status import ResourceStatus, queue_depths, resource_statuses
+from worker.process.health import RulesState, probe
+from worker.process.runtime import Runtime
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Runs on one page of the Runs list.
+PAGE_SIZE = 50
+#: Filtering by record id reads at most this many of the newest runs (matching the other filters).
+RECORD_SCAN = 2000
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """``/readyz`` of the worker as the console sees it: None when it could not be asked."""
+
+    ok: bool | None
+    checks: dict[str, dict[str, Any]]
+    source: str
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    runs: list[Run]
+    page: int
+    has_more: bool
+    scanned: int | None = None
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    field: str
+    old: Any
+    new: Any
+    old_known: bool
+
+
+@dataclass(frozen=True)
+class Overview:
+    readiness: Readiness
+    resources: list[ResourceStatus]
+    queues: dict[str, int | None]
+    held: int
+    dead: int
+    waiting: int
+    rules: RulesState | None
+
+
+def probe_readiness(settings: Settings) -> Callable[[], Readiness]:
+    """Asks the worker's health server on this host (``PPW_HTTP_PORT``) for ``/readyz``."""
+    url = f"http://127.0.0.1:{settings.http_port}/readyz"
+
+    def read() -> Readiness:
+        ok, body = probe(url, timeout=2.0)
+        try:
+            checks = json.loads(body.split(" ", 1)[1] if not ok and body[:3].isdigit() else body)["checks"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return Readiness(None, {}, f"{url} did not answer: {body[:200]}")
+        return Readiness(ok, checks, url)
+
+    return read
+
+
+@dataclass
+class Ops:
+    settings: Settings
+    app: DeliveryApp
+    #: ``send_run(connection, run_id)``: a replayed run's message
+    send_run: Callable[[str, str], None]
+    #: ``emit(events)``: a released batch's events, stored and sent to dispatch
+    emit: Callable[[list[Event]], None]
+    readiness: Callable[[], Readiness]
+    rules: Callable[[], RulesState | None] = lambda: None
+    queues: Callable[[], dict[str, int | None]] = dict
+    #: said after an action when nothing in this process takes the work (a standalone console
+    #: beside an embedded ``ppw run``: its sweeper picks queued runs and pending events up)
+    pickup_note: str = ""
+    resources: Callable[[], list[str]] = field(default=lambda: [])
+
+    @property
+    def connection(self) -> str:
+        return self.settings.connection_id
+
+    @classmethod
+    def from_runtime(cls, settings: Settings, runtime: Runtime, *, live: bool) -> Ops:
+        """``live``: the runtime's workers run here (``ppw run``), or its broker is shared, so a
+        message sent is taken; otherwise (a memory broker of a standalone console) nothing is
+        sent and ``ppw run`` picks the work up from the state store."""
+        registry = runtime.registry
+        sends = live or not runtime.embedded
+        names = runtime.actors.queues.all()
+
+        def rules() -> RulesState | None:
+            if registry is None:
+                return None
+            ruleset = registry.ruleset
+            return RulesState(len(ruleset), [b.summary() for b in ruleset.broken], len(ruleset.files))
+
+        def watched() -> list[str]:
+            from worker.rules.engine import rules_by_resource
+
+            return sorted(rules_by_resource(registry.engine)) if registry is not None else []
+
+        return cls(
+            settings=settings,
+            app=runtime.app,
+            send_run=runtime.actors.send_run if sends else (lambda _c, _r: None),
+            emit=runtime.actors.emit if sends else runtime.app.events.save_many,
+            readiness=probe_readiness(settings),
+            rules=rules,
+            queues=(lambda: queue_depths(runtime.broker, names)) if sends else dict,
+            pickup_note=""
+            if sends
+            else "ppw run picks it up from the state store within a minute (embedded broker)",
+            resources=watched,
+        )
+
+    # reading ---------------------------------------------------------------------------------
+
+    def overview(self) -> Overview:
+        store, conn = self.app.store, self.connection
+        try:
+            watched = self.resources()
+        except Exception:  # a broken rules directory must not hide the overview
+            watched = []
+        return Overview(
+            readiness=self.readiness(),
+            resources=resource_statuses(store, conn, watched),
+            queues=self.queues(),
+            held=len(held.list_held(store, conn)),
+            dead=self.app.dead_letters.count(conn),
+            waiting=self.app.timers.pending(conn),
+            rules=self.rules(),
+        )
+
+    def runs(
+        self,
+        *,
+        status: str | None = None,
+        rule: str | None = None,
+        record: str | None = None,
+        page: int = 1,
+        size: int = PAGE_SIZE,
+    ) -> RunsPage:
+        """One page, newest first, read from the history's time index with a limit (never all)."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        page = max(page, 1)
+        offset = (page - 1) * size
+        history = self.app.history
+        if record:
+            found = history.recent(self.connection, rule=rule, status=status, limit=RECORD_SCAN)
+            matching = [r for r in found if r.event.record_id == record]
+            part = matching[offset : offset + size]
+            return RunsPage(part, page, len(matching) > offset + size, scanned=len(found))
+        found = history.recent(self.connection, rule=rule, status=status, limit=offset + size + 1)
+        return RunsPage(found[offset : offset + size], page, len(found) > offset + size)
+
+    def run(self, run_id: str) -> Run:
+        return self.app.history.resolve(self.connection, run_id)
+
+    def changes(self, run: Run) -> list[ChangeRow] | None:
+        """The event's changes, old → new, from the event store; None once the event is gone."""
+        try:
+            event = self.app.events.load(run.connection, run.event_id)
+        except EventNotFound:
+            return None
+        return [ChangeRow(name, c.old, c.new, c.old_known) for name, c in event.changes.items()]
+
+    def dead_letters(self, rule: str | None = None) -> list[Run]:
+        return self.app.dead_letters.entries(self.connection, rule=rule)
+
+    def held_batches(self) -> list[held.HeldBatch]:
+        return held.list_held(self.app.store, self.connection)
+
+    # acting ----------------------------------------------------------------------------------
+
+    def replay(self, run_id: str) -> Run:
+        """Requeue a dead run from its failed step with the rule version it started with."""
+        return replay(self.app, self.connection, run_id, self.send_run)
+
+    def cancel(self, run_id: str, who: str) -> Run:
+        run = self.app.history.resolve(self.connection, run_id)
+        if run.status != "waiting":
+            raise ValueError(
+                f"run {run.id} is {run.status}, not waiting: only a waiting run can be cancelled"
+            )
+        return cancel_waiting(
+            self.app.history,
+            self.app.store,
+            self.connection,
+            run.id,
+            f"cancelled by {who} (console)",
+            lease_ttl=self.app.options.run_lease,
+        )
+
+    def release(self, batch_id: str) -> int:
+        return held.release(self.app.store, self.connection, batch_id, self.emit)
+
+    def discard(self, batch_id: str) -> int:
+        return held.discard(self.app.store, self.connection, batch_id)
