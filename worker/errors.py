@@ -27,6 +27,9 @@ module it lives in)::
       x CancelRun (worker.actions.errors): not a failure; ends the run as cancelled
       x RunBusy (worker.delivery.timers): a worker holds the run; try again shortly
       x RunNotWaiting (worker.process.run_commands): only a waiting run can be cancelled
+      x ConsoleConfigError (worker.console.auth): bad PPW_CONSOLE_* settings; the console refuses to start
+      x ConsoleDisabled (worker.console.server): PPW_CONSOLE_ENABLED is off
+      x Denied (worker.console.web): a refused request (403), with what the page says
       x TransportFailure (worker.actions.outbound): transient
       x PracticePantherError (worker.practicepanther.errors): 403, other statuses
         + AuthError (worker.practicepanther.errors)

@@ -186,3 +186,15 @@ def test_ppw_runs_list_waiting_and_cancel(firm: Firm, clock: time_machine.Coordi
     again = runner.invoke(cli, ["runs", "cancel", run_id], env=env)
     assert again.exit_code != 0 and "only a waiting run" in again.output
     get_settings.cache_clear()
+
+
+def test_until_takes_a_rendered_custom_date_as_it_comes() -> None:
+    """``until: "{{ record.custom['Statute of Limitations'] }}"`` renders an aware datetime, not
+    text (the soak benchmark caught the example rule dead-lettering on it)."""
+    from worker.actions.wait import WaitParams, WaitStep
+    from worker.calendar import Calendar
+
+    statute = datetime(2027, 9, 1, tzinfo=UTC)
+    params = WaitParams.model_validate({"until": statute, "offset": "-60 days", "at": "09:00"})
+    due = WaitStep.due(params, Calendar("America/New_York"), START.timestamp())
+    assert datetime.fromtimestamp(due, UTC) == datetime(2027, 7, 3, 13, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ run waited cancels it too. A moment already past does not wait.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -38,6 +38,14 @@ class WaitParams(Params):
 
     for_: str | None = Field(None, alias="for", description='How long: "2h", "7 days", "3 business days"')
     until: str | None = Field(None, description="A moment or date (a template such as {{ record.due_date }})")
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _moment_text(cls, value: Any) -> Any:
+        """A template that is the whole value renders the value itself: a custom date field is an
+        aware datetime (``record.custom['Statute of Limitations']``), a date a date."""
+        return value.isoformat() if isinstance(value, date) else value
+
     offset: str | None = Field(None, description='Added to until: "-1 business day", "-60 days"')
     at: str | None = Field(None, description='Time of day in the firm zone: "09:00"')
     recheck: bool = Field(True, description="Read the record again when the wait is over")

@@ -46,6 +46,7 @@ from worker.console.ops import Ops
 from worker.delivery.history import STATUSES, RunNotFound
 from worker.delivery.replay import ReplayError
 from worker.delivery.timers import RunBusy
+from worker.errors import PpwError
 from worker.observability.scrub import Scrubber, get_scrubber
 from worker.polling.status import humanize_seconds
 
@@ -175,7 +176,10 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-class Denied(Exception):
+class Denied(PpwError):
+    """A request the console refuses (no session, no CSRF token, a viewer asking to act): its
+    status and the message the page shows."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

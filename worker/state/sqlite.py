@@ -244,7 +244,8 @@ class SqliteStore(StateStore):
         self.url = f"sqlite:///{self.path}"
         self._busy_timeout = busy_timeout
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: each thread's connection, with its thread: those of threads that ended are closed
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._in_transaction: set[sqlite3.Connection] = set()
         self._lock = threading.Lock()
         self._last_sweep = 0.0
@@ -288,7 +289,14 @@ class SqliteStore(StateStore):
         self._local.conn = conn
         self._local.pid = os.getpid()
         with self._lock:
-            self._connections.append(conn)
+            ended = [
+                (t, c) for t, c in self._connections if not t.is_alive() and c not in self._in_transaction
+            ]
+            self._connections = [(t, c) for t, c in self._connections if (t, c) not in ended]
+            self._connections.append((threading.current_thread(), conn))
+        for _thread, stale in ended:  # short-lived threads (the scheduler's jobs) leave theirs behind
+            with suppress(sqlite3.Error):
+                stale.close()
         self._restrict_permissions()
         return conn
 
@@ -630,7 +638,7 @@ class SqliteStore(StateStore):
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
-        for conn in connections:
+        for _thread, conn in connections:
             if conn in self._in_transaction:
                 continue
             with suppress(sqlite3.Error):
