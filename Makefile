@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo sandbox bench schema clean
+.PHONY: install test lint typecheck pytest demo sandbox bench soak schema clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ sandbox: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# Not part of `make test`: ppw run against a churning sandbox for MINUTES (default 30).
+MINUTES ?= 30
+SOAK_ARGS ?=
+soak: install
+	$(BIN)/python -m benchmarks.soak --minutes $(MINUTES) $(SOAK_ARGS)
 
 schema: install
 	$(BIN)/ppw rules schema
