@@ -1,0 +1,56 @@
+"""Waiting runs survive the processes that made them: SIGKILL the worker and the leading scheduler
+while runs wait, and each still wakes once, at its moment, and runs its steps once.
+
+A deployment as docs/operations.md describes it (Redis for broker and state, two schedulers, one
+leading, and a worker). The wait is a few seconds of real time: what is tested is that nothing of
+a waiting run lives in a process (it is in the state store's timer index), not a long wait (those
+run on time-machine's clock in tests/delivery/test_waits.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.chaos.conftest import CLOSED_MATTER_RULE, Chaos
+from tests.chaos.harness import PpwProcess, eventually
+from worker.polling.scheduler import leader_key
+
+WAITING_RULE = CLOSED_MATTER_RULE.replace(
+    "  steps:\n", '  steps:\n    - id: later\n      type: wait\n      with: {{for: "8s"}}\n', 1
+)
+
+DEPLOYMENT = {
+    "PPW_POLL_INTERVAL": "5",
+    "PPW_POLL_RESOURCES": "matters",
+    "PPW_HTTP_TIMEOUT": "10",
+}
+
+
+def _waiting(chaos: Chaos) -> int:
+    return sum(1 for r in chaos.runs() if r.rule_id == "chaos-closed-matter" and r.status == "waiting")
+
+
+def _leader(chaos: Chaos, schedulers: list[PpwProcess]) -> PpwProcess:
+    owner = chaos.store.get(leader_key(chaos.connection)) or ""
+    pid = int(owner.split("/")[1]) if owner.count("/") >= 2 else -1
+    [leading] = [s for s in schedulers if s.process is not None and s.process.pid == pid]
+    return leading
+
+
+def test_waiting_runs_wake_once_across_sigkill_of_the_worker_and_the_leader(
+    chaos_factory: Callable[..., Chaos], redis_url: str
+) -> None:
+    chaos = chaos_factory(state_url=redis_url, broker_url=redis_url, **DEPLOYMENT)
+    chaos.write_rules(WAITING_RULE)
+    schedulers = [chaos.process("scheduler").start(wait_ready=False) for _ in range(2)]
+    worker = chaos.process("worker").start(wait_ready=False)
+    eventually(chaos.primed, 30, "the first poll to prime matters")
+    closed = chaos.close(chaos.open_matters(3))
+    eventually(lambda: _waiting(chaos) == 3, 60, "the three runs to wait")
+    assert chaos.closing_tasks() == {}, "nothing acted before the wait ended"
+
+    _leader(chaos, schedulers).kill()  # the standby takes the leadership and wakes the runs
+    worker.kill()
+    chaos.process("worker").start(wait_ready=False)
+
+    chaos.assert_invariants(closed, timeout=90)  # one closing task, one delivery, one run each
