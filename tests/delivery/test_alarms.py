@@ -255,3 +255,24 @@ def test_ppw_timers_list_shows_triggers_and_waiting_runs(firm: Firm, clock: time
     get_settings.cache_clear()
     data = json.loads(as_json.output)
     assert data["triggers"] == [] and [w["run"] for w in data["waiting_runs"]] == [run_id]
+
+
+FETCH_RULE = """\
+- id: detailed
+  trigger: {{resource: matters, on: updated, fetch: true}}
+  steps:
+    - type: http.request
+      with: {{url: "{url}/tell", json: {{name: "{{{{ record.name }}}}"}}}}
+"""
+
+
+def test_fetch_true_reads_the_detailed_record_before_the_rules(
+    firm: Firm, clock: time_machine.Coordinates
+) -> None:
+    _rules(firm, FETCH_RULE)
+    matter = firm.matter()
+    _edit(firm, "matters", matter["id"], name="Estate of Smith (renamed)")
+    stale = _change(firm, "matters", matter, status=("Pending", "Open"))  # listed before the rename
+    [run_id] = _dispatch(firm, stale)
+    assert firm.run(run_id).status == "succeeded"
+    assert firm.told() == [{"name": "Estate of Smith (renamed)"}]

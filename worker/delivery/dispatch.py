@@ -11,6 +11,9 @@ a handful per event.
   (their id is derived from event and rule) keep each rule to one run.
 - **Loop guard.** Events caused by ppw's own writes (``origin: ppw``) fire only rules with
   ``allow_own_changes: true``.
+- **Detailed records.** When a rule of the event's resource says ``fetch: true``, the record is
+  read by id first (PracticePanther's detailed form, with fields lists lack) and the event stored
+  with it, so conditions and steps see it.
 - **Timed triggers.** Each event sets, moves or removes the alarms of the date-relative and
   "for" rules of its resource (:mod:`~worker.delivery.alarms`), in the closing write. A ``due``
   event (an alarm rang) is for one rule: the record is read again first, and nothing fires when
@@ -99,7 +102,7 @@ class Dispatcher:
             app.store.set_many_if_absent(
                 {self._marker(connection, e.id): "started" for e in events}, ttl=app.options.retention
             )
-            events = [self._fresh(e) if e.type == "due" else e for e in events]
+            events = [self._fresh(e) if e.type == "due" else self._detailed(e) for e in events]
             candidates = [c for event in events for c in self._candidates(event, results[event.id])]
             send_runs(connection, self._create_runs(connection, candidates))
         now = datetime.now(UTC).timestamp()
@@ -129,6 +132,22 @@ class Dispatcher:
         fresh = event.model_copy(update={"record": record})
         app.events.save(fresh)
         return fresh
+
+    def _detailed(self, event: Event) -> Event:
+        """The event with the record's detailed form (a GET by id: fields lists lack) when a rule
+        of its resource says ``fetch: true``; stored so the runs see it too. A record gone
+        meanwhile keeps the listed form (the rules still see the change)."""
+        app = self.app
+        if event.type not in ("created", "updated") or not app.rules.fetches(event.resource):
+            return event
+        try:
+            detail = app.services.pp(event.connection).get(event.resource, event.record_id)
+        except NotFound:
+            log.info("%s %s is gone: its rules see the listed record", event.resource, event.record_id)
+            return event
+        detailed = event.model_copy(update={"record": {**event.record, **detail}})
+        app.events.save(detailed)
+        return detailed
 
     def _candidates(self, event: Event, result: Dispatched) -> list[_Candidate]:
         """The runs ``event`` asks for: one per matching rule, but for ppw's own changes (loop guard)."""

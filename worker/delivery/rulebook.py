@@ -104,6 +104,16 @@ class EngineRuleBook:
             and loaded.rule.trigger.resource == resource
         ]
 
+    def fetches(self, resource: str) -> bool:
+        """Whether an enabled rule of ``resource`` asks for the detailed record (``fetch: true``)."""
+        return any(
+            loaded.rule.enabled
+            and isinstance(loaded.rule.trigger, RecordTrigger)
+            and loaded.rule.trigger.fetch
+            and loaded.rule.trigger.resource == resource
+            for loaded in self._engine().ruleset
+        )
+
     def versions(self) -> list[tuple[Rule, str]]:
         """Every rule loaded now, with its version."""
         return [(loaded.rule, loaded.version) for loaded in self._engine().ruleset]
