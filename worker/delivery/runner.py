@@ -49,7 +49,7 @@ from worker.delivery.history import Run, StepTrace, queue_key, run_lease_key
 from worker.delivery.journal import Journal, trace
 from worker.delivery.ledger import LedgerEntry, RunKey
 from worker.delivery.rulebook import PreparedRule, steps_of
-from worker.delivery.timers import RunBusy, cancel_waiting
+from worker.delivery.timers import RunBusy, cancel_waiting, end_waiting
 from worker.events import Event
 from worker.eventstore import EventNotFound
 from worker.observability import log_context
@@ -415,17 +415,7 @@ class Runner:
     def _cancel(self, run: Run, reason: str, carry: Carry) -> Outcome:
         """End a woken run as cancelled (its lease is held: the message's leases are released)."""
         carry.flush(self.app.store)
-        app = self.app
-        now = time.time()
-        cancelled = run.model_copy(
-            update={"status": "cancelled", "reason": reason, "finished_at": now, "wake_at": None}
-        )
-        with app.store.batch() as batch:
-            app.history.write(batch, cancelled)
-            app.timers.remove(batch, run)
-            if run.mode == "queued":
-                batch.zrem(queue_key(run), run.id)
-        _count(cancelled)
+        cancelled = end_waiting(self.app.history, self.app.store, run, reason)
         log.info("run cancelled: %s", reason)
         return Outcome("cancelled", run=cancelled)
 

@@ -184,27 +184,34 @@ def cancel_waiting(
         run = history.get(connection, run_id)
         if run.status != "waiting":
             return run
-        now = time.time()
-        steps = [
-            s.model_copy(update={"status": "cancelled"}) if s.id == run.waiting_step else s for s in run.steps
-        ]
-        cancelled = run.model_copy(
-            update={
-                "status": "cancelled",
-                "reason": reason,
-                "finished_at": now,
-                "wake_at": None,
-                "steps": steps,
-                "duration_ms": (now - (run.started_at or now)) * 1000,
-            }
-        )
-        with store.batch() as batch:
-            history.write(batch, cancelled)
-            Timers(store).remove(batch, run)
-            if run.mode == "queued":
-                batch.zrem(queue_key(run), run.id)
-        metrics.RULE_RUNS.labels(run.rule_id, "cancelled").inc()
+        cancelled = end_waiting(history, store, run, reason)
         log.info("run %s cancelled while waiting: %s", run_id, reason)
         return cancelled
     finally:
         lease.release()
+
+
+def end_waiting(history: RunHistory, store: StateStore, run: Run, reason: str) -> Run:
+    """Write ``run`` (waiting, its lease held by the caller) as cancelled, out of the timer index
+    and of its record's queue, in one write; the cancelled run."""
+    now = time.time()
+    steps = [
+        s.model_copy(update={"status": "cancelled"}) if s.id == run.waiting_step else s for s in run.steps
+    ]
+    cancelled = run.model_copy(
+        update={
+            "status": "cancelled",
+            "reason": reason,
+            "finished_at": now,
+            "wake_at": None,
+            "steps": steps,
+            "duration_ms": (now - (run.started_at or now)) * 1000,
+        }
+    )
+    with store.batch() as batch:
+        history.write(batch, cancelled)
+        Timers(store).remove(batch, run)
+        if run.mode == "queued":
+            batch.zrem(queue_key(run), run.id)
+    metrics.RULE_RUNS.labels(run.rule_id, "cancelled").inc()
+    return cancelled
