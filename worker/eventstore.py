@@ -77,6 +77,20 @@ class EventStore:
         else:
             self.store.zrem(self._pending_key(connection), *event_ids)
 
+    def prune_pending(self, connection: str) -> int:
+        """Forget pending entries older than the retention whose events expired: dispatch would
+        find nothing to dispatch and settle them the same way. Returns how many were dropped."""
+        cutoff = time.time() - self.ttl
+        index = self._pending_key(connection)
+        old = [m for m, _ in self.store.zrange_by_score(index, maximum=cutoff)]
+        if not old:
+            return 0
+        raws = self.store.get_many([self.key(connection, m) for m in old])
+        gone = [m for m, raw in zip(old, raws, strict=True) if raw is None]
+        if gone:
+            self.store.zrem(index, *gone)
+        return len(gone)
+
     def pending(self, connection: str, older_than: float = 0.0) -> list[str]:
         """Ids of events not yet fully dispatched, oldest first."""
         cutoff = time.time() - older_than

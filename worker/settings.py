@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     http_allowed_hosts: CommaList = Field(default_factory=list)
     run_retention_days: int = 30
+    #: days the console's audit trail keeps an entry (it also keeps at most 10,000)
+    audit_retention_days: int = Field(default=365, gt=0)
     #: the longest a wait step may wait (seconds); longer waits fail the step and `rules check` flags them
     wait_max: float = Field(default=731 * 86400.0, gt=0)
     retry_base: float = 2.0

@@ -154,3 +154,16 @@ def test_scheduler_refuses_the_embedded_broker(ppw: Invoke) -> None:
     result = ppw("scheduler")
     assert result.exit_code == 2
     assert "ppw run" in result.output
+
+
+def test_status_shows_state_size_by_kind(ppw: Invoke, harness: Harness) -> None:
+    harness.create("matters", 2)
+    assert ppw("poll", "once", "matters").exit_code == 0
+    result = ppw("status")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^state: \d+ keys, [\d.]+ (B|KiB|MiB)$", result.output, re.MULTILINE), result.output
+    assert re.search(r"^  snap\s+1\s+[\d.]+ (B|KiB)$", result.output, re.MULTILINE), result.output
+    assert re.search(r"^  cursor\s+1\s", result.output, re.MULTILINE), result.output
+    usage = json.loads(ppw("status", "--json").output)["state_usage"]
+    assert usage["snap"]["keys"] == 1 and usage["snap"]["bytes"] > 0
+    assert usage["cursor"]["keys"] == 1 and usage["pollstatus"]["keys"] >= 1

@@ -217,7 +217,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 # ppw status ---------------------------------------------------------------------------------------
 def status(connection: ConnectionOpt = None, as_json: JsonOpt = False) -> None:
-    """Every resource's cursor and lag, its last poll, held batches and queue depths."""
+    """Every resource's cursor and lag, its last poll, held batches, state size by kind and queue depths."""
     # lazy: `ppw --help` imports every command module
     from worker.polling import held
     from worker.polling.status import humanize_seconds
@@ -267,11 +267,30 @@ def status(connection: ConnectionOpt = None, as_json: JsonOpt = False) -> None:
         for batch in batches:
             typer.echo(f"  {batch.id}  {batch.resource}  {batch.count} events  held {batch.held_at[:19]}Z")
         typer.echo("  `ppw held release <id>` or `ppw held discard <id>`")
+    if report.usage:
+        total_keys = sum(u.keys for u in report.usage)
+        sizes = [u.bytes for u in report.usage if u.bytes is not None]
+        size = f", {_size(sum(sizes))}" if sizes else ""
+        typer.echo(f"\nstate: {total_keys} keys{size}")
+        typer.echo(f"  {'KIND':<20} {'KEYS':>8} {'BYTES':>10}")
+        for u in report.usage:
+            typer.echo(f"  {u.kind:<20} {u.keys:>8} {'-' if u.bytes is None else _size(u.bytes):>10}")
     if report.embedded_broker:
         typer.echo("\nqueues: embedded broker (memory://), depths are only known inside `ppw run`")
     elif report.queues:
         depths = ", ".join(f"{name} {'?' if n is None else n}" for name, n in report.queues.items())
         typer.echo(f"\nqueues: {depths}")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def _ago(stamp: str | None) -> str:

@@ -1,8 +1,10 @@
 """The console's audit trail: every operator action, who did it, when, from where, and how it went.
 
 Kept in the state store (sorted set ``ppw:<connection>:console-audit``, scored by time, each
-member one JSON entry) without expiry, trimmed to the newest :data:`KEEP` entries, and logged at
-INFO (``ppw.console.audit``) so a log pipeline keeps its own copy.
+member one JSON entry) without expiry, trimmed at each entry to the newest :data:`KEEP` entries
+and to those younger than ``PPW_AUDIT_RETENTION_DAYS`` (the trail only grows when an entry is
+written, so that bounds it), and logged at INFO (``ppw.console.audit``) so a log pipeline keeps
+its own copy.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import asdict, dataclass
 
 from worker.state.base import StateStore, key
@@ -17,6 +20,8 @@ from worker.state.base import StateStore, key
 log = logging.getLogger("ppw.console.audit")
 
 KEEP = 10_000
+#: the default age past which an entry is dropped (``PPW_AUDIT_RETENTION_DAYS``)
+RETENTION = 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,10 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, store: StateStore, connection: str) -> None:
+    def __init__(self, store: StateStore, connection: str, retention: float = RETENTION) -> None:
         self.store = store
         self.connection = connection
+        self.retention = retention
 
     @property
     def _key(self) -> str:
@@ -53,9 +59,19 @@ class AuditLog:
             entry.outcome,
             f" ({entry.detail})" if entry.detail else "",
         )
+        self.prune()
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop the entries older than the retention and those past the newest :data:`KEEP`."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        drop = [m for m, _ in self.store.zrange_by_score(self._key, maximum=cutoff)]
+        if drop:
+            self.store.zrem(self._key, *drop)
         if self.store.zcard(self._key) > KEEP:
             oldest = self.store.zrange_by_score(self._key, limit=self.store.zcard(self._key) - KEEP)
             self.store.zrem(self._key, *(m for m, _ in oldest))
+            drop += [m for m, _ in oldest]
+        return len(drop)
 
     def recent(self, limit: int = 100, before: float | None = None) -> list[AuditEntry]:
         """Newest first, older than ``before`` (a page's last ``at``)."""

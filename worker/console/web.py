@@ -197,7 +197,7 @@ class Console:
         settings = ops.settings
         self.users = parse_users(settings)
         self.limiter = LoginLimiter(ops.app.store, ops.connection)
-        self.audit = AuditLog(ops.app.store, ops.connection)
+        self.audit = AuditLog(ops.app.store, ops.connection, settings.audit_retention_days * 86400.0)
         self.scrubber = scrubber or Scrubber(settings.secret_values())
         process_wide = get_scrubber()
 

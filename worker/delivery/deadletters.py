@@ -54,6 +54,19 @@ class DeadLetters:
                 runs.append(run)
         return runs
 
+    def prune(self, connection: str) -> int:
+        """Drop the entries whose run is gone or no longer dead (what :meth:`entries` drops as it
+        lists them); a dead run itself is kept until it is replayed or discarded."""
+        ids = self.ids(connection)
+        if not ids:
+            return 0
+        raws = self.store.get_many([self.history.key(connection, r) for r in ids])
+        runs = [self.history.parse(raw) for raw in raws]
+        stale = [r for r, run in zip(ids, runs, strict=True) if run is None or run.status != "dead"]
+        if stale:
+            self.store.zrem(self._index(connection), *stale)
+        return len(stale)
+
     def remove(self, connection: str, run_id: str) -> bool:
         return self.store.zrem(self._index(connection), run_id) > 0
 

@@ -285,3 +285,19 @@ class RunHistory:
         if gone:
             self.store.zrem(index, *gone)
         return len(gone)
+
+    def prune_active(self, connection: str) -> int:
+        """Drop entries of the index of active runs older than the retention period whose records
+        are gone (a run record lives at least the retention after its last write, so a younger
+        entry's record cannot have expired). A waiting run is not in this index; a dead one leaves
+        it when it dies."""
+        cutoff = time.time() - self.retention
+        index = self._active(connection)
+        old = [m for m, _ in self.store.zrange_by_score(index, maximum=cutoff)]
+        if not old:
+            return 0
+        raws = self.store.get_many([self.key(connection, m) for m in old])
+        gone = [m for m, raw in zip(old, raws, strict=True) if raw is None]
+        if gone:
+            self.store.zrem(index, *gone)
+        return len(gone)

@@ -115,6 +115,18 @@ def list_held(store: StateStore, connection: str, resource: str | None = None) -
     return batches
 
 
+def prune_index(store: StateStore, connection: str) -> int:
+    """Drop index entries whose batch is gone (a batch itself stays until released or discarded)."""
+    ids = [batch_id for batch_id, _ in store.zrange_by_score(_index_key(connection))]
+    if not ids:
+        return 0
+    metas = store.get_many([_meta_key(connection, batch_id) for batch_id in ids])
+    gone = [batch_id for batch_id, raw in zip(ids, metas, strict=True) if raw is None]
+    if gone:
+        store.zrem(_index_key(connection), *gone)
+    return len(gone)
+
+
 def get_held(store: StateStore, connection: str, batch_id: str) -> HeldBatch:
     for held in list_held(store, connection):
         if held.id == batch_id:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.polling.poller import Emit, Poller, PollOptions
 from worker.polling.reconcile import ReconcileOptions, Reconciler
@@ -22,7 +22,7 @@ from worker.process.runtime import Runtime
 from worker.rules.engine import rules_by_resource
 from worker.rules.watcher import RuleRegistry
 from worker.settings import Settings
-from worker.state import StateStore, open_store
+from worker.state import KindUsage, StateStore, open_store, usage_by_kind
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ class StatusReport:
     resources: list[ResourceStatus]
     queues: dict[str, int | None]
     embedded_broker: bool
+    #: keys and bytes per kind of record (``run``, ``event``, ``snap`` ...), the largest first
+    usage: list[KindUsage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -96,6 +98,7 @@ class StatusReport:
             "resources": [r.to_dict() for r in self.resources],
             "queues": self.queues,
             "embedded_broker": self.embedded_broker,
+            "state_usage": {u.kind: {"keys": u.keys, "bytes": u.bytes} for u in self.usage},
         }
 
 
@@ -126,6 +129,7 @@ def status_report(settings: Settings, store: StateStore, connection: str) -> Sta
         resources=rows,
         queues=queues,
         embedded_broker=embedded,
+        usage=usage_by_kind(store, connection),
     )
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
 
+from worker.delivery import retention
 from worker.delivery.alarms import AlarmPump
 from worker.delivery.timers import TimerPump
 from worker.errors import PpwError
@@ -324,7 +325,8 @@ def _scheduling(settings: Settings, runtime: Runtime) -> Iterator[None]:
 def poll_scheduler(settings: Settings, runtime: Runtime) -> PollScheduler:
     """The scheduler's jobs for ``runtime``: polls of the watched resources, their reconciles, the
     wake-up of waiting runs and the ringing of date and "for" triggers (twice a second), the
-    alarms of records tracked before their date rule (every minute), and the refresh of the
+    alarms of records tracked before their date rule (every minute), the pruning of the state
+    store's indexes (every five minutes, :mod:`worker.delivery.retention`) and the refresh of the
     custom field definitions (``ppw run``, ``ppw scheduler`` and the demo)."""
     registry = runtime.registry
 
@@ -353,6 +355,9 @@ def poll_scheduler(settings: Settings, runtime: Runtime) -> PollScheduler:
     )
     scheduler.every("alarms", TIMER_TICK, alarms.tick)
     scheduler.every("alarm-sync", ALARM_SYNC, alarms.sync)
+    scheduler.every(
+        "prune", retention.PRUNE_INTERVAL, lambda: retention.prune(runtime.app, settings.connection_id)
+    )
     return scheduler
 
 

@@ -22,6 +22,7 @@ from worker.state.base import StateError, StateStore, Turn, WriteBatch, key
 from worker.state.durability import UnsafeStateStore, check_durability
 from worker.state.locks import LEASE_KEYS, Lease, is_lease_key, keep_alive, lock, stop_keeping
 from worker.state.recording import RecordingBatch
+from worker.state.usage import KindUsage, usage_by_kind
 
 __all__ = [
     "LEASE_KEYS",
@@ -30,6 +31,7 @@ __all__ = [
     "ExportResult",
     "ImportIncomplete",
     "ImportResult",
+    "KindUsage",
     "Lease",
     "RecordingBatch",
     "StateError",
@@ -48,6 +50,7 @@ __all__ = [
     "open_store",
     "sqlite_path",
     "stop_keeping",
+    "usage_by_kind",
 ]
 
 _SQLITE_PREFIX = "sqlite:///"
