@@ -18,6 +18,7 @@ from tests.fixtures.stubs import Reply, StubServer
 from worker.actions.services import Services
 from worker.delivery.app import DeliveryApp
 from worker.delivery.dispatch import Dispatcher
+from worker.delivery.ledger import RunKey
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
 from worker.delivery.runner import Outcome, Runner
@@ -192,6 +193,16 @@ def test_permanent_errors_dead_letter_and_exhausted_retries_too(harness: Harness
     assert harness.run_to_end(other).status == "dead"
     gave_up = harness.app.history.get(harness.connection, other)
     assert gave_up.attempts == 3 and (gave_up.error or "").startswith("gave up after 3 attempts")
+
+
+def test_a_dead_runs_ledger_outlives_the_retention(harness: Harness) -> None:
+    """A replay months later must still know that the first step was done (and not repeat it)."""
+    harness.stub.script("/b", Reply(422, {"error": "bad"}))
+    [run_id] = harness.dispatch(harness.event())
+    assert harness.run(run_id).status == "dead"
+    run = harness.app.history.get(harness.connection, run_id)
+    [first] = harness.app.ledger.keys(RunKey.of(run), ["first"])
+    assert harness.store.get(first) is not None and harness.store.ttl(first) is None
 
 
 def test_continue_on_error_lets_the_run_go_on(harness: Harness) -> None:

@@ -125,6 +125,16 @@ class Ledger:
         )
         return self._write(run, waiting, batch, ttl=ttl)
 
+    def keep_forever(self, run: RunKey, step_ids: Sequence[str]) -> None:
+        """Keep the steps' entries without expiry: a dead-lettered run's replay, however late,
+        must know which steps finished (the entries are written again, with the retention, when
+        the replayed run goes on)."""
+        entries = self.entries(run, step_ids)
+        if entries:
+            with self.store.batch() as batch:
+                for entry in entries.values():
+                    batch.set(self._key(run, entry.step_id), entry.model_dump_json())
+
     def keep(self, run: RunKey, entries: Sequence[LedgerEntry], *, batch: WriteBatch, ttl: float) -> None:
         """Write ``entries`` again to last ``ttl`` seconds: the finished steps of a run that waits."""
         for entry in entries:

@@ -739,6 +739,7 @@ class Runner:
         dead = app.dead_letters.add(run, failure.reason, failed_step=failed_step)
         if event is not None:
             app.events.keep(event)  # a replay needs it, however long the run waits in the DLQ
+        app.ledger.keep_forever(RunKey.of(run), [step.id for step in run.steps])  # and which steps finished
         log.error("run dead-lettered at step %s: %s", failed_step or "-", failure.reason)
         _count(dead)
         _dlq_size(app, run.connection)
