@@ -9,7 +9,9 @@ From a fresh clone, with nothing configured:
    a fresh SQLite state file under ``.ppw/demo/``;
 4. runs what ``ppw run`` runs (poll scheduler, workers on the in-process broker) with the example
    rules in ``rules/``, every Slack webhook they name pointing at the stand-in;
-5. shows, as it happens, the changes detected, the rules fired and the steps done, until Ctrl-C.
+5. serves the web console (port 9100, or any free one) with a login made up for this run and
+   printed, so the runs can be followed in a browser too;
+6. shows, as it happens, the changes detected, the rules fired and the steps done, until Ctrl-C.
 
 Options: ``--churn PER_MINUTE`` (default 20), ``--interval SECONDS`` (poll interval, default 5),
 ``--rules DIR`` (default ``rules``).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import shutil
 import signal
 import sys
@@ -34,6 +37,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from worker.console.auth import hash_password
+from worker.console.server import ConsoleServer, start_console
 from worker.delivery.history import Run
 from worker.events import Event
 from worker.practicepanther.tokens import TokenSet, TokenStore
@@ -212,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
+    password = secrets.token_urlsafe(12)
+    console_login: dict[str, Any] = {
+        "console_enabled": True,
+        "console_users": {"demo": SecretStr(f"operator:{hash_password(password)}")},
+        "console_secret": SecretStr(secrets.token_urlsafe(32)),
+    }
     with sandbox(args.churn) as server:
         config = server.config
         hooks = {name: SecretStr(f"{slack.url}/hooks/demo/{name}") for name in webhook_names(args.rules)}
@@ -231,18 +242,19 @@ def main(argv: list[str] | None = None) -> int:
             http_allowed_hosts=["127.0.0.1"],
             rate_limit_per_second=20.0,
             worker_threads=4,
+            **console_login,
         )
         say(f"sandbox PracticePanther at {server.url} (seed 1, {args.churn:g} edits/minute)")
         say(f"Slack stand-in at {slack.url} (webhooks: {', '.join(sorted(hooks))})")
         connect(settings, server.url, config.client_id, config.client_secret, config.redirect_uris[0])
         say("connected to the sandbox with OAuth; tokens stored in .ppw/demo/state.db")
-        run_demo(settings, stop)
+        run_demo(settings, stop, password)
     slack.stop()
     say("demo stopped")
     return 0
 
 
-def run_demo(settings: Settings, stop: threading.Event) -> None:
+def run_demo(settings: Settings, stop: threading.Event, password: str | None = None) -> None:
     with Runtime.create(settings, watch_rules=True) as runtime:
         registry = runtime.registry
         status: dict[str, Any] = registry.status() if registry else {"loaded": 0, "failed_files": []}
@@ -259,13 +271,28 @@ def run_demo(settings: Settings, stop: threading.Event) -> None:
             f"polling {polled} every {settings.poll_interval:g}s; the first poll of each resource only "
             "takes a snapshot. Ctrl-C to stop."
         )
+        console = _console(settings, runtime, password)
         try:
             stop.wait()
         finally:
             say("stopping: polls first, then the running steps finish")
+            if console is not None:
+                console.stop()
             scheduler.shutdown()
             view.stop.set()
             runtime.stop(grace=10)
+
+
+def _console(settings: Settings, runtime: Runtime, password: str | None) -> ConsoleServer | None:
+    """The web console on its usual port (any free one if that is taken), with the demo login."""
+    if not settings.console_enabled or password is None:
+        return None
+    try:
+        console = start_console(settings, runtime, live=True)
+    except OSError:
+        console = start_console(settings, runtime, live=True, port=0)
+    say(f"web console at {console.url}: log in as demo / {password} (operator; this run only)")
+    return console
 
 
 if __name__ == "__main__":

@@ -46,4 +46,5 @@ def test_demo_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert code == 0, text[-3000:]
     assert time.monotonic() - started < 20
     assert "connected to the sandbox with OAuth" in text and "demo stopped" in text
+    assert "web console at http://127.0.0.1:" in text and "log in as demo / " in text
     assert (tmp_path / ".ppw" / "demo" / "state.db").exists()
