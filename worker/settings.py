@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     run_retention_days: int = 30
     #: days the console's audit trail keeps an entry (it also keeps at most 10,000)
     audit_retention_days: int = Field(default=365, gt=0)
+    #: date-relative triggers whose moment passed less than this long ago (seconds) still fire when
+    #: ppw first sees the record (priming, a new rule); 0: only moments still ahead
+    trigger_backfill: float = Field(default=0.0, ge=0)
     #: the longest a wait step may wait (seconds); longer waits fail the step and `rules check` flags them
     wait_max: float = Field(default=731 * 86400.0, gt=0)
     retry_base: float = 2.0

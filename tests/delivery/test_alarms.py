@@ -276,3 +276,22 @@ def test_fetch_true_reads_the_detailed_record_before_the_rules(
     [run_id] = _dispatch(firm, stale)
     assert firm.run(run_id).status == "succeeded"
     assert firm.told() == [{"name": "Estate of Smith (renamed)"}]
+
+
+def test_a_backfill_window_fires_recent_past_moments_once(
+    firm: Firm, clock: time_machine.Coordinates
+) -> None:
+    _rules(firm, DATE_RULE)
+    firm.app.alarms.backfill = 30 * 86400.0  # PPW_TRIGGER_BACKFILL
+    recent, old = _task(firm, "2026-02-20T00:00:00", "recent"), _task(firm, "2026-01-10T00:00:00", "old")
+    for task in (recent, old):
+        _dispatch(firm, _change(firm, "tasks", task, due_date=(None, task["due_date"])))
+    [(member, _moment)] = _alarm(firm)
+    assert recent["id"] in member  # a month back at most
+    pump, rung = _pump(firm)
+    assert pump.tick() == 1
+    [run_id] = _dispatch(firm, rung[0])
+    assert firm.run(run_id).status == "succeeded" and firm.told() == [{"subject": "recent"}]
+    _dispatch(firm, _change(firm, "tasks", recent, status=("Open", "NotCompleted")))  # seen again
+    pump.tick()
+    assert _dispatch(firm, rung[-1]) == []  # once per date value

@@ -6,7 +6,8 @@ The rules, as applied:
 * ``at: <date field>`` (with ``offset:`` and ``time:``): the alarm is that field's moment in the
   firm calendar (:mod:`worker.calendar`; a date is its day in the firm's zone). A change of the
   date moves the alarm; clearing the date, deleting the record, or a moment already past removes
-  it: no surprise backfill, a rule only sees moments still ahead;
+  it: no surprise backfill, a rule only sees moments still ahead, unless ``PPW_TRIGGER_BACKFILL``
+  says how far back a moment may be and still fire (at once);
 * ``changed: F, to: V, for: D``: a change of F to V sets the alarm at the change's own time (the
   record's ``updated_at``) plus D, so a restart or a late poll does not reset it; any other change
   of F removes it;
@@ -35,7 +36,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.calendar import Calendar, parse_duration, parse_time_of_day
+from worker.delivery.timers import COUNT_EVERY
 from worker.events import Event
+from worker.observability import metrics
 from worker.polling import cursors
 from worker.polling.snapshots import SnapshotUnreadable, parse_revision, snapshotter_for
 from worker.practicepanther import resources
@@ -84,9 +87,10 @@ class Setting:
 class Alarms:
     """The alarms of every connection in ``store``; ``calendar`` gives the firm calendar."""
 
-    def __init__(self, store: StateStore, calendar: Callable[[], Calendar]) -> None:
+    def __init__(self, store: StateStore, calendar: Callable[[], Calendar], *, backfill: float = 0.0) -> None:
         self.store = store
         self.calendar = calendar
+        self.backfill = backfill
 
     # setting ------------------------------------------------------------------------------------
     def plan(self, batch: WriteBatch, event: Event, rules: Iterable[Rule], now: float) -> None:
@@ -99,11 +103,15 @@ class Alarms:
                 continue
             if trigger.at is not None:
                 found = None if event.type == "deleted" else self.date_alarm(trigger, event.record)
-                self._put(batch, event, rule, found if found is None or found.due > now else None)
+                self._put(batch, event, rule, found if found is None or self._ahead(found, now) else None)
             elif event.type == "deleted":
                 self._put(batch, event, rule, None)
             elif _changed(event, trigger.changed[0]):
                 self._put(batch, event, rule, self._for_alarm(trigger, event))
+
+    def _ahead(self, setting: Setting, now: float) -> bool:
+        """Whether an alarm is still to ring: its moment ahead, or within the backfill window."""
+        return setting.due > now - self.backfill
 
     def date_alarm(self, trigger: RecordTrigger, record: dict[str, Any]) -> Setting | None:
         """The moment of an ``at:`` trigger for ``record`` (None without a date)."""
@@ -230,7 +238,7 @@ class Alarms:
                     except SnapshotUnreadable:
                         record = None
                     setting = self.date_alarm(trigger, record) if record is not None else None
-                    if setting is not None and setting.due > now:
+                    if setting is not None and self._ahead(setting, now):
                         event = Event.build(
                             type="updated", resource=resource.name, record_id=record_id, revision="sync",
                             connection=connection, record=record,
@@ -264,10 +272,19 @@ class AlarmPump:
     rules: Callable[[], Sequence[tuple[Rule, str]]]
     clock: Clock = time.time
 
+    _counted: float = float("-inf")
+
     def tick(self) -> int:
-        events = self.alarms.ring(self.connection, self.clock())
+        now = self.clock()
+        events = self.alarms.ring(self.connection, now)
+        if now - self._counted >= COUNT_EVERY:
+            self._counted = now
+            metrics.ALARMS_PENDING.set(self.alarms.pending(self.connection))
         if events:
             self.emit(events)
+            for event in events:
+                metrics.ALARMS_RUNG.inc()
+                metrics.ALARM_LATENESS.observe(max(now - event.detected_at.timestamp(), 0.0))
             log.info("%d date or duration trigger(s) came due", len(events))
         return len(events)
 

@@ -59,7 +59,9 @@ class DeliveryApp:
         self.ledger = Ledger(self.store, ttl=retention)
         self.dead_letters = DeadLetters(self.store, self.history)
         self.timers = Timers(self.store)
-        self.alarms = Alarms(self.store, lambda: Calendar.from_settings(self.settings))
+        self.alarms = Alarms(
+            self.store, lambda: Calendar.from_settings(self.settings), backfill=self.settings.trigger_backfill
+        )
 
     @classmethod
     def create(

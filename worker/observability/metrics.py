@@ -140,6 +140,18 @@ TIMER_LATENESS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0),
 )
 
+ALARMS_PENDING = Gauge(
+    "ppw_alarms_pending",
+    "Date-relative and 'for' triggers waiting for their moment, as the scheduler's leader last counted.",
+    multiprocess_mode="mostrecent",
+)
+ALARMS_RUNG = Counter("ppw_alarms_rung_total", "Date-relative and 'for' triggers whose moment came.")
+ALARM_LATENESS = Histogram(
+    "ppw_alarm_lateness_seconds",
+    "How long after its moment a date-relative or 'for' trigger rang.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0),
+)
+
 # Queues and deliveries ----------------------------------------------------------------------------
 DLQ_SIZE = Gauge(
     "ppw_dlq_messages",
@@ -162,6 +174,9 @@ ALL = (
     TIMERS_PENDING,
     TIMERS_FIRED,
     TIMER_LATENESS,
+    ALARMS_PENDING,
+    ALARMS_RUNG,
+    ALARM_LATENESS,
     EVENTS,
     HELD_BATCHES,
     API_CALLS,
