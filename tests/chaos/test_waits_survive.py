@@ -1,5 +1,6 @@
 """Waiting runs survive the processes that made them: SIGKILL the worker and the leading scheduler
-while runs wait, and each still wakes once, at its moment, and runs its steps once.
+while runs wait, or restart Redis (AOF on) under a running `ppw run`, and each run still wakes
+once, at its moment, and runs its steps once.
 
 A deployment as docs/operations.md describes it (Redis for broker and state, two schedulers, one
 leading, and a worker). The wait is a few seconds of real time: what is tested is that nothing of
@@ -9,10 +10,15 @@ run on time-machine's clock in tests/delivery/test_waits.py).
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from tests.chaos.conftest import CLOSED_MATTER_RULE, Chaos
-from tests.chaos.harness import PpwProcess, eventually
+from tests.chaos.harness import PpwProcess, PrivateRedis, eventually
 from worker.polling.scheduler import leader_key
 
 WAITING_RULE = CLOSED_MATTER_RULE.replace(
@@ -54,3 +60,25 @@ def test_waiting_runs_wake_once_across_sigkill_of_the_worker_and_the_leader(
     chaos.process("worker").start(wait_ready=False)
 
     chaos.assert_invariants(closed, timeout=90)  # one closing task, one delivery, one run each
+
+
+def test_waiting_runs_survive_a_redis_restart_with_aof(
+    chaos_factory: Callable[..., Chaos], tmp_path: Path
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    redis = PrivateRedis(tmp_path / "redis").start()
+    try:
+        chaos = chaos_factory(state_url=redis.url, broker_url=redis.url, **DEPLOYMENT)
+        chaos.write_rules(WAITING_RULE)
+        worker = chaos.process("run").start()
+        eventually(chaos.primed, 30, "the first poll to prime matters")
+        closed = chaos.close(chaos.open_matters(2))
+        eventually(lambda: _waiting(chaos) == 2, 60, "the two runs to wait")
+        redis.stop()  # the state store goes away while the runs wait ...
+        time.sleep(2.0)  # an outage a little longer than a few pump looks (real processes)
+        redis.start()  # ... and comes back from its AOF
+        chaos.assert_invariants(closed, timeout=90)
+        assert worker.alive()
+    finally:
+        redis.close()
