@@ -301,7 +301,7 @@ steps: [{type: log, with: {message: "{{ env.FIRM_NAME }}"}}]
     assert "PPW_PP_CLIENT_SECRET" not in variables["env"]
 
 
-def test_watched_resources_and_compared_fields() -> None:
+def test_watched_resources() -> None:
     engine = engine_for(
         TRANSITION
         + """
@@ -315,5 +315,3 @@ def test_watched_resources_and_compared_fields() -> None:
         "matters": ["closed", "any-change", "reads-old-values"],
         "tasks": ["tasks-only"],
     }
-    assert engine.compared_fields("matters") == {"status", "close_date", "notes", "display_name"}
-    assert engine.compared_fields("tasks") == set()

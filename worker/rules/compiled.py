@@ -16,9 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import nodes
-
-from worker.practicepanther import customfields
 from worker.rules import context as ctx
 from worker.rules.model import AllOf, AnyOf, NotOf, Rule, StepBase
 from worker.rules.ruleset import LoadedRule
@@ -47,7 +44,6 @@ class CompiledRule:
     conditions: tuple[CompiledCondition, ...]
     steps: tuple[CompiledStep, ...]
     rule_vars: dict[str, Any] = field(default_factory=dict)
-    compared: frozenset[str] = frozenset()
 
     @property
     def rule(self) -> Rule:
@@ -87,65 +83,4 @@ def compile_rule(env: RulesEnvironment, loaded: LoadedRule) -> CompiledRule:
         "rule": ctx.rule_view(loaded.id, rule.description, loaded.version),
         "steps": ctx.steps_view({}),
     }
-    return CompiledRule(loaded, conditions, steps, rule_vars, compared_fields(env, rule))
-
-
-def compared_fields(env: RulesEnvironment, rule: Rule) -> frozenset[str]:
-    """Fields the rule reads an old value of: its ``changed:`` list and every ``changes.X`` or
-    ``previous.X`` in its conditions and templates."""
-    names: set[str] = set(rule.record_trigger.changed) if rule.record_trigger else set()
-    sources = [c for c in _condition_sources(rule.conditions)]
-    for step in rule.steps:
-        if step.if_:
-            sources.append(step.if_)
-        sources.extend(_strings(step.raw_with()))
-    for source in sources:
-        if "changes" not in source and "previous" not in source:
-            continue
-        try:
-            tree = env.parse("{{ " + source + " }}") if "{" not in source else env.parse(source)
-        except Exception:  # already reported by the checker
-            continue
-        for node in tree.find_all(nodes.Getattr):
-            if isinstance(node.node, nodes.Name) and node.node.name in ("changes", "previous"):
-                names.add(node.attr)
-        for item in tree.find_all(nodes.Getitem):
-            key = item.arg
-            rooted = isinstance(item.node, nodes.Name) and item.node.name in ("changes", "previous")
-            if rooted and isinstance(key, nodes.Const) and isinstance(key.value, str):
-                names.add(key.value)
-    return frozenset(_with_custom_list(rule, names))
-
-
-def _with_custom_list(rule: Rule, names: set[str]) -> set[str]:
-    """A custom field (``custom.<label>``, ``previous.custom``) is compared through the record's
-    list of values: the snapshot must keep that list for its old values to be known."""
-    resource = rule.record_trigger.resource if rule.record_trigger else None
-    values_field = customfields.VALUES_FIELDS.get(resource or "")
-    if values_field and any(n == "custom" or customfields.custom_label(n) is not None for n in names):
-        names.add(values_field)
-    return names
-
-
-def _condition_sources(conditions: Any) -> list[str]:
-    out: list[str] = []
-    for condition in conditions:
-        if isinstance(condition, str):
-            out.append(condition)
-        elif isinstance(condition, AnyOf):
-            out.extend(_condition_sources(condition.any))
-        elif isinstance(condition, AllOf):
-            out.extend(_condition_sources(condition.all))
-        elif isinstance(condition, NotOf):
-            out.extend(_condition_sources(condition.not_))
-    return out
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _strings(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in _strings(item)]
-    return []
+    return CompiledRule(loaded, conditions, steps, rule_vars)

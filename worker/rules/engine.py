@@ -105,11 +105,6 @@ class Engine:
         """Rule ids by the resource they watch (enabled rules only), for status pages."""
         return self._index.watched()
 
-    def compared_fields(self, resource: str) -> set[str]:
-        """Fields of ``resource`` whose old value the enabled rules use (``changed:``, ``from:``,
-        ``changes.X``, ``previous.X``): the poller should keep these in full in its snapshots."""
-        return self._index.compared_fields(resource)
-
     def webhooks(self) -> dict[str, list[LoadedRule]]:
         """Enabled rules with a webhook trigger, by hook name (several rules may share a hook)."""
         out: dict[str, list[LoadedRule]] = {}

@@ -9,8 +9,7 @@ Rules applied here:
   ``(schedule resource of the rule, "schedule")``;
 * a disabled rule is listed nowhere (it never fires; ``evaluate`` still reaches it by id);
 * rules keep their file order under each key;
-* the resources *watched* are those of record rules (hooks and schedules are not resources);
-* the fields *compared* for a resource are the union of what the rules listed under it compare.
+* the resources *watched* are those of record rules (hooks and schedules are not resources).
 """
 
 from __future__ import annotations
@@ -50,15 +49,6 @@ class RuleIndex:
             ids = out.setdefault(resource, [])
             ids.extend(c.loaded.id for c in rules if c.loaded.id not in ids)
         return out
-
-    def compared_fields(self, resource: str) -> set[str]:
-        """Fields of ``resource`` whose old value the rules listed under it use."""
-        fields: set[str] = set()
-        for (watched, _kind), rules in self._by_key.items():
-            if watched == resource:
-                for compiled in rules:
-                    fields |= compiled.compared
-        return fields
 
 
 def index_keys(rule: Rule) -> list[tuple[str, str]]:
