@@ -478,7 +478,16 @@ class Console:
         return self.render(request, "held.html", batches=batches)
 
     async def rules(self, request: Request) -> Response:
-        return self.render(request, "rules.html", rules=self.ops.rules())
+        state = await anyio.to_thread.run_sync(self.ops.rules)
+        listed = await anyio.to_thread.run_sync(self.ops.rules_page)
+        return self.render(request, "rules.html", rules=state, listed=listed)
+
+    async def rule(self, request: Request) -> Response:
+        rule_id = request.path_params["rule_id"]
+        found = await anyio.to_thread.run_sync(self.ops.rule_source, rule_id)
+        if found is None:
+            return self.render(request, "error.html", 404, message=f"no rule {rule_id!r} is in force")
+        return self.render(request, "rule.html", source=found)
 
     async def audit_page(self, request: Request) -> Response:
         try:
@@ -528,6 +537,7 @@ class Console:
             Route("/held/{batch_id}/release", self.action("release", self._release), methods=["POST"]),
             Route("/held/{batch_id}/discard", self.action("discard", self._discard), methods=["POST"]),
             Route("/rules", self.page(self.rules), methods=["GET"]),
+            Route("/rules/{rule_id}", self.page(self.rule), methods=["GET"]),
             Route("/audit", self.page(self.audit_page), methods=["GET"]),
             Route("/favicon.ico", lambda _request: Response(status_code=204), methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
