@@ -49,6 +49,7 @@ def test_a_trusted_proxy_signs_the_user_in_with_the_mapped_role(proxied: Seeded)
         page = http.get("/", headers={HEADER: "Olivia"})
         assert page.status_code == 200 and "olivia (operator, via proxy)" in page.text
         assert "ppw_console=" in page.headers["set-cookie"]  # a session, for the CSRF token
+        assert "Sign out" not in page.text  # the proxy signs out, not the console
         viewer = http.get("/", headers={HEADER: "vera"})
         assert viewer.status_code == 200 and "vera (viewer, via proxy)" in viewer.text
         # not in the map: the default role (viewer)
@@ -194,3 +195,16 @@ def test_proxy_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     proxy = parse_proxy(settings)
     assert proxy is not None and proxy.roles == {"alice": "operator"} and proxy.default_role is None
     assert proxy.user("Alice") is not None and proxy.user("bob") is None
+
+
+def test_x_forwarded_for_from_loopback_is_still_the_audited_address(proxied: Seeded) -> None:
+    """A same-host TLS proxy (127.0.0.1) forwarding for a password user, as before the proxy mode."""
+    with client_from(proxied, "127.0.0.1") as http:
+        over_tls = http.get("/login", headers={"X-Forwarded-Proto": "https"})
+        assert "Secure" in over_tls.headers["set-cookie"]
+        http.cookies.clear()
+        http.headers.update({"X-Forwarded-For": "198.51.100.4"})
+        token = sign_in(http)
+        http.post(f"/runs/{proxied.waiting.id}/cancel", data={"csrf": token})
+    (entry,) = AuditLog(proxied.store, proxied.connection).recent()
+    assert entry.address == "198.51.100.4" and entry.via == "password"
