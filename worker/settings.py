@@ -144,6 +144,14 @@ class Settings(BaseSettings):
     console_secure_cookies: bool = False
     #: seconds a console login lasts
     console_session_ttl: float = Field(default=8 * 3600.0, gt=0)
+    #: sign in the user an authenticating proxy names in this header (``X-Forwarded-User``); empty: off
+    console_trusted_header: str = ""
+    #: peer addresses (IPs or CIDRs) of that proxy: the header from any other address is ignored
+    console_trusted_proxies: CommaList = Field(default_factory=list)
+    #: ``PPW_CONSOLE_PROXY_ROLES__ALICE=operator``: the role of a user signed in by the proxy
+    console_proxy_roles: dict[str, str] = Field(default_factory=dict)
+    #: role of a proxy user not in ``console_proxy_roles``: viewer, operator, or none (refused)
+    console_proxy_default_role: str = "viewer"
 
     # Observability
     sentry_dsn: SecretStr | None = None
@@ -159,6 +167,7 @@ class Settings(BaseSettings):
         "http_allowed_hosts",
         "holidays",
         "closures",
+        "console_trusted_proxies",
         mode="before",
     )
     @classmethod
@@ -177,6 +186,7 @@ class Settings(BaseSettings):
         "backfill_since",
         "reconcile_intervals",
         "console_users",
+        "console_proxy_roles",
         mode="before",
     )
     @classmethod

@@ -68,3 +68,14 @@ def test_users_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert verify(users, "Alice", "a long enough password") == users["alice"]
     assert verify(users, "alice", "wrong") is None
     assert hashed in get_settings().secret_values()  # scrubbed from logs like any secret
+
+
+def test_the_console_refuses_a_trusted_header_without_trusted_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PPW_CONSOLE_ENABLED", "true")
+    monkeypatch.setenv("PPW_CONSOLE_SECRET", "x" * 40)
+    monkeypatch.setenv("PPW_CONSOLE_TRUSTED_HEADER", "X-Forwarded-User")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["console"])
+    assert result.exit_code == 2 and "PPW_CONSOLE_TRUSTED_PROXIES" in result.output

@@ -34,6 +34,8 @@ class AuditEntry:
     address: str
     outcome: str
     detail: str = ""
+    #: how the user signed in: ``password``, or ``proxy`` (the trusted header of an SSO proxy)
+    via: str = "password"
 
 
 class AuditLog:
@@ -50,11 +52,12 @@ class AuditLog:
         member = json.dumps({**asdict(entry), "n": secrets.token_hex(4)}, sort_keys=True)
         self.store.zadd(self._key, {member: entry.at})
         log.info(
-            "console %s of %s by %s (%s) from %s: %s%s",
+            "console %s of %s by %s (%s%s) from %s: %s%s",
             entry.action,
             entry.target,
             entry.user,
             entry.role,
+            ", via proxy" if entry.via == "proxy" else "",
             entry.address,
             entry.outcome,
             f" ({entry.detail})" if entry.detail else "",
@@ -81,5 +84,6 @@ class AuditLog:
         for member, _ in rows:
             data = json.loads(member)
             data.pop("n", None)
-            entries.append(AuditEntry(**data))
+            known = {k: v for k, v in data.items() if k in AuditEntry.__dataclass_fields__}
+            entries.append(AuditEntry(**known))
         return entries

@@ -22,9 +22,10 @@ from worker.delivery.timers import cancel_waiting
 from worker.events import Event
 from worker.eventstore import EventNotFound
 from worker.polling import held
-from worker.polling.status import ResourceStatus, queue_depths, resource_statuses
+from worker.polling.status import ResourceStatus, humanize_seconds, queue_depths, resource_statuses
 from worker.process.health import RulesState, probe
 from worker.process.runtime import Runtime
+from worker.rules.ruleset import LoadedRule, RuleSet
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,125 @@ class Overview:
     rules: RulesState | None
 
 
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule in force, as the Rules page lists it."""
+
+    id: str
+    file: str
+    location: str
+    trigger: str
+    mode: str
+    enabled: bool
+    dry_run: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class RuleError:
+    """One error of a rule (or file) that did not load, at ``file:line:column``."""
+
+    file: str
+    line: int
+    column: int
+    rule: str | None
+    message: str
+    hint: str | None
+    kept: tuple[str, ...]
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class RulesPage:
+    rules: list[RuleRow]
+    errors: list[RuleError]
+    files: int
+
+
+@dataclass(frozen=True)
+class RuleSource:
+    """A rule's own lines of its file (from its first line to the line before the next rule)."""
+
+    row: RuleRow
+    first_line: int
+    lines: list[str]
+
+
+def _values(value: Any) -> str:
+    return "/".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def trigger_summary(loaded: LoadedRule) -> str:
+    """A one-line reading of the rule's trigger: ``matters updated, status Open → Closed``."""
+    rule = loaded.rule
+    if (trigger := rule.record_trigger) is not None:
+        parts = [f"{trigger.resource} {'/'.join(trigger.on)}"]
+        if trigger.changed:
+            parts.append(f"changed {', '.join(trigger.changed)}")
+        if trigger.has_from or trigger.to is not None:
+            old = _values(trigger.from_) if trigger.has_from else "*"
+            new = _values(trigger.to) if trigger.to is not None else "*"
+            parts.append(f"{old} → {new}")
+        if trigger.for_:
+            parts.append(f"for {trigger.for_}")
+        if trigger.at:
+            when = " ".join(p for p in (trigger.offset, trigger.time) if p)
+            parts.append(f"at {trigger.at}" + (f" ({when})" if when else ""))
+        return ", ".join(parts)
+    if (hook := rule.webhook_trigger) is not None:
+        return f"webhook {hook.webhook} (verify {hook.verify})"
+    if (timed := rule.schedule_trigger) is not None:
+        if timed.schedule:
+            text = f"schedule {timed.schedule}"
+        else:
+            text = f"every {humanize_seconds(timed.every or 0)}"
+        if timed.timezone:
+            text += f" ({timed.timezone})"
+        if timed.query is not None:
+            text += f", query {timed.query.resource}"
+        return text
+    return rule.trigger_kind  # pragma: no cover - every trigger kind is above
+
+
+def rule_row(loaded: LoadedRule) -> RuleRow:
+    rule = loaded.rule
+    return RuleRow(
+        id=rule.id,
+        file=loaded.file,
+        location=loaded.location,
+        trigger=trigger_summary(loaded),
+        mode=rule.mode,
+        enabled=rule.enabled,
+        dry_run=rule.dry_run,
+        description=rule.description,
+    )
+
+
+def rule_source(loaded: LoadedRule) -> RuleSource:
+    lines = loaded.source.lines
+    first = loaded.position()[0] - 1 if loaded.base else 0
+    last = len(lines)
+    if loaded.base and isinstance(loaded.base[-1], int):
+        following = (*loaded.base[:-1], loaded.base[-1] + 1)
+        if following in loaded.source.values:
+            last = loaded.source.values[following][0]
+    while last > first + 1 and not lines[last - 1].strip():
+        last -= 1
+    return RuleSource(rule_row(loaded), first + 1, lines[first:last])
+
+
+def rules_page(ruleset: RuleSet) -> RulesPage:
+    errors = [
+        RuleError(d.file, d.line, d.column, d.rule or broken.rule, d.message, d.hint, broken.kept)
+        for broken in ruleset.broken
+        for d in broken.errors
+    ]
+    return RulesPage([rule_row(r) for r in ruleset.rules], errors, len(ruleset.files))
+
+
 def probe_readiness(settings: Settings) -> Callable[[], Readiness]:
     """Asks the worker's health server on this host (``PPW_HTTP_PORT``) for ``/readyz``."""
     url = f"http://127.0.0.1:{settings.http_port}/readyz"
@@ -101,6 +221,8 @@ class Ops:
     #: beside an embedded ``ppw run``: its sweeper picks queued runs and pending events up)
     pickup_note: str = ""
     resources: Callable[[], list[str]] = field(default=lambda: [])
+    #: the rules in force and the broken ones (None when no rules are loaded in this process)
+    ruleset: Callable[[], RuleSet | None] = lambda: None
 
     @property
     def connection(self) -> str:
@@ -138,6 +260,7 @@ class Ops:
             if sends
             else "ppw run picks it up from the state store within a minute (embedded broker)",
             resources=watched,
+            ruleset=lambda: registry.ruleset if registry is not None else None,
         )
 
     # reading ---------------------------------------------------------------------------------
@@ -197,6 +320,15 @@ class Ops:
 
     def held_batches(self) -> list[held.HeldBatch]:
         return held.list_held(self.app.store, self.connection)
+
+    def rules_page(self) -> RulesPage | None:
+        ruleset = self.ruleset()
+        return rules_page(ruleset) if ruleset is not None else None
+
+    def rule_source(self, rule_id: str) -> RuleSource | None:
+        ruleset = self.ruleset()
+        found = next((r for r in ruleset.rules if r.id == rule_id), None) if ruleset is not None else None
+        return rule_source(found) if found is not None else None
 
     # acting ----------------------------------------------------------------------------------
 

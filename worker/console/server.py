@@ -1,9 +1,10 @@
 """Serving the console: on its own (``ppw console``) or beside the workers of ``ppw run``.
 
 uvicorn in a daemon thread, as the health server does, bound to ``PPW_CONSOLE_HOST`` (loopback
-by default) and ``PPW_CONSOLE_PORT``. Behind a reverse proxy on the same host, uvicorn trusts its
-``X-Forwarded-For`` and ``X-Forwarded-Proto`` (from 127.0.0.1 only), so the audit and the rate
-limit see the real address and HTTPS requests get a Secure cookie.
+by default) and ``PPW_CONSOLE_PORT``. Behind a reverse proxy on the same host (or a trusted proxy,
+``PPW_CONSOLE_TRUSTED_PROXIES``), the app trusts its ``X-Forwarded-For`` and ``X-Forwarded-Proto``
+(:class:`~worker.console.web.Forwarded`), so the audit and the rate limit see the real address and
+HTTPS requests get a Secure cookie.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class ConsoleServer:
             log_config=None,
             access_log=False,
             lifespan="off",
-            proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
+            # X-Forwarded-For and -Proto are applied by the app (web.Forwarded), which keeps the
+            # socket's peer: only that decides whether the trusted sign-in header is believed
+            proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=3,
         )

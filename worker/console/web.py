@@ -3,6 +3,9 @@
 Safety in layers, since the pages show privileged client data:
 
 - every page but ``/login`` and ``/static`` needs a signed-in user; actions need an operator (403);
+- or, with ``PPW_CONSOLE_TRUSTED_HEADER``, the user an authenticating proxy names in that header,
+  taken only from a request whose socket peer is a trusted proxy (:class:`Forwarded` keeps that
+  peer before applying ``X-Forwarded-For``); the header from anywhere else is ignored;
 - the session is a cookie signed with ``PPW_CONSOLE_SECRET`` (itsdangerous, timestamped, expiring
   after ``PPW_CONSOLE_SESSION_TTL``), HttpOnly, SameSite=Strict, Secure behind TLS; it names the
   user and a fingerprint of their hash, so changing a password ends older sessions;
@@ -18,6 +21,7 @@ Safety in layers, since the pages show privileged client data:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
@@ -41,7 +45,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.console.audit import AuditEntry, AuditLog
-from worker.console.auth import LoginLimiter, User, parse_users, verify
+from worker.console.auth import (
+    MAX_NAME,
+    LoginLimiter,
+    Network,
+    User,
+    in_networks,
+    parse_proxy,
+    parse_users,
+    verify,
+)
 from worker.console.ops import Ops
 from worker.delivery.history import STATUSES, RunNotFound
 from worker.delivery.replay import ReplayError
@@ -63,6 +76,12 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
 }
 MAX_FORM = 16 * 1024
+#: ``scope`` key of the socket's peer address, before ``X-Forwarded-For`` is applied
+PEER = "ppw.peer"
+#: addresses whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed (with the trusted proxies)
+LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"),)
+#: untrusted addresses remembered for "header ignored" warnings (logged once each)
+IGNORED_MEMORY = 1024
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -91,6 +110,35 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class Forwarded:
+    """Keeps the socket's peer address in ``scope["ppw.peer"]``, then, for a peer in ``trusted``
+    (127.0.0.1 and the trusted proxies), takes the client's address from ``X-Forwarded-For`` (the
+    rightmost address that is not itself trusted) and the scheme from ``X-Forwarded-Proto``, so the
+    audit and the login limit see the client. Only ``ppw.peer`` decides whom the trusted header is
+    believed from."""
+
+    def __init__(self, app: ASGIApp, trusted: tuple[Network, ...] = LOOPBACK) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            peer = client[0] if client else None
+            scope[PEER] = peer
+            if in_networks(peer, self.trusted):
+                headers = dict(scope.get("headers") or [])
+                chain = [a.strip() for a in headers.get(b"x-forwarded-for", b"").decode("latin-1").split(",")]
+                chain = [a for a in chain if a]
+                if chain:
+                    untrusted = [a for a in chain if not in_networks(a, self.trusted)]
+                    scope["client"] = (untrusted[-1] if untrusted else chain[0], 0)
+                proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1").split(",")[0].strip().lower()
+                if proto in ("http", "https") and scope["type"] == "http":
+                    scope["scheme"] = proto
+        await self.app(scope, receive, send)
 
 
 class Sessions:
@@ -196,6 +244,8 @@ class Console:
         self.ops = ops
         settings = ops.settings
         self.users = parse_users(settings)
+        self.proxy = parse_proxy(settings)
+        self._ignored: set[str] = set()
         self.limiter = LoginLimiter(ops.app.store, ops.connection)
         self.audit = AuditLog(ops.app.store, ops.connection, settings.audit_retention_days * 86400.0)
         self.scrubber = scrubber or Scrubber(settings.secret_values())
@@ -217,7 +267,45 @@ class Console:
 
     # plumbing --------------------------------------------------------------------------------
 
+    def proxied(self, request: Request) -> str | None:
+        """The user name the trusted proxy put in the trusted header; None when the header is off,
+        absent, or came from a peer that is not a trusted proxy (ignored, and logged once per peer)."""
+        if self.proxy is None:
+            return None
+        value = request.headers.get(self.proxy.header, "").strip()
+        if not value:
+            return None
+        peer = request.scope.get(PEER)
+        if not self.proxy.trusts(peer):
+            where = str(peer)
+            if where not in self._ignored and len(self._ignored) < IGNORED_MEMORY:
+                self._ignored.add(where)
+                log.warning(
+                    "console: %s from %s ignored: that address is not in PPW_CONSOLE_TRUSTED_PROXIES",
+                    self.proxy.header,
+                    where,
+                )
+            return None
+        return value
+
+    def proxy_user(self, request: Request, name: str) -> User | None:
+        """The proxy's user, with a session of their own (so CSRF works as after a login)."""
+        assert self.proxy is not None
+        user = self.proxy.user(name) if len(name) <= MAX_NAME else None
+        if user is None:
+            return None
+        session = request.scope["session"]
+        fingerprint = str(session.get("f", ""))
+        if session.get("u") != user.name or not hmac.compare_digest(fingerprint, user.fingerprint):
+            session.clear()
+            session.update({"u": user.name, "f": user.fingerprint, "c": secrets.token_urlsafe(32)})
+            log.info("console sign-in of %s (%s) via proxy from %s", user.name, user.role, _address(request))
+        return user
+
     def user(self, request: Request) -> User | None:
+        name = self.proxied(request)
+        if name is not None:
+            return self.proxy_user(request, name)
         session = request.scope["session"]
         user = self.users.get(str(session.get("u", "")))
         if user is None or not hmac.compare_digest(str(session.get("f", "")), user.fingerprint):
@@ -248,6 +336,11 @@ class Console:
 
         async def guarded(request: Request) -> Response:
             if self.user(request) is None:
+                name = self.proxied(request)
+                if name is not None:
+                    log.warning("console: %r, signed in by the proxy, has no role here", name[:64])
+                    message = f"{name[:64]} has no role in this console (PPW_CONSOLE_PROXY_ROLES)"
+                    return self.render(request, "error.html", 403, message=message)
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
             return await handler(request)
@@ -297,6 +390,7 @@ class Console:
                 address=_address(request),
                 outcome=outcome,
                 detail=self.scrubber.text(detail),
+                via=user.via,
             )
         )
 
@@ -384,7 +478,16 @@ class Console:
         return self.render(request, "held.html", batches=batches)
 
     async def rules(self, request: Request) -> Response:
-        return self.render(request, "rules.html", rules=self.ops.rules())
+        state = await anyio.to_thread.run_sync(self.ops.rules)
+        listed = await anyio.to_thread.run_sync(self.ops.rules_page)
+        return self.render(request, "rules.html", rules=state, listed=listed)
+
+    async def rule(self, request: Request) -> Response:
+        rule_id = request.path_params["rule_id"]
+        found = await anyio.to_thread.run_sync(self.ops.rule_source, rule_id)
+        if found is None:
+            return self.render(request, "error.html", 404, message=f"no rule {rule_id!r} is in force")
+        return self.render(request, "rule.html", source=found)
 
     async def audit_page(self, request: Request) -> Response:
         try:
@@ -434,6 +537,7 @@ class Console:
             Route("/held/{batch_id}/release", self.action("release", self._release), methods=["POST"]),
             Route("/held/{batch_id}/discard", self.action("discard", self._discard), methods=["POST"]),
             Route("/rules", self.page(self.rules), methods=["GET"]),
+            Route("/rules/{rule_id}", self.page(self.rule), methods=["GET"]),
             Route("/audit", self.page(self.audit_page), methods=["GET"]),
             Route("/favicon.ico", lambda _request: Response(status_code=204), methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
@@ -446,6 +550,7 @@ class Console:
             max_age=settings.console_session_ttl,
             secure=secure,
         )
+        app.add_middleware(Forwarded, trusted=LOOPBACK + (self.proxy.proxies if self.proxy else ()))
         app.add_middleware(SecurityHeaders)
         return app
 
