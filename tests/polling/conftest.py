@@ -10,17 +10,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner, Result
 
 from tests.fixtures.client import TEST_RETRY_WAIT, SandboxAdmin, sandbox_settings
+from worker.cli import app
 from worker.events import Event
 from worker.polling.poller import Poller, PollOptions, PollResult
 from worker.practicepanther.client import PracticePantherClient
 from worker.practicepanther.tokens import TokenSet, TokenStore
 from worker.sandbox import SandboxServer, obtain_tokens
-from worker.settings import Settings
+from worker.settings import Settings, get_settings
 from worker.state import StateStore
 
 
@@ -161,3 +164,41 @@ def redis_harness(
 def query_mode(request: pytest.FixtureRequest) -> str:
     """Both ways of asking for changes: ``$filter``/``$orderby`` and ``updated_since``."""
     return str(request.param)
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def ppw(harness: Harness, tmp_path: Path) -> Iterator[Invoke]:
+    """``ppw ...`` as a user types it, against the harness's sandbox and state (memory broker)."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "contact.yaml").write_text(
+        "id: contact-log\n"
+        "trigger: {resource: contacts, on: created}\n"
+        "steps:\n"
+        "  - {type: log, with: {message: new contact}}\n"
+    )
+    settings = harness.settings
+    env = {
+        "PPW_PP_BASE_URL": settings.pp_base_url,
+        "PPW_PP_CLIENT_ID": settings.pp_client_id,
+        "PPW_PP_CLIENT_SECRET": settings.pp_client_secret.get_secret_value(),
+        "PPW_PP_REDIRECT_URI": settings.pp_redirect_uri,
+        "PPW_STATE_URL": harness.store.url,
+        "PPW_CONNECTION_ID": harness.connection,
+        "PPW_BROKER_URL": "memory://",
+        "PPW_RULES_DIR": str(rules_dir),
+        "PPW_POLL_PAGE_SIZE": "50",
+        "PPW_FLOOD_LIMIT": "5",
+        "PPW_POLL_RESOURCES": '["matters", "tasks"]',  # comma form: see report (NoDecode)
+    }
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        get_settings.cache_clear()
+        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()

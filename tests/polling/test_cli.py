@@ -4,53 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner, Result
-
-from tests.polling.conftest import Harness
-from worker.cli import app
+from tests.polling.conftest import Harness, Invoke
 from worker.eventstore import EventStore
 from worker.polling import cursors, held
-from worker.settings import get_settings
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def ppw(harness: Harness, tmp_path: Path) -> Iterator[Invoke]:
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "contact.yaml").write_text(
-        "id: contact-log\n"
-        "trigger: {resource: contacts, on: created}\n"
-        "steps:\n"
-        "  - {type: log, with: {message: new contact}}\n"
-    )
-    settings = harness.settings
-    env = {
-        "PPW_PP_BASE_URL": settings.pp_base_url,
-        "PPW_PP_CLIENT_ID": settings.pp_client_id,
-        "PPW_PP_CLIENT_SECRET": settings.pp_client_secret.get_secret_value(),
-        "PPW_PP_REDIRECT_URI": settings.pp_redirect_uri,
-        "PPW_STATE_URL": harness.store.url,
-        "PPW_CONNECTION_ID": harness.connection,
-        "PPW_BROKER_URL": "memory://",
-        "PPW_RULES_DIR": str(rules_dir),
-        "PPW_POLL_PAGE_SIZE": "50",
-        "PPW_FLOOD_LIMIT": "5",
-        "PPW_POLL_RESOURCES": '["matters", "tasks"]',  # comma form: see report (NoDecode)
-    }
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        get_settings.cache_clear()
-        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def test_poll_once_dry_run_then_for_real(ppw: Invoke, harness: Harness) -> None:

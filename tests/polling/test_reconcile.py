@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from tests.polling.conftest import Harness
-from worker.cli import app
 from worker.polling import cursors, held
 from worker.polling.reconcile import (
     ReconcileOptions,
@@ -33,7 +31,7 @@ from worker.polling.reconcile import (
 )
 from worker.polling.scheduler import PollScheduler
 from worker.practicepanther.errors import ServerError
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 from worker.state import StateStore
 
 OPTIONS = ReconcileOptions(page_size=7, flood_limit=10, lease=30.0, timeout=60.0)
@@ -269,34 +267,7 @@ def test_per_resource_interval_settings() -> None:
 
 
 # the CLI -----------------------------------------------------------------------------------------
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def ppw(harness: Harness, tmp_path: Path) -> Iterator[Invoke]:
-    settings = harness.settings
-    env = {
-        "PPW_PP_BASE_URL": settings.pp_base_url,
-        "PPW_PP_CLIENT_ID": settings.pp_client_id,
-        "PPW_PP_CLIENT_SECRET": settings.pp_client_secret.get_secret_value(),
-        "PPW_PP_REDIRECT_URI": settings.pp_redirect_uri,
-        "PPW_STATE_URL": harness.store.url,
-        "PPW_CONNECTION_ID": harness.connection,
-        "PPW_BROKER_URL": "memory://",
-        "PPW_RULES_DIR": str(tmp_path),
-        "PPW_POLL_RESOURCES": '["matters"]',
-    }
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        get_settings.cache_clear()
-        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-
-
-def test_ppw_poll_reconcile(ppw: Invoke, harness: Harness) -> None:
+def test_ppw_poll_reconcile(ppw: Callable[..., Result], harness: Harness) -> None:
     assert "not primed yet" in ppw("poll", "reconcile", "matters").output
     records = _primed(harness, 5)
     _delete(harness, "matters", [records[1]["id"]])

@@ -102,14 +102,19 @@ class Dispatcher:
             app.store.set_many_if_absent(
                 {self._marker(connection, e.id): "started" for e in events}, ttl=app.options.retention
             )
-            events = [self._fresh(e) if e.type == "due" else self._detailed(e) for e in events]
+            fetching = {r for r in {e.resource for e in events} if app.rules.fetches(r)}  # once a batch
+            events = [
+                self._fresh(e) if e.type == "due" else self._detailed(e) if e.resource in fetching else e
+                for e in events
+            ]
             candidates = [c for event in events for c in self._candidates(event, results[event.id])]
             send_runs(connection, self._create_runs(connection, candidates))
         now = datetime.now(UTC).timestamp()
+        timed = {resource: app.rules.timed(resource) for resource in {e.resource for e in events}}
         with app.store.batch() as batch:
             for event in events:
                 batch.set(self._marker(connection, event.id), "done", ttl=app.options.retention)
-                app.alarms.plan(batch, event, app.rules.timed(event.resource), now)
+                app.alarms.plan(batch, event, timed[event.resource], now)
             app.events.dispatched(connection, *settled, *(e.id for e in events), batch=batch)
         return [results[event_id] for event_id in ids]
 
@@ -134,11 +139,11 @@ class Dispatcher:
         return fresh
 
     def _detailed(self, event: Event) -> Event:
-        """The event with the record's detailed form (a GET by id: fields lists lack) when a rule
-        of its resource says ``fetch: true``; stored so the runs see it too. A record gone
-        meanwhile keeps the listed form (the rules still see the change)."""
+        """The event with the record's detailed form (a GET by id: fields lists lack), for a
+        resource a rule of which says ``fetch: true``; stored so the runs see it too. A record
+        gone meanwhile keeps the listed form (the rules still see the change)."""
         app = self.app
-        if event.type not in ("created", "updated") or not app.rules.fetches(event.resource):
+        if event.type not in ("created", "updated"):
             return event
         try:
             detail = app.services.pp(event.connection).get(event.resource, event.record_id)
