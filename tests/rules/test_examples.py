@@ -252,7 +252,6 @@ def test_case_stage_settlement_makes_the_closing_checklist_and_tells_billing(eng
         "invoice-unpaid-follow-up",
         "task-due-reminder",
         "matter-pending-14-days",
-        "statute-of-limitations-warning",
     ],
 )
 def test_the_waiting_examples_fire_and_their_waits_render(engine: Engine, name: str) -> None:
@@ -260,6 +259,18 @@ def test_the_waiting_examples_fire_and_their_waits_render(engine: Engine, name: 
     wait = evaluation.steps[0]
     assert wait.action == "wait" and wait.error is None
     assert wait.params is not None and ("for" in wait.params or "until" in wait.params)
+
+
+def test_the_statute_warning_is_a_date_trigger_60_days_ahead_at_nine(engine: Engine) -> None:
+    # A date trigger, not a wait: a statute years ahead is past PPW_WAIT_MAX, an alarm is not.
+    loaded = engine.ruleset.get("statute-of-limitations-warning")
+    assert loaded is not None
+    trigger = loaded.rule.trigger
+    assert trigger.at == "custom.Statute of Limitations"
+    assert (trigger.offset, trigger.time) == ("-60 days", "09:00")
+    (task,) = fire(engine, "statute-of-limitations-warning").steps
+    assert task.request is not None and task.request["json"]["priority"] == "High"
+    assert task.request["json"]["subject"].startswith("Statute of limitations in 60 days: 1042")
 
 
 def test_the_task_reminder_waits_for_three_business_days_before_the_new_due_date(engine: Engine) -> None:

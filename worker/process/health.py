@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -41,6 +38,7 @@ from starlette.routing import BaseRoute, Route
 from worker import __version__
 from worker.observability.exposition import collecting_registry, render
 from worker.observability.scrub import scrub_text
+from worker.serving import ThreadedServer
 
 if TYPE_CHECKING:
     import dramatiq
@@ -158,8 +156,8 @@ def build_app(
 # The server ---------------------------------------------------------------------------------------
 
 
-class HealthServer:
-    """Serves :func:`build_app` from a daemon thread.
+class HealthServer(ThreadedServer):
+    """Serves :func:`build_app` from a daemon thread (:class:`~worker.serving.ThreadedServer`).
 
     Parameters
     ----------
@@ -183,14 +181,15 @@ class HealthServer:
         port: int | None = None,
         check_timeout: float = 5.0,
     ) -> None:
-        self.host = host if host is not None else settings.http_host
-        self.port = port if port is not None else settings.http_port
         self.checks: dict[str, Check] = dict(checks or {})
-        self.app = build_app(self.checks, routes=routes, check_timeout=check_timeout)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self._error: BaseException | None = None
+        super().__init__(
+            build_app(self.checks, routes=routes, check_timeout=check_timeout),
+            host if host is not None else settings.http_host,
+            port if port is not None else settings.http_port,
+            name="ppw-http",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
 
     def register_check(self, name: str, check: Check) -> None:
         """Add (or replace) a readiness check."""
@@ -199,75 +198,10 @@ class HealthServer:
     def unregister_check(self, name: str) -> None:
         self.checks.pop(name, None)
 
-    @property
-    def url(self) -> str:
-        """``http://host:port`` of the running server (the real port when started with port 0)."""
-        if self._socket is None:
-            raise RuntimeError("HealthServer is not started")
-        host, port = self._socket.getsockname()[:2]
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
     def start(self, timeout: float = 10.0) -> HealthServer:
-        """Bind (raising ``OSError`` at once if the port is taken) and serve until :meth:`stop`."""
-        if self._thread is not None:
-            raise RuntimeError("HealthServer already started")
-        self._socket = _bind(self.host, self.port)
-        config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._serve, name="ppw-http", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if self._error is not None or not self._thread.is_alive():
-                self.stop()
-                raise RuntimeError(f"health server failed to start: {self._error!r}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"health server did not start within {timeout:g}s")
-            time.sleep(0.01)
+        super().start(timeout)
         log.info("health and metrics server listening on %s", self.url)
         return self
-
-    def _serve(self) -> None:
-        assert self._server is not None and self._socket is not None
-        try:
-            self._server.run(sockets=[self._socket])
-        except BaseException as exc:  # reported by start(); the thread must not die silently
-            self._error = exc
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and wait for the thread; safe to call twice."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = None
-
-    def __enter__(self) -> HealthServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
 
 
 # Ready-made checks --------------------------------------------------------------------------------

@@ -203,6 +203,8 @@ def event_from_data(data: dict[str, Any], *, resource: str | None = None) -> Eve
         event = event.model_copy(update={"changes": changes})
     if data.get("record_id"):
         event = event.model_copy(update={"record_id": str(data["record_id"])})
+    if data.get("rule"):  # a ``due`` event names the timed rule whose moment came
+        event = event.model_copy(update={"rule": str(data["rule"])})
     return event
 
 

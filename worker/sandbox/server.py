@@ -2,8 +2,8 @@
 
 ``create_app(config)`` builds a Starlette app with PracticePanther's OAuth endpoints, every
 ``/api/v2`` path of the swagger and the ``/_sandbox`` controls; its lifespan runs the churn
-thread. :class:`SandboxServer` serves that app with uvicorn on ``127.0.0.1`` (port 0 picks a free
-port) so tests, demos and benchmarks talk to it over real HTTP::
+thread. :class:`SandboxServer` serves that app (:class:`~worker.serving.ThreadedServer`) on
+``127.0.0.1`` (port 0 picks a free port) so tests, demos and benchmarks talk to it over real HTTP::
 
     with SandboxServer(SandboxConfig(seed=1)) as sandbox:
         httpx.get(f"{sandbox.url}/api/v2/matters", headers=...)
@@ -12,13 +12,9 @@ port) so tests, demos and benchmarks talk to it over real HTTP::
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +25,7 @@ from worker.sandbox.config import SandboxConfig
 from worker.sandbox.control import control_routes
 from worker.sandbox.oauth import oauth_routes
 from worker.sandbox.state import SandboxState
+from worker.serving import ThreadedServer
 
 __all__ = ["SandboxConfig", "SandboxServer", "create_app"]
 
@@ -93,8 +90,7 @@ class SandboxServer:
         self.port = port
         self.url = ""
         self.app: Starlette | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
 
     @property
     def state(self) -> SandboxState:
@@ -105,40 +101,25 @@ class SandboxServer:
         return state
 
     def start(self) -> SandboxServer:
-        if self._thread is not None:
+        """Serve a fresh sandbox (seeded, churning) until :meth:`stop`; port 0 picks a free one."""
+        if self._server is not None:
             return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted connections inherit this; without it every keep-alive call waits ~40 ms
-        # (Nagle against delayed ACKs), which makes a test suite or benchmark crawl.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        host = f"[{self.host}]" if family == socket.AF_INET6 else self.host
-        self.url = f"http://{host}:{self.port}"
         self.app = create_app(self.config)
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"ppw-sandbox-{self.port}", daemon=True
+        server = ThreadedServer(
+            self.app, self.host, self.port, name="ppw-sandbox", lifespan="on", log_level="warning"
         )
-        self._thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the sandbox did not start on {self.url}")
-            time.sleep(0.01)
+        try:
+            server.start(STARTUP_TIMEOUT)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"the sandbox did not start on {self.host}:{self.port}: {exc}") from exc
+        self._server, self.url = server, server.url
+        self.port = int(self.url.rsplit(":", 1)[1])
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=STARTUP_TIMEOUT)
+            self._server.stop(STARTUP_TIMEOUT)
         self._server = None
-        self._thread = None
 
     def __enter__(self) -> SandboxServer:
         return self.start()
