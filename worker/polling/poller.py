@@ -47,7 +47,7 @@ from worker.practicepanther import resources
 from worker.practicepanther.resources import Resource
 from worker.settings import Settings
 from worker.state.base import StateError, StateStore, key
-from worker.state.locks import Lease, keep_alive
+from worker.state.locks import Lease, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -186,21 +186,18 @@ class Poller:
         run = _Run(self, res, emit, dry_run=dry_run, on_progress=on_progress, started=started)
         if dry_run:
             return run.execute()
-        lease = Lease(self.store, poll_lock_key(self.connection, res.name), self.options.lease)
-        if not lease.acquire():
-            log.info("%s: a poll is already in flight; skipped", res.name)
-            return PollResult(res.name, "busy")
-        run.lease = lease
-        try:
-            with keep_alive(lease, until=started + self.options.timeout):
+        key, until = poll_lock_key(self.connection, res.name), started + self.options.timeout
+        with try_lock(self.store, key, self.options.lease, until=until) as lease:
+            if lease is None:
+                log.info("%s: a poll is already in flight; skipped", res.name)
+                return PollResult(res.name, "busy")
+            run.lease = lease
+            try:
                 self.store.delete(poll_pending_key(self.connection, res.name))
                 result = run.execute()
-        except Exception as exc:
-            self._record_failure(res, exc, started)
-            raise
-        finally:
-            with suppress(StateError):
-                lease.release()
+            except Exception as exc:
+                self._record_failure(res, exc, started)
+                raise
         self._record_success(result)
         return result
 

@@ -52,7 +52,7 @@ from worker.practicepanther.errors import InvalidRequest, NotFound
 from worker.practicepanther.resources import Resource
 from worker.settings import Settings
 from worker.state.base import StateError, StateStore, key
-from worker.state.locks import Lease, keep_alive
+from worker.state.locks import Lease, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -217,21 +217,18 @@ class Reconciler:
         run = _Run(self, res, emit, dry_run=dry_run, started=started)
         if dry_run:
             return run.execute()
-        lease = Lease(self.store, lock_key(self.connection, res.name), self.options.lease)
-        if not lease.acquire():
-            log.info("%s: a reconcile is already in flight; skipped", res.name)
-            return ReconcileResult(res.name, "busy")
-        run.lease = lease
-        try:
-            with keep_alive(lease, until=started + self.options.timeout):
+        key, until = lock_key(self.connection, res.name), started + self.options.timeout
+        with try_lock(self.store, key, self.options.lease, until=until) as lease:
+            if lease is None:
+                log.info("%s: a reconcile is already in flight; skipped", res.name)
+                return ReconcileResult(res.name, "busy")
+            run.lease = lease
+            try:
                 self.store.delete(pending_key(self.connection, res.name))
                 result = run.execute()
-        except Exception as exc:
-            self._record(res.name, None, started, error=exc)
-            raise
-        finally:
-            with suppress(StateError):
-                lease.release()
+            except Exception as exc:
+                self._record(res.name, None, started, error=exc)
+                raise
         self._record(res.name, result, started)
         return result
 

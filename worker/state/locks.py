@@ -169,11 +169,26 @@ def lock(store: StateStore, key: str, ttl: float = SHORT_TTL, wait: float = 0.0)
     The lease is released on exit, even when the block raises; if the process dies instead, the
     lease lapses after ``ttl``, however long the block would have taken.
     """
+    with try_lock(store, key, ttl, wait=wait) as lease:
+        if lease is None:
+            raise LockNotAcquired(f"{key} is held by another owner (waited {wait:g}s)")
+        yield lease
+
+
+@contextmanager
+def try_lock(
+    store: StateStore, key: str, ttl: float = SHORT_TTL, *, wait: float = 0.0, until: float | None = None
+) -> Iterator[Lease | None]:
+    """:func:`lock` for work that another owner's lease makes unnecessary (a poll, a reconcile):
+    the block gets ``None`` instead of an exception, so a raise inside it is never mistaken for
+    "busy". Renewal stops at the monotonic time ``until``: past its time budget the work may lose
+    the lease to a newer owner rather than hold it for ever."""
     lease = Lease(store, key, ttl)
     if not lease.acquire(wait):
-        raise LockNotAcquired(f"{key} is held by another owner (waited {wait:g}s)")
+        yield None
+        return
     try:
-        with keep_alive(lease):
+        with keep_alive(lease, until=until):
             yield lease
     finally:
         with suppress(StateError):  # it lapses after ttl; the block's own outcome matters more
