@@ -15,18 +15,15 @@ import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
-from tests.fixtures.client import SandboxAdmin, connect, free_port
+from tests.fixtures.client import SandboxAdmin, connect
 from worker.console.audit import AuditLog
 from worker.console.web import build_app
-from worker.polling.cursors import write_snapshots
-from worker.polling.snapshots import snapshotter_for
-from worker.practicepanther import resources
 from worker.practicepanther.client import PracticePantherClient
 from worker.rules.watcher import RuleRegistry
 from worker.sandbox import SandboxServer
 from worker.state.base import StateStore, key
 
-from .conftest import SLACK_URL, Seeded, console_settings, csrf_of, seed, sign_in
+from .conftest import SLACK_URL, Seeded, csrf_of, open_matter, polled, sandbox_console_settings, seed, sign_in
 
 RULES = """\
 - id: closed-matter
@@ -58,19 +55,8 @@ def tried(store: StateStore, connection_id: str, tmp_path: Path, sandbox: Sandbo
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "matters.yaml").write_text(RULES, encoding="utf-8")
-    config = sandbox.config
-    settings = console_settings(
-        store,
-        connection_id,
-        rules,
-        pp_base_url=sandbox.url,
-        pp_client_id=config.client_id,
-        pp_client_secret=SecretStr(config.client_secret),
-        pp_redirect_uri=f"http://127.0.0.1:{free_port()}/callback",
-        rate_limit_per_second=200.0,
-        token_encryption_key=None,
-        webhook_secrets={"intake": SecretStr("intake-secret-0123456789")},
-    )
+    hooks = {"intake": SecretStr("intake-secret-0123456789")}
+    settings = sandbox_console_settings(store, connection_id, rules, sandbox, webhook_secrets=hooks)
     connect(settings, store)  # the operator connected the worker to PracticePanther
     made = seed(store, connection_id, settings)
     registry = RuleRegistry(settings=settings)
@@ -84,21 +70,6 @@ def tried(store: StateStore, connection_id: str, tmp_path: Path, sandbox: Sandbo
 def http(tried: Seeded) -> Iterator[TestClient]:
     with TestClient(build_app(tried.ops), follow_redirects=False) as client:
         yield client
-
-
-def open_matter(admin: SandboxAdmin, name: str = "Whitman v. Garner") -> dict[str, Any]:
-    account = admin.mutate([{"op": "create", "resource": "accounts", "data": {"company_name": "Whitman"}}])[0]
-    data = {"name": name, "status": "Open", "account_ref": {"id": account["id"]}, "tags": ["Litigation"]}
-    matter: dict[str, Any] = admin.mutate([{"op": "create", "resource": "matters", "data": data}])[0]
-    return matter
-
-
-def polled(seeded: Seeded, record: dict[str, Any]) -> None:
-    """The snapshot the poller stores of a record it saw."""
-    store, conn = seeded.store, seeded.connection
-    snapshot = snapshotter_for(store, conn, resources.get("matters")).take(record)
-    with store.batch() as batch:
-        write_snapshots(batch, conn, "matters", {record["id"]: snapshot})
 
 
 def keyspace(store: StateStore, connection: str) -> dict[str, Any]:
