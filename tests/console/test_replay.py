@@ -97,6 +97,8 @@ def test_replay_one_with_the_current_rule(http: TestClient, dead: Seeded) -> Non
 
 def test_replay_one_with_the_original_rule_version(http: TestClient, dead: Seeded) -> None:
     token = sign_in(http)
+    run_page = http.get(f"/runs/{dead.dead.id}").text  # the run's own page offers both too
+    assert 'name="version" value="original"' in run_page and 'name="version" value="current"' in run_page
     data = {"csrf": token, "version": "original"}
     assert http.post(f"/dead-letters/{dead.dead.id}/replay", data=data).status_code == 303
     run = dead.ops.app.history.get(dead.connection, dead.dead.id)

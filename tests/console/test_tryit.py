@@ -119,6 +119,7 @@ def test_a_live_record_says_why_each_condition_held_and_writes_nothing(
     assert page.count('class="held"><span class="mark">✔') >= 2
     assert "Whitman v. Garner closed (was Open)" in page  # the step's rendered text
     assert SLACK_URL not in page and "hooks.slack.com/services" not in page
+    assert tried.settings.pp_client_secret.get_secret_value() not in page
     # PracticePanther saw reads only; nothing was sent, run or stored but the audit entry
     calls = sandbox_admin.requests(mark)["requests"]
     assert calls and {c["method"] for c in calls} == {"GET"}, calls
