@@ -541,7 +541,8 @@ class Console:
                 tried_form=typed,
                 try_error=exc.message,
             )
-        verdict = "fires" if tried.evaluation.matched else f"does not fire: {tried.evaluation.reason}"
+        # the verdict only: a failed condition's value may be client data, and the audit is logged
+        verdict = "fires" if tried.evaluation.matched else "does not fire"
         self._audit(request, user, "try", rule_id, "done", f"{what}: {verdict}")
         return self.render(request, "rule.html", source=found, tried=tried, tried_form=typed)
 
