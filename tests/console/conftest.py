@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from tests.fixtures.client import SandboxAdmin, free_port
 from worker.console.auth import hash_password
 from worker.console.ops import Ops, Readiness
 from worker.console.web import build_app
@@ -22,8 +24,11 @@ from worker.delivery.history import EventSummary, Run, StepTrace, run_id_for
 from worker.delivery.rulebook import EngineRuleBook
 from worker.events import Change, Event
 from worker.polling import cursors, held
+from worker.polling.snapshots import snapshotter_for
+from worker.practicepanther import resources
 from worker.process.health import RulesState
 from worker.rules.watcher import RuleRegistry
+from worker.sandbox import SandboxServer
 from worker.settings import Settings
 from worker.state.base import StateStore
 
@@ -67,6 +72,40 @@ def console_settings(store: StateStore, connection: str, rules_dir: Path, **extr
     }
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def sandbox_console_settings(
+    store: StateStore, connection: str, rules_dir: Path, sandbox: SandboxServer, **extra: object
+) -> Settings:
+    """:func:`console_settings` pointed at the PracticePanther sandbox (connect before reading)."""
+    config = sandbox.config
+    return console_settings(
+        store,
+        connection,
+        rules_dir,
+        pp_base_url=sandbox.url,
+        pp_client_id=config.client_id,
+        pp_client_secret=SecretStr(config.client_secret),
+        pp_redirect_uri=f"http://127.0.0.1:{free_port()}/callback",
+        rate_limit_per_second=200.0,
+        token_encryption_key=None,
+        **extra,
+    )
+
+
+def open_matter(admin: SandboxAdmin, name: str = "Whitman v. Garner") -> dict[str, Any]:
+    account = admin.mutate([{"op": "create", "resource": "accounts", "data": {"company_name": "Whitman"}}])[0]
+    data = {"name": name, "status": "Open", "account_ref": {"id": account["id"]}, "tags": ["Litigation"]}
+    matter: dict[str, Any] = admin.mutate([{"op": "create", "resource": "matters", "data": data}])[0]
+    return matter
+
+
+def polled(seeded: Seeded, record: dict[str, Any]) -> None:
+    """The snapshot the poller stores of a record it saw."""
+    store, conn = seeded.store, seeded.connection
+    snapshot = snapshotter_for(store, conn, resources.get("matters")).take(record)
+    with store.batch() as batch:
+        cursors.write_snapshots(batch, conn, "matters", {record["id"]: snapshot})
 
 
 def seed(store: StateStore, connection: str, settings: Settings) -> Seeded:

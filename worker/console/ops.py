@@ -17,7 +17,7 @@ from typing import Any
 
 from worker.delivery.app import DeliveryApp
 from worker.delivery.history import STATUSES, Run
-from worker.delivery.replay import replay
+from worker.delivery.replay import replay, replay_all
 from worker.delivery.timers import cancel_waiting
 from worker.events import Event
 from worker.eventstore import EventNotFound
@@ -332,9 +332,27 @@ class Ops:
 
     # acting ----------------------------------------------------------------------------------
 
-    def replay(self, run_id: str) -> Run:
-        """Requeue a dead run from its failed step with the rule version it started with."""
-        return replay(self.app, self.connection, run_id, self.send_run)
+    def replay(self, run_id: str, *, current_rule: bool = False) -> Run:
+        """Requeue a dead run from its failed step, with the rule version it started with or (with
+        ``current_rule``) the rule as loaded now: ``ppw dlq replay [--with-current-rule]``."""
+        return replay(self.app, self.connection, run_id, self.send_run, with_current_rule=current_rule)
+
+    def replay_all(
+        self,
+        rule: str | None = None,
+        *,
+        current_rule: bool = False,
+        each: Callable[[str], None] = lambda _run_id: None,
+    ) -> list[Run]:
+        """Every dead run (of ``rule``), oldest first: ``ppw dlq replay --all``. ``each(run_id)`` is
+        called as each run is requeued, so the caller can account for every replay even when a
+        later one fails (the runs before it stay replayed)."""
+
+        def send(connection: str, run_id: str) -> None:
+            self.send_run(connection, run_id)
+            each(run_id)
+
+        return replay_all(self.app, self.connection, send, with_current_rule=current_rule, rule=rule)
 
     def cancel(self, run_id: str, who: str) -> Run:
         run = self.app.history.resolve(self.connection, run_id)

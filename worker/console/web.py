@@ -56,6 +56,7 @@ from worker.console.auth import (
     verify,
 )
 from worker.console.ops import Ops
+from worker.console.tryit import TryError, TryIt
 from worker.delivery.history import STATUSES, RunNotFound
 from worker.delivery.replay import ReplayError
 from worker.delivery.timers import RunBusy
@@ -76,6 +77,12 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
 }
 MAX_FORM = 16 * 1024
+#: the "try it" form takes pasted JSON, which URL-encoding makes up to three times longer
+MAX_TRY_FORM = 96 * 1024
+#: ``scope`` key of an action's parsed form (for choices such as a replay's rule version)
+FORM = "ppw.form"
+#: a replay's choice of rule: the version the run started with, or the rule as loaded now
+REPLAY_RULES = {"original": "the rule version the run started with", "current": "the current rule"}
 #: ``scope`` key of the socket's peer address, before ``X-Forwarded-For`` is applied
 PEER = "ppw.peer"
 #: addresses whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed (with the trusted proxies)
@@ -202,6 +209,11 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
+def _compact(value: Any) -> str:
+    """A value on one line, as JSON (a plain string, so the secret scrubber still sees it)."""
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -213,12 +225,12 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body of at most :data:`MAX_FORM` bytes."""
+async def _form(request: Request, limit: int = MAX_FORM) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body of at most ``limit`` bytes."""
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM:
+        if len(body) > limit:
             return {}
     parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[0] for k, v in parsed.items()}
@@ -248,6 +260,7 @@ class Console:
         self._ignored: set[str] = set()
         self.limiter = LoginLimiter(ops.app.store, ops.connection)
         self.audit = AuditLog(ops.app.store, ops.connection, settings.audit_retention_days * 86400.0)
+        self.tryit = TryIt(settings, ops.ruleset)
         self.scrubber = scrubber or Scrubber(settings.secret_values())
         process_wide = get_scrubber()
 
@@ -263,6 +276,7 @@ class Console:
         )
         self.env.filters["ts"] = _ts
         self.env.filters["pretty"] = _pretty
+        self.env.filters["json"] = _compact
         self.env.filters["human"] = humanize_seconds
 
     # plumbing --------------------------------------------------------------------------------
@@ -354,6 +368,7 @@ class Console:
             user = self.user(request)
             form = await _form(request)
             target = next(iter(request.path_params.values()), "")
+            request.scope[FORM] = form
             try:
                 if user is None:
                     raise Denied(403, "sign in first")
@@ -487,7 +502,49 @@ class Console:
         found = await anyio.to_thread.run_sync(self.ops.rule_source, rule_id)
         if found is None:
             return self.render(request, "error.html", 404, message=f"no rule {rule_id!r} is in force")
-        return self.render(request, "rule.html", source=found)
+        return self.render(request, "rule.html", source=found, tried=None, tried_form={})
+
+    async def try_rule(self, request: Request) -> Response:
+        """The "try it" form (any signed-in user: it only reads): ``rules explain`` on a record id,
+        or ``rules test`` on pasted JSON, for this rule; audited, never written anywhere else."""
+        user = self.user(request)
+        assert user is not None  # self.page() let the request in
+        form = await _form(request, MAX_TRY_FORM)
+        rule_id = request.path_params["rule_id"]
+        expected = request.scope["session"].get("c")
+        if not isinstance(expected, str) or not hmac.compare_digest(form.get("csrf", ""), expected):
+            message = "the form's CSRF token is missing or wrong (or the form is too long); reload the page"
+            self._audit(request, user, "try", rule_id, "refused", message)
+            return self.render(request, "error.html", 403, message=message)
+        found = await anyio.to_thread.run_sync(self.ops.rule_source, rule_id)
+        if found is None:
+            return self.render(request, "error.html", 404, message=f"no rule {rule_id!r} is in force")
+        record_id, pasted = form.get("record_id", "").strip(), form.get("json", "")
+        typed = {"record_id": record_id, "json": pasted}
+        what = f"record {record_id}" if record_id else "pasted JSON"
+        try:
+            if record_id and pasted.strip():
+                raise TryError("give a record id or paste JSON, not both")
+            tried = await anyio.to_thread.run_sync(
+                lambda: (
+                    self.tryit.record(rule_id, record_id) if record_id else self.tryit.pasted(rule_id, pasted)
+                )
+            )
+        except TryError as exc:
+            self._audit(request, user, "try", rule_id, "failed", f"{what}: {exc.message}")
+            return self.render(
+                request,
+                "rule.html",
+                exc.status,
+                source=found,
+                tried=None,
+                tried_form=typed,
+                try_error=exc.message,
+            )
+        # the verdict only: a failed condition's value may be client data, and the audit is logged
+        verdict = "fires" if tried.evaluation.matched else "does not fire"
+        self._audit(request, user, "try", rule_id, "done", f"{what}: {verdict}")
+        return self.render(request, "rule.html", source=found, tried=tried, tried_form=typed)
 
     async def audit_page(self, request: Request) -> Response:
         try:
@@ -499,10 +556,60 @@ class Console:
 
     # actions ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _replay_choice(request: Request) -> str:
+        choice = request.scope.get(FORM, {}).get("version") or "original"
+        if choice not in REPLAY_RULES:
+            raise ValueError(f"unknown rule choice {choice!r}: original or current")
+        return str(choice)
+
     def _replay(self, request: Request, user: User, run_id: str) -> tuple[str, str]:
-        run = self.ops.replay(run_id)
+        choice = self._replay_choice(request)
+        run = self.ops.replay(run_id, current_rule=choice == "current")
         note = f"; {self.ops.pickup_note}" if self.ops.pickup_note else ""
-        return f"replaying run {run.id[:12]} from step {run.failed_step or '-'}{note}", f"/runs/{run.id}"
+        return (
+            f"replaying run {run.id[:12]} from step {run.failed_step or '-'} with {REPLAY_RULES[choice]} "
+            f"(version {run.rule_version}){note}",
+            f"/runs/{run.id}",
+        )
+
+    async def replay_all_page(self, request: Request) -> Response:
+        """Confirms a "replay all": how many dead letters, which, and with which rule."""
+        rule = request.query_params.get("rule") or None
+        choice = request.query_params.get("version") or "original"
+        if choice not in REPLAY_RULES:
+            return self.render(request, "error.html", 400, message=f"unknown rule choice {choice!r}")
+        runs = await anyio.to_thread.run_sync(lambda: self.ops.dead_letters(rule))
+        return self.render(
+            request, "replay_all.html", runs=runs, rule=rule, choice=choice, choices=REPLAY_RULES
+        )
+
+    def _replay_all(self, request: Request, user: User, _target: str) -> tuple[str, str]:
+        form = request.scope.get(FORM, {})
+        choice = self._replay_choice(request)
+        rule = form.get("rule") or None
+        waiting = self.ops.dead_letters(rule)
+        if form.get("count") != str(len(waiting)):
+            raise ValueError(
+                f"there are {len(waiting)} dead letter(s) now, not the {form.get('count') or '?'} you "
+                "confirmed: look at the list again"
+            )
+        done: list[str] = []
+
+        def replayed(run_id: str) -> None:
+            done.append(run_id)
+            self._audit(request, user, "replay", run_id, "done", f"replay all, with {REPLAY_RULES[choice]}")
+
+        try:
+            self.ops.replay_all(rule, current_rule=choice == "current", each=replayed)
+        except (LookupError, ReplayError) as exc:
+            raise ReplayError(f"replayed {len(done)} of {len(waiting)}, then: {exc}") from None
+        note = f"; {self.ops.pickup_note}" if self.ops.pickup_note else ""
+        scope = f" of rule {rule}" if rule else ""
+        return (
+            f"replayed {len(done)} dead letter(s){scope} with {REPLAY_RULES[choice]}{note}",
+            "/dead-letters",
+        )
 
     def _cancel(self, request: Request, user: User, run_id: str) -> tuple[str, str]:
         run = self.ops.cancel(run_id, user.name)
@@ -532,12 +639,15 @@ class Console:
             Route("/runs/{run_id}", self.page(self.run), methods=["GET"]),
             Route("/runs/{run_id}/cancel", self.action("cancel", self._cancel), methods=["POST"]),
             Route("/dead-letters", self.page(self.dead_letters), methods=["GET"]),
+            Route("/dead-letters/replay-all", self.page(self.replay_all_page), methods=["GET"]),
+            Route("/dead-letters/replay-all", self.action("replay all", self._replay_all), methods=["POST"]),
             Route("/dead-letters/{run_id}/replay", self.action("replay", self._replay), methods=["POST"]),
             Route("/held", self.page(self.held), methods=["GET"]),
             Route("/held/{batch_id}/release", self.action("release", self._release), methods=["POST"]),
             Route("/held/{batch_id}/discard", self.action("discard", self._discard), methods=["POST"]),
             Route("/rules", self.page(self.rules), methods=["GET"]),
             Route("/rules/{rule_id}", self.page(self.rule), methods=["GET"]),
+            Route("/rules/{rule_id}/try", self.page(self.try_rule), methods=["POST"]),
             Route("/audit", self.page(self.audit_page), methods=["GET"]),
             Route("/favicon.ico", lambda _request: Response(status_code=204), methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
