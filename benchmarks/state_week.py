@@ -11,16 +11,23 @@ queues are empty. So runs, waits of days, date triggers and every retention rule
 pass; nothing sleeps.
 
 At the end of each simulated day it records the state store's bytes by kind
-(:func:`worker.state.usage.usage_by_kind`). The retention is one day (``PPW_RUN_RETENTION_DAYS=1``,
-the shortest setting, so a week holds several retention periods); after the first
-:data:`WARMUP_DAYS` days every kind but the snapshots must be flat: the least-squares growth it
-implies over the rest of the week is within ``max(2 * stdev of the residuals, FLOOR)``. Snapshots
-are the firm's own records mirrored (one per live record), so they are judged per live record.
+(:func:`worker.state.usage.usage_by_kind`) and the waiting runs with what they hold (their run
+records, events and ledger entries). The retention is one day (``PPW_RUN_RETENTION_DAYS=1``, the
+shortest setting, so a week holds several retention periods). After the first
+:data:`WARMUP_DAYS` days, three series must be flat (the least-squares growth each implies over
+the rest of the week within ``max(2 * stdev of the residuals, floor)``):
 
-The churn rate defaults to 2 changes a minute, a tenth of ``make demo``'s 20: a week at 20 a
-minute is 200,000 changes, which would take this harness the best part of an hour. What bounds
+- what the retention bounds: every kind, less the snapshots and the waiting runs;
+- snapshot bytes per live record: the snapshots mirror the firm's records, one per record, and the
+  churn keeps adding clients, matters, tasks and time entries;
+- bytes per waiting run: a waiting run lives until its wake (the examples wait 7 and 14 days, or
+  until 3 business days before a task's due date), not the retention, so their number follows the
+  firm's open work and the longest wait.
+
+The churn rate defaults to 1 change a minute, a twentieth of ``make demo``'s 20: a week at 20 a
+minute is 200,000 changes, which would take this harness hours. What bounds
 each kind is the retention, not the rate (a kind holds about ``rate * retention`` entries), so
-the slope is the same figure at a tenth of the load.
+the verdict is the same at a twentieth of the load.
 
     python -m benchmarks.state_week [--days 7] [--churn 2]
     python -m benchmarks --only state_week
@@ -49,12 +56,14 @@ from benchmarks.services import unique
 from benchmarks.soak import _write_rules
 from worker.delivery import retention
 from worker.delivery.alarms import AlarmPump
-from worker.delivery.timers import TimerPump
+from worker.delivery.app import DeliveryApp
+from worker.delivery.timers import TimerPump, Timers
 from worker.process.runtime import Runtime
 from worker.rules.engine import rules_by_resource
 from worker.sandbox import SandboxConfig, SandboxServer
 from worker.sandbox.churn import Churn
 from worker.state import open_store
+from worker.state.base import key
 from worker.state.usage import usage_by_kind
 
 #: A Monday, 08:00 in New York: the week starts with a working day.
@@ -66,6 +75,8 @@ DEFAULT_CHURN = 1.0
 WARMUP_DAYS = 2
 #: Growth over the measured days below which a kind is flat whatever its noise (bytes).
 FLOOR = 65536
+#: The most a flat series may grow a day, as a share of its size (``make bench``'s target).
+TARGET_GROWTH_A_DAY = 0.02
 #: Seconds to wait for the queues to empty after a turn.
 DRAIN_TIMEOUT = 120.0
 
@@ -77,6 +88,9 @@ class Day:
     day: int
     changes: int
     live_records: int
+    waiting_runs: int = 0
+    #: bytes of the waiting runs' records, their events and their ledger entries
+    waiting_bytes: int = 0
     bytes_by_kind: dict[str, int] = field(default_factory=dict)
     keys_by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -86,8 +100,8 @@ class Day:
 
     @property
     def kept(self) -> int:
-        """Bytes of everything but the snapshots (what the retention bounds)."""
-        return self.total - self.bytes_by_kind.get("snap", 0)
+        """Bytes of everything but the snapshots and the waiting runs: what the retention bounds."""
+        return self.total - self.bytes_by_kind.get("snap", 0) - self.waiting_bytes
 
 
 def _live_records(server: SandboxServer, resources: list[str]) -> int:
@@ -95,6 +109,29 @@ def _live_records(server: SandboxServer, resources: list[str]) -> int:
     db = server.state.db
     with db.lock:
         return sum(len(db.tables.get(resource, {})) for resource in resources)
+
+
+def _waiting(app: DeliveryApp, connection: str) -> tuple[int, int]:
+    """The waiting runs and the bytes they hold: each run's record, its event (kept until the wake
+    and the retention after it) and its ledger entries. They are bounded by the longest wait, not
+    by the retention, and the firm's growing list of tasks with due dates keeps adding to them."""
+    store = app.store
+    run_ids = [run_id for run_id, _due in Timers(store).upcoming(connection, limit=10**7)]
+    seen: set[str] = set()
+    size = 0
+    for run_id in run_ids:
+        run = app.history.find(connection, run_id)
+        if run is None:
+            continue
+        for prefix in (
+            key(connection, "run", run_id),
+            key(connection, "event", run.event_id),
+            key(connection, "ledger", run.event_id, run.rule_id),
+        ):
+            if prefix not in seen:
+                seen.add(prefix)
+                size += store.size_bytes(prefix)
+    return len(run_ids), size
 
 
 def _drain(runtime: Runtime) -> None:
@@ -177,11 +214,14 @@ def simulate(days: int = DEFAULT_DAYS, churn_per_minute: float = DEFAULT_CHURN) 
             retention.prune(app, connection)
             if tick % ticks_a_day == ticks_a_day - 1:
                 usage = usage_by_kind(app.store, connection)
+                waiting, waiting_bytes = _waiting(app, connection)
                 result.append(
                     Day(
                         day=len(result) + 1,
                         changes=churn.changes,
                         live_records=_live_records(server, watched),
+                        waiting_runs=waiting,
+                        waiting_bytes=waiting_bytes,
                         bytes_by_kind={u.kind: u.bytes or 0 for u in usage},
                         keys_by_kind={u.kind: u.keys for u in usage},
                     )
@@ -223,6 +263,7 @@ def analyse(days: list[Day], churn_per_minute: float, seconds: float) -> dict[st
     per_record = _verdict(
         [(d.day, d.bytes_by_kind.get("snap", 0) / max(d.live_records, 1)) for d in measured], 64
     )
+    per_waiting = _verdict([(d.day, d.waiting_bytes / max(d.waiting_runs, 1)) for d in measured], 256)
     return {
         "days": [d.__dict__ | {"total": d.total, "kept": d.kept} for d in days],
         "churn_per_minute": churn_per_minute,
@@ -230,22 +271,33 @@ def analyse(days: list[Day], churn_per_minute: float, seconds: float) -> dict[st
         "warmup_days": WARMUP_DAYS,
         "kept": kept,
         "snapshot_bytes_per_record": per_record,
+        "bytes_per_waiting_run": per_waiting,
         "by_kind": by_kind,
-        "flat": kept["flat"] and per_record["flat"],
+        "flat": kept["flat"] and per_record["flat"] and per_waiting["flat"],
         "seconds": round(seconds, 1),
     }
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"{'day':>3} {'changes':>8} {'records':>8} {'kept bytes':>11} {'snapshots':>10}"]
+    lines = [
+        f"{'day':>3} {'changes':>8} {'records':>8} {'snapshots':>10} {'waiting':>8} {'their bytes':>11}"
+        f" {'retained bytes':>14}"
+    ]
     for d in result["days"]:
         snaps = d["bytes_by_kind"].get("snap", 0)
-        lines.append(f"{d['day']:>3} {d['changes']:>8} {d['live_records']:>8} {d['kept']:>11} {snaps:>10}")
-    kept, per = result["kept"], result["snapshot_bytes_per_record"]
+        lines.append(
+            f"{d['day']:>3} {d['changes']:>8} {d['live_records']:>8} {snaps:>10} {d['waiting_runs']:>8}"
+            f" {d['waiting_bytes']:>11} {d['kept']:>14}"
+        )
+    kept, per, waits = result["kept"], result["snapshot_bytes_per_record"], result["bytes_per_waiting_run"]
+
+    def said(verdict: dict[str, Any]) -> str:
+        return "flat" if verdict["flat"] else "GROWING"
+
     lines.append(
-        f"after day {result['warmup_days']}: kept {kept['slope_per_day']:+.0f} B/day "
-        f"({'flat' if kept['flat'] else 'GROWING'}), snapshots {per['slope_per_day']:+.1f} B/record/day "
-        f"({'flat' if per['flat'] else 'GROWING'})"
+        f"after day {result['warmup_days']}: retained {kept['slope_per_day']:+.0f} B/day ({said(kept)}); "
+        f"snapshots {per['slope_per_day']:+.1f} B/record/day ({said(per)}); "
+        f"waiting runs {waits['slope_per_day']:+.1f} B/run/day ({said(waits)})"
     )
     growing = [k for k, v in result["by_kind"].items() if not v["flat"]]
     if growing:

@@ -8,6 +8,7 @@ and reads their results.
 
 from __future__ import annotations
 
+import statistics
 import time
 import traceback
 from collections.abc import Callable
@@ -176,6 +177,44 @@ def reconcile(section: Section, ctx: Context) -> None:
                     )
                 )
                 section.add(Figure(f"reconcile peak RSS ({label})", run["peak_rss_mb"], "MB"))
+
+
+# a week of state ---------------------------------------------------------------------------------
+def state_week(section: Section, ctx: Context) -> None:
+    from benchmarks import state_week as harness
+
+    result = harness.simulate(days=_sizes(ctx.quick, harness.DEFAULT_DAYS, 4))
+    section.details.update(result)
+    measured = [d for d in result["days"] if d["day"] > result["warmup_days"]]
+    after = f"days {result['warmup_days'] + 1}-{result['days'][-1]['day']}"
+    for name, verdict, size, unit in (
+        ("retained state", result["kept"], statistics.fmean(d["kept"] for d in measured), "B"),
+        (
+            "snapshot bytes per live record",
+            result["snapshot_bytes_per_record"],
+            statistics.fmean(d["bytes_by_kind"].get("snap", 0) / max(d["live_records"], 1) for d in measured),
+            "B/record",
+        ),
+        (
+            "bytes per waiting run",
+            result["bytes_per_waiting_run"],
+            statistics.fmean(d["waiting_bytes"] / max(d["waiting_runs"], 1) for d in measured),
+            "B/run",
+        ),
+    ):
+        section.add(
+            Figure(
+                f"{name}: growth a day, {after}",
+                verdict["slope_per_day"],
+                f"{unit}/day",
+                baseline=size,
+                baseline_name=f"its mean over {after}",
+                baseline_unit=unit,
+                target=Target("<=", harness.TARGET_GROWTH_A_DAY),
+                target_on_ratio=True,
+                note=f"{'flat' if verdict['flat'] else 'growing'} within noise ({verdict['noise']:g} {unit})",
+            )
+        )
 
 
 # timers ---------------------------------------------------------------------------------------------
@@ -528,6 +567,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Section, Context], None]]] = {
     "rule_matching": ("rule matching with 100 rules, one core", rule_matching),
     "priming": ("priming 100,000 records: time, peak RSS, state bytes", priming),
     "reconcile": ("a reconcile (deleted records) at 100,000 records: requests and time", reconcile),
+    "state_week": ("a simulated week of churn: state by kind, day by day", state_week),
     "timers": ("waiting runs: a look at 100,000 pending, bytes per timer, a burst, lateness", timers),
     "api_efficiency": ("PracticePanther requests per idle poll and per 1,000 changes", api_efficiency),
     "throughput": ("end-to-end throughput, sandbox → rules → HTTP sink", throughput),
