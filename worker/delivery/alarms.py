@@ -36,7 +36,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.calendar import Calendar, parse_duration, parse_time_of_day
-from worker.delivery.timers import COUNT_EVERY
+from worker.delivery.history import RunHistory
+from worker.delivery.options import DeliveryOptions
+from worker.delivery.rulebook import Versions
+from worker.delivery.timers import COUNT_EVERY, cancel_rule_waits
 from worker.events import Event
 from worker.observability import metrics
 from worker.polling import cursors
@@ -44,12 +47,15 @@ from worker.polling.snapshots import SnapshotUnreadable, parse_revision, snapsho
 from worker.practicepanther import resources
 from worker.rules.model import RecordTrigger, Rule
 from worker.rules.triggers import field_value, value_matches
+from worker.settings import get_settings
 from worker.state.base import StateStore, WriteBatch, key
 
 log = logging.getLogger(__name__)
 
 #: Alarms rung per look; more due at once ring at the next looks.
 RING_BATCH = 1000
+#: A retired rule's run that a worker was executing is tried again this much later (seconds).
+RETIRE_RETRY = 5.0
 
 Clock = Callable[[], float]
 
@@ -64,6 +70,10 @@ def _info_key(connection: str) -> str:
 
 def _synced_key(connection: str) -> str:
     return key(connection, "alarms-synced")
+
+
+def _live_key(connection: str) -> str:
+    return key(connection, "rules-live")
 
 
 def _member(rule_id: str, resource: str, record_id: str) -> str:
@@ -189,6 +199,21 @@ class Alarms:
     def pending(self, connection: str) -> int:
         return self.store.zcard(alarms_key(connection))
 
+    def drop_rules(self, connection: str, rule_ids: Iterable[str]) -> int:
+        """Remove every alarm of these rules (deleted or disabled), and their scan marks, so a
+        rule that comes back is scanned again; how many alarms were removed."""
+        prefixes = tuple(f"{rule_id}\x1f" for rule_id in rule_ids)
+        if not prefixes:
+            return 0
+        members = [m for m, _ in self.store.zrange_by_score(alarms_key(connection)) if m.startswith(prefixes)]
+        with self.store.batch() as batch:
+            for start in range(0, len(members), 1000):
+                part = members[start : start + 1000]
+                batch.zrem(alarms_key(connection), *part)
+                batch.hdel(_info_key(connection), *part)
+            batch.hdel(_synced_key(connection), *(p[:-1] for p in prefixes))
+        return len(members)
+
     def upcoming(self, connection: str, limit: int = 100, rule: str | None = None) -> list[dict[str, Any]]:
         """The next alarms, soonest first (``ppw timers list``): rule, resource, record, moment."""
         found = self.store.zrange_by_score(alarms_key(connection), limit=None if rule else limit)
@@ -251,8 +276,19 @@ class Alarms:
 
 @dataclass
 class AlarmPump:
-    """Rings due alarms (the scheduler's leader, twice a second) and sets those of records tracked
-    before their rule (every minute).
+    """Rings due alarms (the scheduler's leader, twice a second), sets those of records tracked
+    before their rule (every minute), and retires the rules deleted or disabled.
+
+    Retiring: when the rules in force change, the leader compares them with the rules it last saw
+    in force (``rules-live``, kept in the state store, so a new leader carries on): each rule no
+    longer loaded, or now disabled, has its waiting runs cancelled (``cancelled``, the reason
+    naming the deletion or disabling, each logged and in the run history, its timer removed) and
+    its pending date and "for" alarms dropped. Only the leader does it, and it is idempotent: a
+    rule stays in ``rules-live`` until every one of its waiting runs could be taken (a run a
+    worker is executing at that moment is tried again a few seconds later). A rule that failed to
+    load is not deleted (its last good version may be back at the next edit), and nothing is
+    retired while a rule file cannot be read or the rules directory is missing. An edited rule is
+    not retired: its waiting runs go on with the version they started with.
 
     Parameters
     ----------
@@ -263,7 +299,9 @@ class AlarmPump:
     emit:
         Stores events and sends their dispatch messages (the actors' ``emit``).
     rules:
-        The rules loaded now, with their versions.
+        The rules loaded now, with their versions (:meth:`EngineRuleBook.versions`).
+    options:
+        Retention and run lease for cancelled runs (default: from the process settings).
     """
 
     alarms: Alarms
@@ -271,11 +309,15 @@ class AlarmPump:
     emit: Callable[[list[Event]], None]
     rules: Callable[[], Sequence[tuple[Rule, str]]]
     clock: Clock = time.time
+    options: DeliveryOptions | None = None
 
     _counted: float = float("-inf")
+    _settled: str | None = None  # the fingerprint of the rules last retired against
+    _retry_at: float = float("-inf")
 
     def tick(self) -> int:
         now = self.clock()
+        self.retire(now)
         events = self.alarms.ring(self.connection, now)
         if now - self._counted >= COUNT_EVERY:
             self._counted = now
@@ -290,6 +332,49 @@ class AlarmPump:
 
     def sync(self) -> int:
         return self.alarms.sync(self.connection, self.rules(), self.clock())
+
+    def retire(self, now: float | None = None) -> int:
+        """Cancel the waiting runs and drop the alarms of rules deleted or disabled since the rules
+        were last seen; how many runs were cancelled. No store call while the rules are unchanged."""
+        now = self.clock() if now is None else now
+        versions = self.rules()
+        if not isinstance(versions, Versions):
+            versions = Versions(versions, fingerprint=repr(sorted((r.id, v) for r, v in versions)))
+        unchanged = versions.fingerprint == self._settled and now < self._retry_at
+        if unchanged or not versions.complete:
+            return 0
+        store = self.alarms.store
+        live = {rule.id: version for rule, version in versions if rule.enabled}
+        disabled = {rule.id for rule, _ in versions if not rule.enabled}
+        known = store.hgetall(_live_key(self.connection))
+        reasons = {
+            rule_id: f"the rule was {'disabled' if rule_id in disabled else 'deleted'} while the run "
+            "waited (rules reloaded)"
+            for rule_id in known
+            if rule_id not in live and rule_id not in versions.unsure
+        }
+        cancelled = busy = 0
+        if reasons:
+            options = self.options or DeliveryOptions.from_settings(get_settings())
+            history = RunHistory(store, retention=options.retention)
+            done = cancel_rule_waits(history, store, self.connection, reasons, lease_ttl=options.run_lease)
+            dropped = self.alarms.drop_rules(self.connection, reasons)
+            cancelled, busy = done.cancelled, done.busy
+            log.info(
+                "rule(s) %s deleted or disabled: %d waiting run(s) cancelled, %d date or duration "
+                "trigger(s) dropped%s",
+                ", ".join(sorted(reasons)), cancelled, dropped,
+                f"; {busy} run(s) busy, tried again shortly" if busy else "",
+            )  # fmt: skip
+        with store.batch() as batch:
+            changed = {rule_id: v for rule_id, v in live.items() if known.get(rule_id) != v}
+            if changed:
+                batch.hset(_live_key(self.connection), changed)
+            if reasons and not busy:
+                batch.hdel(_live_key(self.connection), *reasons)
+        self._settled = versions.fingerprint
+        self._retry_at = now + RETIRE_RETRY if busy else float("inf")
+        return cancelled
 
 
 def _changed(event: Event, name: str) -> bool:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from worker.delivery.history import Run, RunHistory, queue_key, run_lease_key
+from worker.delivery.history import Run, RunHistory, RunNotFound, queue_key, run_lease_key
 from worker.errors import PpwError
 from worker.observability import metrics
 from worker.state.base import StateStore, WriteBatch, key
@@ -189,6 +189,52 @@ def cancel_waiting(
         return cancelled
     finally:
         lease.release()
+
+
+@dataclass(frozen=True)
+class Retired:
+    """What :func:`cancel_rule_waits` did: runs cancelled, and runs it could not take (a worker
+    was executing them: they are tried again, or their worker cancels them when it sees the rule
+    gone)."""
+
+    cancelled: int = 0
+    busy: int = 0
+
+
+def cancel_rule_waits(
+    history: RunHistory,
+    store: StateStore,
+    connection: str,
+    reasons: Mapping[str, str],
+    *,
+    lease_ttl: float,
+    chunk: int = 500,
+) -> Retired:
+    """Cancel every waiting run of the rules in ``reasons`` (rule id → why), each under its lease.
+
+    The timer index holds run ids only, so the waiting runs are read a chunk at a time to find
+    their rule: a cost paid when a rule is deleted or disabled, never by a look of the pump.
+    Idempotent: a run no longer waiting is left as it is.
+    """
+    ids = [run_id for run_id, _ in store.zrange_by_score(timers_key(connection))]
+    ids += [run_id for run_id, _ in store.zrange_by_score(sent_key(connection))]
+    cancelled = busy = 0
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        for raw in store.get_many([history.key(connection, run_id) for run_id in part]):
+            run = history.parse(raw)
+            if run is None or run.status != "waiting" or run.rule_id not in reasons:
+                continue
+            try:
+                ended = cancel_waiting(
+                    history, store, connection, run.id, reasons[run.rule_id], lease_ttl=lease_ttl
+                )
+                cancelled += ended.status == "cancelled"
+            except RunBusy:
+                busy += 1
+            except RunNotFound:
+                continue
+    return Retired(cancelled, busy)
 
 
 def end_waiting(history: RunHistory, store: StateStore, run: Run, reason: str) -> Run:
