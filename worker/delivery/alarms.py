@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.calendar import Calendar, parse_duration, parse_time_of_day
+from worker.calendar import Calendar
 from worker.delivery.history import RunHistory
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import Versions
@@ -43,8 +43,9 @@ from worker.delivery.timers import COUNT_EVERY, cancel_rule_waits
 from worker.events import Event
 from worker.observability import metrics
 from worker.polling import cursors
-from worker.polling.snapshots import SnapshotUnreadable, parse_revision, snapshotter_for
+from worker.polling.snapshots import SnapshotUnreadable, snapshotter_for
 from worker.practicepanther import resources
+from worker.rules.explain import date_moment, for_end, value_since
 from worker.rules.model import RecordTrigger, Rule
 from worker.rules.triggers import field_value, value_matches
 from worker.settings import get_settings
@@ -126,23 +127,19 @@ class Alarms:
     def date_alarm(self, trigger: RecordTrigger, record: dict[str, Any]) -> Setting | None:
         """The moment of an ``at:`` trigger for ``record`` (None without a date)."""
         assert trigger.at is not None
-        value = field_value(trigger.resource, record, trigger.at)
-        if value in (None, ""):
-            return None
-        calendar = self.calendar()
+        calendar = self.calendar()  # a bad calendar setting is not the record's fault: it raises
         try:
-            moment = calendar.moment(value)
-            # what the alarm is for: the date as an instant, however the value was written
-            date_key = moment.astimezone(UTC).isoformat()
-            if trigger.offset:
-                moment = parse_duration(trigger.offset).apply(moment, calendar)
-            if trigger.time:
-                moment = calendar.at(moment, parse_time_of_day(trigger.time))
+            found = date_moment(trigger, record, calendar)
         except (TypeError, ValueError) as exc:
             log.warning(
                 "%s %s: %s is not a date (%s); no alarm", trigger.resource, record.get("id"), trigger.at, exc
             )
             return None
+        if found is None:
+            return None
+        moment, date = found
+        # what the alarm is for: the date as an instant, however the value was written
+        date_key = date.astimezone(UTC).isoformat()
         return Setting(moment.timestamp(), date_key)
 
     def _for_alarm(self, trigger: RecordTrigger, event: Event) -> Setting | None:
@@ -151,9 +148,8 @@ class Alarms:
         if not value_matches(now, trigger.to, moments=name.startswith("custom.")):
             return None  # it changed to something else: the count stops
         assert trigger.for_ is not None
-        since = parse_revision(event.record.get("updated_at")) or event.detected_at.astimezone(UTC)
-        calendar = self.calendar()
-        due = parse_duration(trigger.for_).apply(since.astimezone(calendar.zone), calendar)
+        since = value_since(event.record) or event.detected_at.astimezone(UTC)
+        due = for_end(trigger, since, self.calendar())
         return Setting(due.timestamp(), f"{name}={now!r}@{since.isoformat()}")
 
     def _put(self, batch: WriteBatch, event: Event, rule: Rule, setting: Setting | None) -> None:
