@@ -31,6 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -226,7 +227,7 @@ class Alarms:
 
     # records seen before the rule ---------------------------------------------------------------
     def sync(self, connection: str, rules: Sequence[tuple[Rule, str]], now: float) -> int:
-        """Alarms for the tracked records of each ``at:`` rule version not scanned yet; how many set.
+        """Alarms for the tracked records of each timed rule version not scanned yet; how many set.
 
         ``rules``: (rule, version) pairs. A resource not primed yet is left for later (its
         records arrive as created events, or with its priming)."""
@@ -234,13 +235,36 @@ class Alarms:
         done = self.store.hgetall(_synced_key(connection))
         for rule, version in rules:
             trigger = timed(rule)
-            if trigger is None or trigger.at is None or done.get(rule.id) == version:
+            if trigger is None or done.get(rule.id) == version:
                 continue
             if cursors.load_cursor(self.store, connection, trigger.resource) is None:
                 continue
             synced += self._sync_rule(connection, rule, trigger, now)
             self.store.hset(_synced_key(connection), {rule.id: version})
         return synced
+
+    def standing_alarm(
+        self, trigger: RecordTrigger, record: dict[str, Any], now: float, counted: str | None = None
+    ) -> Setting | None:
+        """The alarm of a ``for:`` trigger for a record that already holds the value when the rule
+        (version) first sees it, None when it does not hold it.
+
+        When the value was set is not known, so the count starts at the best moment ppw has: the
+        record's ``updated_at``, an upper bound of it (the record may have been saved since), so
+        the trigger never fires early; without one, ``now``. ``counted``: the key of the alarm the
+        record has already (its change was seen): that count goes on, with this duration."""
+        name = trigger.changed[0]
+        value = field_value(trigger.resource, record, name)
+        if not value_matches(value, trigger.to, moments=name.startswith("custom.")):
+            return None
+        held = f"{name}={value!r}@"
+        since: datetime | None = None
+        if counted is not None and counted.startswith(held):
+            with suppress(ValueError):
+                since = datetime.fromisoformat(counted.removeprefix(held))
+        since = since or value_since(record) or datetime.fromtimestamp(now, UTC)
+        due = for_end(trigger, since, self.calendar())
+        return Setting(due.timestamp(), f"{held}{since.isoformat()}")
 
     def _sync_rule(self, connection: str, rule: Rule, trigger: RecordTrigger, now: float) -> int:
         resource = resources.get(trigger.resource)
@@ -250,15 +274,26 @@ class Alarms:
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
             snapshots = cursors.load_snapshots(self.store, connection, resource.name, chunk)
+            counted: dict[str, str | None] = {}
+            if trigger.for_ is not None:
+                members = [_member(rule.id, resource.name, record_id) for record_id in chunk]
+                infos = self.store.hmget(_info_key(connection), members)
+                counted = {
+                    rid: json.loads(raw)["key"] if raw else None
+                    for rid, raw in zip(chunk, infos, strict=True)
+                }
             with self.store.batch() as batch:
                 for record_id, snapshot in snapshots.items():
-                    if snapshot is None:
-                        continue
                     try:
-                        record = snapper.restore(snapshot, record_id)
+                        record = snapper.restore(snapshot, record_id) if snapshot is not None else None
                     except SnapshotUnreadable:
                         record = None
-                    setting = self.date_alarm(trigger, record) if record is not None else None
+                    if record is None:
+                        continue
+                    if trigger.at is not None:
+                        setting = self.date_alarm(trigger, record)
+                    else:
+                        setting = self.standing_alarm(trigger, record, now, counted.get(record_id))
                     if setting is not None and self._ahead(setting, now):
                         event = Event.build(
                             type="updated", resource=resource.name, record_id=record_id, revision="sync",
