@@ -37,7 +37,9 @@ def _primed(firm: Firm, *records: dict[str, Any]) -> None:
     snapper = snapshotter_for(firm.store, firm.connection, resources.get("matters"))
     now = datetime.now(UTC)
     with firm.store.batch() as batch:
-        cursors.write_snapshots(batch, firm.connection, "matters", {r["id"]: snapper.take(r) for r in records})
+        cursors.write_snapshots(
+            batch, firm.connection, "matters", {r["id"]: snapper.take(r) for r in records}
+        )
         cursors.write_cursor(
             batch, firm.connection, "matters", Cursor(position=now, primed_at=now, advanced_at=now)
         )
@@ -87,9 +89,7 @@ def test_a_duration_already_over_fires_only_within_the_backfill(
     assert firm.run(run_id).status == "succeeded" and firm.told() == [{"name": "Pending twenty days"}]
 
 
-def test_a_count_already_running_goes_on_from_the_change(
-    firm: Firm, clock: time_machine.Coordinates
-) -> None:
+def test_a_count_already_running_goes_on_from_the_change(firm: Firm, clock: time_machine.Coordinates) -> None:
     _rules(firm, FOR_RULE)
     pending = _pending_since(firm, clock, 3, "Pending three days")
     clock.move_to(START - timedelta(days=3))
