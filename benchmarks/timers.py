@@ -6,7 +6,7 @@ The scheduler's leader looks for due timers twice a second
 - a look with none due: store calls (counted) and time (median and p99 of 2,000 looks), beside a
   bare ``zrange_by_score`` of the same set (the floor);
 - state bytes per pending timer: its sorted-set member (the default ``queued`` mode), and with the
-  rule-record marker that modes ``single`` and ``restart`` keep;
+  rule-record marker that modes ``single`` and ``restart`` keep (a digest field in a small hash);
 - 10,000 timers due at once: looks until all are sent, and that each was sent exactly once;
 - lateness: timers due at random moments over 20 s, the pump looking every ``TIMER_TICK`` (as the
   scheduler's leader does) in real time;

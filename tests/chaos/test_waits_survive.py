@@ -1,6 +1,7 @@
 """Waiting runs survive the processes that made them: SIGKILL the worker and the leading scheduler
 while runs wait, or restart Redis (AOF on) under a running `ppw run`, and each run still wakes
-once, at its moment, and runs its steps once.
+once, at its moment, and runs its steps once; deleting the rule under a running `ppw run`
+cancels its waiting runs without waiting for them to wake.
 
 A deployment as docs/operations.md describes it (Redis for broker and state, two schedulers, one
 leading, and a worker). The wait is a few seconds of real time: what is tested is that nothing of
@@ -19,6 +20,8 @@ import pytest
 
 from tests.chaos.conftest import CLOSED_MATTER_RULE, Chaos
 from tests.chaos.harness import PpwProcess, PrivateRedis, eventually
+from worker.delivery.history import Run
+from worker.delivery.timers import timers_key
 from worker.polling.scheduler import leader_key
 
 WAITING_RULE = CLOSED_MATTER_RULE.replace(
@@ -82,3 +85,26 @@ def test_waiting_runs_survive_a_redis_restart_with_aof(
         assert worker.alive()
     finally:
         redis.close()
+
+
+def test_deleting_the_rule_cancels_its_waiting_runs_in_a_running_deployment(
+    chaos_factory: Callable[..., Chaos], redis_url: str
+) -> None:
+    """`ppw run` hot-reloads its rules: the file's deletion reaches the leader's pump, which
+    cancels the waiting runs long before they would wake (production wiring, real processes)."""
+    chaos = chaos_factory(state_url=redis_url, broker_url=redis_url, **DEPLOYMENT)
+    chaos.write_rules(WAITING_RULE.replace('{{for: "8s"}}', '{{for: "10 minutes"}}'))
+    worker = chaos.process("run").start()
+    eventually(chaos.primed, 30, "the first poll to prime matters")
+    chaos.close(chaos.open_matters(2))
+    eventually(lambda: _waiting(chaos) == 2, 60, "the two runs to wait")
+    (chaos.rules_dir / "rules.yaml").unlink()
+
+    def cancelled() -> list[Run]:
+        runs = [r for r in chaos.runs() if r.rule_id == "chaos-closed-matter"]
+        return [r for r in runs if r.status == "cancelled"] if len(runs) == 2 else []
+
+    eventually(lambda: len(cancelled()) == 2, 30, "the waiting runs to be cancelled")
+    assert {r.reason for r in cancelled()} == {"the rule was deleted while the run waited (rules reloaded)"}
+    assert chaos.store.zcard(timers_key(chaos.connection)) == 0
+    assert chaos.closing_tasks() == {} and worker.alive()

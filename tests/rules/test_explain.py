@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -147,3 +150,46 @@ def test_explain_against_the_record_only() -> None:
     assert result.notes[0].startswith("no stored snapshot could be read")
     verdict = {e.rule.id: e for e in result.evaluations}
     assert verdict["closed-matter-followup"].reason.startswith("changed: status did not change")
+
+
+def test_explain_shows_when_a_for_duration_ends(
+    pp_client: PracticePantherClient,
+    pp_settings: Settings,
+    redis_store: StateStore,
+    sandbox_admin: SandboxAdmin,
+    cli_env: None,
+    tmp_path: Path,
+) -> None:
+    from worker.calendar import to_datetime
+
+    (tmp_path / "pending.yaml").write_text(
+        "- id: pending-too-long\n"
+        '  trigger: {resource: matters, changed: status, to: Pending, for: "14 days"}\n'
+        "  steps:\n    - type: log\n      with: {message: pending}\n"
+    )
+    matter = open_matter(sandbox_admin)
+    store_snapshot(redis_store, pp_settings.connection_id, pp_client.get("matters", matter["id"]))
+    sandbox_admin.mutate(
+        [{"op": "update", "resource": "matters", "id": matter["id"], "data": {"status": "Pending"}}]
+    )
+    since = to_datetime(pp_client.get("matters", matter["id"])["updated_at"])
+    ends = (since.astimezone(ZoneInfo("America/New_York")) + timedelta(days=14)).isoformat(timespec="minutes")
+    result = runner.invoke(app, ["rules", "explain", "matters", matter["id"], "--rules", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"note: pending-too-long: duration ends {ends} (status = 'Pending' for 14 days" in result.stdout
+    as_json = runner.invoke(
+        app, ["rules", "explain", "matters", matter["id"], "--rules", str(tmp_path), "-f", "json"]
+    )
+    moment = json.loads(as_json.stdout)["moments"]["pending-too-long"]
+    assert moment["kind"] == "for" and moment["at"][:16] == ends[:16] and moment["past"] is False
+
+
+def test_explain_with_a_bad_holidays_setting_is_one_line(
+    cli_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PPW_HOLIDAYS", "US-XX")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["rules", "explain", "matters", "m-1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: PPW_HOLIDAYS 'US-XX': US has no subdivision 'XX'")

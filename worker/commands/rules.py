@@ -36,6 +36,18 @@ def _emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
+def _calendar(settings: Any) -> Any:
+    """The firm calendar, or one clear line naming the bad setting (``PPW_HOLIDAYS``,
+    ``PPW_TIMEZONE``, ``PPW_CLOSURES``, ``PPW_CLOSURES_FILE``) and the form it takes; exit 2."""
+    # lazy: `ppw --help` imports every command module
+    from worker.calendar import Calendar, CalendarError
+
+    try:
+        return Calendar.from_settings(settings)
+    except CalendarError as exc:
+        raise fail(str(exc), code=2) from None
+
+
 @app.command()
 def check(
     paths: Annotated[
@@ -66,6 +78,7 @@ def check(
         )
     except customfields.CustomFieldError as exc:
         raise fail(str(exc), code=2) from None
+    _calendar(load_settings())  # business days in rules mean nothing with a calendar that cannot load
     ruleset = load_rules(paths or None, custom_fields=definitions)
     diagnostics = list(ruleset.diagnostics)
     errors, warnings = count(diagnostics)
@@ -137,8 +150,10 @@ def test_rules(
     at: Annotated[
         str | None,
         typer.Option(
-            help="Run schedule rules' slot at (or last before) this ISO time; the query uses the "
-            "configured PracticePanther (live or sandbox)"
+            help="Alone: run schedule rules' slot at (or last before) this ISO time (the query "
+            "uses the configured PracticePanther, live or sandbox). With --event or --record: "
+            "the moment to evaluate at (now() too, unless --now), showing when date triggers "
+            "would fire, for: durations end and waits wake; no offset means the firm zone"
         ),
     ] = None,
     results: Annotated[
@@ -163,22 +178,33 @@ def test_rules(
     given = [
         name for name, value in (("--event", event), ("--record", record), ("--payload", payload)) if value
     ]
-    if at is not None:
-        given.append("--at")
-    if len(given) != 1:
-        raise typer.BadParameter("give exactly one of --event or --record (or --payload, or --at)")
+    if len(given) > 1 or (not given and at is None):
+        raise typer.BadParameter(
+            "give exactly one of --event or --record (or --payload; --at alone runs schedule rules)"
+        )
     if record is not None and not resource:
         raise typer.BadParameter("--record needs --resource (e.g. --resource matters)")
-    if results is not None and at is None:
-        raise typer.BadParameter("--results goes with --at")
+    if results is not None and (at is None or given):
+        raise typer.BadParameter("--results goes with --at alone (schedule rules)")
+    calendar = _calendar(load_settings())
     ruleset = load_rules([rules])
     for diagnostic in ruleset.diagnostics:
         typer.echo(diagnostic.format(), err=True)
     selected = [r for r in ruleset if not rule or r.id in rule]
     fixed = to_datetime(now) if now else None
-    if at is not None:
+    if at is not None and not given:
         _test_schedules(ruleset, selected, at, results, fixed, output)
         raise typer.Exit(1 if ruleset.errors else 0)
+    moment = None
+    if at is not None:
+        # lazy: `ppw --help` imports every command module
+        from worker.triggers.preview import parse_at
+
+        try:
+            moment = parse_at(at, calendar.zone)
+        except ValueError:
+            raise typer.BadParameter(f"--at {at!r} is not an ISO time (e.g. 2026-03-09T09:00)") from None
+        fixed = fixed or moment
     notes: list[str] = []
     try:
         if payload is not None:
@@ -205,7 +231,7 @@ def test_rules(
             sample = event_from_data(data, resource=resource)
     except (OSError, ValueError, YAMLError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    _evaluate_and_print(ruleset, selected, [(sample, selected, notes)], fixed, output)
+    _evaluate_and_print(ruleset, selected, [(sample, selected, notes)], fixed, output, at=moment)
     failed = bool(ruleset.errors) or (payload is not None and bool(notes))
     raise typer.Exit(1 if failed else 0)
 
@@ -300,10 +326,17 @@ def _evaluate_and_print(
     output: Format,
     *,
     slot_clock: bool = False,
+    at: dt.datetime | None = None,
 ) -> None:
+    """Evaluate and print each group; the computed moments of each rule (date triggers, for:
+    durations, waits) as of ``at`` (default: the template clock, or now)."""
     # lazy: `ppw --help` imports every command module
     from worker.rules import report
     from worker.rules.engine import Engine
+    from worker.rules.explain import moments
+
+    settings = load_settings()
+    calendar = _calendar(settings)
 
     rendered: list[dict[str, Any]] = []
     for sample, rules_for_event, notes in groups:
@@ -312,13 +345,24 @@ def _evaluate_and_print(
             moment = sample.detected_at
         engine = Engine(ruleset, clock=_clock(moment))
         evaluations = [engine.evaluate(r, sample) for r in rules_for_event]
+        when = at or moment or dt.datetime.now(dt.UTC)
+        timed = {
+            e.rule.id: moments(
+                e.rule.rule, sample.record, calendar, when,
+                steps=e.steps if e.matched else (), backfill=settings.trigger_backfill,
+            )
+            for e in evaluations
+        }  # fmt: skip
         if output is Format.json:
             rendered.append(
                 {
                     "event": sample.model_dump(mode="json"),
                     "notes": notes,
                     "matched": [e.rule.id for e in evaluations if e.matched],
-                    "rules": [e.to_dict() for e in evaluations],
+                    "rules": [
+                        {**e.to_dict(), "moments": [m.to_dict() for m in timed[e.rule.id]]}
+                        for e in evaluations
+                    ],
                 }
             )
             continue
@@ -328,6 +372,10 @@ def _evaluate_and_print(
         for item in evaluations:
             typer.echo("")
             typer.echo(report.evaluation(item))
+            if timed[item.rule.id]:
+                typer.echo("  moments")
+                for found in timed[item.rule.id]:
+                    typer.echo(f"    {found.text()}")
         if not evaluations:
             typer.echo("no rules to evaluate")
     if output is Format.json:
@@ -361,6 +409,7 @@ def explain(
     ruleset = load_rules([rules] if rules else None, settings=settings)
     for diagnostic in ruleset.errors:
         typer.echo(diagnostic.format(), err=True)
+    _calendar(settings)
     try:
         result = explain_live(Engine(ruleset, settings=settings), settings, name, record_id)
     except PracticePantherError as exc:

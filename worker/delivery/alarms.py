@@ -31,25 +31,33 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.calendar import Calendar, parse_duration, parse_time_of_day
-from worker.delivery.timers import COUNT_EVERY
+from worker.calendar import Calendar
+from worker.delivery.history import RunHistory
+from worker.delivery.options import DeliveryOptions
+from worker.delivery.rulebook import Versions
+from worker.delivery.timers import COUNT_EVERY, cancel_rule_waits
 from worker.events import Event
 from worker.observability import metrics
 from worker.polling import cursors
-from worker.polling.snapshots import SnapshotUnreadable, parse_revision, snapshotter_for
+from worker.polling.snapshots import SnapshotUnreadable, snapshotter_for
 from worker.practicepanther import resources
+from worker.rules.explain import date_moment, for_end, value_since
 from worker.rules.model import RecordTrigger, Rule
 from worker.rules.triggers import field_value, value_matches
+from worker.settings import get_settings
 from worker.state.base import StateStore, WriteBatch, key
 
 log = logging.getLogger(__name__)
 
 #: Alarms rung per look; more due at once ring at the next looks.
 RING_BATCH = 1000
+#: A retired rule's run that a worker was executing is tried again this much later (seconds).
+RETIRE_RETRY = 5.0
 
 Clock = Callable[[], float]
 
@@ -64,6 +72,10 @@ def _info_key(connection: str) -> str:
 
 def _synced_key(connection: str) -> str:
     return key(connection, "alarms-synced")
+
+
+def _live_key(connection: str) -> str:
+    return key(connection, "rules-live")
 
 
 def _member(rule_id: str, resource: str, record_id: str) -> str:
@@ -116,23 +128,19 @@ class Alarms:
     def date_alarm(self, trigger: RecordTrigger, record: dict[str, Any]) -> Setting | None:
         """The moment of an ``at:`` trigger for ``record`` (None without a date)."""
         assert trigger.at is not None
-        value = field_value(trigger.resource, record, trigger.at)
-        if value in (None, ""):
-            return None
-        calendar = self.calendar()
+        calendar = self.calendar()  # a bad calendar setting is not the record's fault: it raises
         try:
-            moment = calendar.moment(value)
-            # what the alarm is for: the date as an instant, however the value was written
-            date_key = moment.astimezone(UTC).isoformat()
-            if trigger.offset:
-                moment = parse_duration(trigger.offset).apply(moment, calendar)
-            if trigger.time:
-                moment = calendar.at(moment, parse_time_of_day(trigger.time))
+            found = date_moment(trigger, record, calendar)
         except (TypeError, ValueError) as exc:
             log.warning(
                 "%s %s: %s is not a date (%s); no alarm", trigger.resource, record.get("id"), trigger.at, exc
             )
             return None
+        if found is None:
+            return None
+        moment, date = found
+        # what the alarm is for: the date as an instant, however the value was written
+        date_key = date.astimezone(UTC).isoformat()
         return Setting(moment.timestamp(), date_key)
 
     def _for_alarm(self, trigger: RecordTrigger, event: Event) -> Setting | None:
@@ -141,9 +149,8 @@ class Alarms:
         if not value_matches(now, trigger.to, moments=name.startswith("custom.")):
             return None  # it changed to something else: the count stops
         assert trigger.for_ is not None
-        since = parse_revision(event.record.get("updated_at")) or event.detected_at.astimezone(UTC)
-        calendar = self.calendar()
-        due = parse_duration(trigger.for_).apply(since.astimezone(calendar.zone), calendar)
+        since = value_since(event.record) or event.detected_at.astimezone(UTC)
+        due = for_end(trigger, since, self.calendar())
         return Setting(due.timestamp(), f"{name}={now!r}@{since.isoformat()}")
 
     def _put(self, batch: WriteBatch, event: Event, rule: Rule, setting: Setting | None) -> None:
@@ -189,6 +196,21 @@ class Alarms:
     def pending(self, connection: str) -> int:
         return self.store.zcard(alarms_key(connection))
 
+    def drop_rules(self, connection: str, rule_ids: Iterable[str]) -> int:
+        """Remove every alarm of these rules (deleted or disabled), and their scan marks, so a
+        rule that comes back is scanned again; how many alarms were removed."""
+        prefixes = tuple(f"{rule_id}\x1f" for rule_id in rule_ids)
+        if not prefixes:
+            return 0
+        members = [m for m, _ in self.store.zrange_by_score(alarms_key(connection)) if m.startswith(prefixes)]
+        with self.store.batch() as batch:
+            for start in range(0, len(members), 1000):
+                part = members[start : start + 1000]
+                batch.zrem(alarms_key(connection), *part)
+                batch.hdel(_info_key(connection), *part)
+            batch.hdel(_synced_key(connection), *(p[:-1] for p in prefixes))
+        return len(members)
+
     def upcoming(self, connection: str, limit: int = 100, rule: str | None = None) -> list[dict[str, Any]]:
         """The next alarms, soonest first (``ppw timers list``): rule, resource, record, moment."""
         found = self.store.zrange_by_score(alarms_key(connection), limit=None if rule else limit)
@@ -205,7 +227,7 @@ class Alarms:
 
     # records seen before the rule ---------------------------------------------------------------
     def sync(self, connection: str, rules: Sequence[tuple[Rule, str]], now: float) -> int:
-        """Alarms for the tracked records of each ``at:`` rule version not scanned yet; how many set.
+        """Alarms for the tracked records of each timed rule version not scanned yet; how many set.
 
         ``rules``: (rule, version) pairs. A resource not primed yet is left for later (its
         records arrive as created events, or with its priming)."""
@@ -213,13 +235,36 @@ class Alarms:
         done = self.store.hgetall(_synced_key(connection))
         for rule, version in rules:
             trigger = timed(rule)
-            if trigger is None or trigger.at is None or done.get(rule.id) == version:
+            if trigger is None or done.get(rule.id) == version:
                 continue
             if cursors.load_cursor(self.store, connection, trigger.resource) is None:
                 continue
             synced += self._sync_rule(connection, rule, trigger, now)
             self.store.hset(_synced_key(connection), {rule.id: version})
         return synced
+
+    def standing_alarm(
+        self, trigger: RecordTrigger, record: dict[str, Any], now: float, counted: str | None = None
+    ) -> Setting | None:
+        """The alarm of a ``for:`` trigger for a record that already holds the value when the rule
+        (version) first sees it, None when it does not hold it.
+
+        When the value was set is not known, so the count starts at the best moment ppw has: the
+        record's ``updated_at``, an upper bound of it (the record may have been saved since), so
+        the trigger never fires early; without one, ``now``. ``counted``: the key of the alarm the
+        record has already (its change was seen): that count goes on, with this duration."""
+        name = trigger.changed[0]
+        value = field_value(trigger.resource, record, name)
+        if not value_matches(value, trigger.to, moments=name.startswith("custom.")):
+            return None
+        held = f"{name}={value!r}@"
+        since: datetime | None = None
+        if counted is not None and counted.startswith(held):
+            with suppress(ValueError):
+                since = datetime.fromisoformat(counted.removeprefix(held))
+        since = since or value_since(record) or datetime.fromtimestamp(now, UTC)
+        due = for_end(trigger, since, self.calendar())
+        return Setting(due.timestamp(), f"{held}{since.isoformat()}")
 
     def _sync_rule(self, connection: str, rule: Rule, trigger: RecordTrigger, now: float) -> int:
         resource = resources.get(trigger.resource)
@@ -229,15 +274,26 @@ class Alarms:
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
             snapshots = cursors.load_snapshots(self.store, connection, resource.name, chunk)
+            counted: dict[str, str | None] = {}
+            if trigger.for_ is not None:
+                members = [_member(rule.id, resource.name, record_id) for record_id in chunk]
+                infos = self.store.hmget(_info_key(connection), members)
+                counted = {
+                    rid: json.loads(raw)["key"] if raw else None
+                    for rid, raw in zip(chunk, infos, strict=True)
+                }
             with self.store.batch() as batch:
                 for record_id, snapshot in snapshots.items():
-                    if snapshot is None:
-                        continue
                     try:
-                        record = snapper.restore(snapshot, record_id)
+                        record = snapper.restore(snapshot, record_id) if snapshot is not None else None
                     except SnapshotUnreadable:
                         record = None
-                    setting = self.date_alarm(trigger, record) if record is not None else None
+                    if record is None:
+                        continue
+                    if trigger.at is not None:
+                        setting = self.date_alarm(trigger, record)
+                    else:
+                        setting = self.standing_alarm(trigger, record, now, counted.get(record_id))
                     if setting is not None and self._ahead(setting, now):
                         event = Event.build(
                             type="updated", resource=resource.name, record_id=record_id, revision="sync",
@@ -251,8 +307,19 @@ class Alarms:
 
 @dataclass
 class AlarmPump:
-    """Rings due alarms (the scheduler's leader, twice a second) and sets those of records tracked
-    before their rule (every minute).
+    """Rings due alarms (the scheduler's leader, twice a second), sets those of records tracked
+    before their rule (every minute), and retires the rules deleted or disabled.
+
+    Retiring: when the rules in force change, the leader compares them with the rules it last saw
+    in force (``rules-live``, kept in the state store, so a new leader carries on): each rule no
+    longer loaded, or now disabled, has its waiting runs cancelled (``cancelled``, the reason
+    naming the deletion or disabling, each logged and in the run history, its timer removed) and
+    its pending date and "for" alarms dropped. Only the leader does it, and it is idempotent: a
+    rule stays in ``rules-live`` until every one of its waiting runs could be taken (a run a
+    worker is executing at that moment is tried again a few seconds later). A rule that failed to
+    load is not deleted (its last good version may be back at the next edit), and nothing is
+    retired while a rule file cannot be read or the rules directory is missing. An edited rule is
+    not retired: its waiting runs go on with the version they started with.
 
     Parameters
     ----------
@@ -263,7 +330,9 @@ class AlarmPump:
     emit:
         Stores events and sends their dispatch messages (the actors' ``emit``).
     rules:
-        The rules loaded now, with their versions.
+        The rules loaded now, with their versions (:meth:`EngineRuleBook.versions`).
+    options:
+        Retention and run lease for cancelled runs (default: from the process settings).
     """
 
     alarms: Alarms
@@ -271,11 +340,18 @@ class AlarmPump:
     emit: Callable[[list[Event]], None]
     rules: Callable[[], Sequence[tuple[Rule, str]]]
     clock: Clock = time.time
+    options: DeliveryOptions | None = None
 
     _counted: float = float("-inf")
+    _settled: str | None = None  # the fingerprint of the rules last retired against
+    _retry_at: float = float("-inf")
 
     def tick(self) -> int:
         now = self.clock()
+        try:
+            self.retire(now)
+        except Exception:  # the alarms still ring; the retiring is tried again at the next look
+            log.exception("retiring the waiting runs of deleted or disabled rules failed")
         events = self.alarms.ring(self.connection, now)
         if now - self._counted >= COUNT_EVERY:
             self._counted = now
@@ -290,6 +366,49 @@ class AlarmPump:
 
     def sync(self) -> int:
         return self.alarms.sync(self.connection, self.rules(), self.clock())
+
+    def retire(self, now: float | None = None) -> int:
+        """Cancel the waiting runs and drop the alarms of rules deleted or disabled since the rules
+        were last seen; how many runs were cancelled. No store call while the rules are unchanged."""
+        now = self.clock() if now is None else now
+        versions = self.rules()
+        if not isinstance(versions, Versions):
+            versions = Versions(versions, fingerprint=repr(sorted((r.id, v) for r, v in versions)))
+        unchanged = versions.fingerprint == self._settled and now < self._retry_at
+        if unchanged or not versions.complete:
+            return 0
+        store = self.alarms.store
+        live = {rule.id: version for rule, version in versions if rule.enabled}
+        disabled = {rule.id for rule, _ in versions if not rule.enabled}
+        known = store.hgetall(_live_key(self.connection))
+        reasons = {
+            rule_id: f"the rule was {'disabled' if rule_id in disabled else 'deleted'} while the run "
+            "waited (rules reloaded)"
+            for rule_id in known
+            if rule_id not in live and rule_id not in versions.unsure
+        }
+        cancelled = busy = 0
+        if reasons:
+            options = self.options or DeliveryOptions.from_settings(get_settings())
+            history = RunHistory(store, retention=options.retention)
+            done = cancel_rule_waits(history, store, self.connection, reasons, lease_ttl=options.run_lease)
+            dropped = self.alarms.drop_rules(self.connection, reasons)
+            cancelled, busy = done.cancelled, done.busy
+            log.info(
+                "rule(s) %s deleted or disabled: %d waiting run(s) cancelled, %d date or duration "
+                "trigger(s) dropped%s",
+                ", ".join(sorted(reasons)), cancelled, dropped,
+                f"; {busy} run(s) busy, tried again shortly" if busy else "",
+            )  # fmt: skip
+        with store.batch() as batch:
+            changed = {rule_id: v for rule_id, v in live.items() if known.get(rule_id) != v}
+            if changed:
+                batch.hset(_live_key(self.connection), changed)
+            if reasons and not busy:
+                batch.hdel(_live_key(self.connection), *reasons)
+        self._settled = versions.fingerprint
+        self._retry_at = now + RETIRE_RETRY if busy else float("inf")
+        return cancelled
 
 
 def _changed(event: Event, name: str) -> bool:

@@ -51,7 +51,8 @@ def _progress(run: Run) -> str:
 
 def _note(run: Run) -> str | None:
     if run.status == "waiting" and run.wake_at is not None:
-        return f"wakes {_when(run.wake_at)} (step {run.waiting_step}, rule version {run.rule_version[:8]})"
+        # the version first: a long step id is what the column clips
+        return f"wakes {_when(run.wake_at)} (rule version {run.rule_version[:8]}, step {run.waiting_step})"
     return run.error or run.reason
 
 

@@ -14,9 +14,9 @@ small engine of its own (cached per rule version).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from worker.events import Event
 from worker.rules.engine import Engine
@@ -61,6 +61,40 @@ class PreparedRule:
     def render(self, index: int, variables: Mapping[str, Any]) -> dict[str, Any]:
         """Step ``index``'s canonical ``with:`` block, rendered."""
         return self.engine.render_step(self.rule.id, index, variables)
+
+
+class Versions(Sequence[tuple[Rule, str]]):
+    """Every rule loaded now with its version, and what is known of the rules not loaded.
+
+    The scheduler's leader compares it with the rules it saw before to retire the waiting runs and
+    alarms of rules deleted or disabled (:class:`~worker.delivery.alarms.AlarmPump`), so it must
+    tell "gone" from "not readable right now": ``unsure`` are the ids of rules that failed to load
+    (a broken edit: the rule is not deleted), and ``complete`` is False when a rule file could not
+    be read at all or the rules directory is missing (then nothing may be taken as deleted).
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[tuple[Rule, str]],
+        *,
+        fingerprint: str,
+        unsure: frozenset[str] = frozenset(),
+        complete: bool = True,
+    ) -> None:
+        self._rules = tuple(rules)
+        self.fingerprint = fingerprint
+        self.unsure = unsure
+        self.complete = complete
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Rule, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[Rule, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[Rule, str] | Sequence[tuple[Rule, str]]:
+        return self._rules[index]
+
+    def __len__(self) -> int:
+        return len(self._rules)
 
 
 class EngineRuleBook:
@@ -114,9 +148,16 @@ class EngineRuleBook:
             for loaded in self._engine().ruleset
         )
 
-    def versions(self) -> list[tuple[Rule, str]]:
-        """Every rule loaded now, with its version."""
-        return [(loaded.rule, loaded.version) for loaded in self._engine().ruleset]
+    def versions(self) -> Versions:
+        """Every rule loaded now, with its version (and which rules are broken, not deleted)."""
+        ruleset = self._engine().ruleset
+        unreadable = any(d.code == "io" and d.is_error for d in ruleset.diagnostics)  # a file, the dir
+        return Versions(
+            [(loaded.rule, loaded.version) for loaded in ruleset],
+            fingerprint=ruleset.version,
+            unsure=frozenset(b.rule for b in ruleset.broken if b.rule is not None),
+            complete=not unreadable and all(b.rule is not None for b in ruleset.broken),
+        )
 
     def current(self, rule_id: str) -> Matched | None:
         loaded = self._engine().ruleset.get(rule_id)

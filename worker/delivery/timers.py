@@ -15,18 +15,23 @@ one worker at a time in, and the ledger runs each step once; an early wake just 
 run leaves both sets when it passes its wait (or is cancelled).
 
 Keys (under ``ppw:<connection>:``): ``timers`` and ``timers-sent`` (sorted sets of run ids),
-``rule-waiting`` (hash: rule, resource and record → the run waiting for them; kept for runs of
-modes ``single`` and ``restart`` only, which ask).
+``rule-waiting:<bucket>`` (hashes: a digest of rule, resource and record → the run waiting for
+them; kept for runs of modes ``single`` and ``restart`` only, which ask). The marker is a 12-byte
+digest in one of :data:`MARK_BUCKETS` small hashes rather than the names in one big hash: a small
+hash is stored compactly (Redis's listpack, up to 128 fields by default), which is what keeps a
+marked timer under 200 bytes; a digest collision (72 bits) is as likely as none ever seen.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from worker.delivery.history import Run, RunHistory, queue_key, run_lease_key
+from worker.delivery.history import Run, RunHistory, RunNotFound, queue_key, run_lease_key
 from worker.errors import PpwError
 from worker.observability import metrics
 from worker.state.base import StateStore, WriteBatch, key
@@ -44,6 +49,8 @@ COUNT_EVERY = 15.0
 
 #: The modes that ask which run waits for a record (the others need no marker, and save its bytes).
 MARKED_MODES = frozenset({"single", "restart"})
+#: Small hashes the markers are spread over: listpack-sized (≤ 128 fields) up to ~200,000 markers.
+MARK_BUCKETS = 2048
 
 Send = Callable[[str, list[str]], None]
 Clock = Callable[[], float]
@@ -57,13 +64,20 @@ def sent_key(connection: str) -> str:
     return key(connection, "timers-sent")
 
 
-def _waiting_key(connection: str) -> str:
+def _legacy_key(connection: str) -> str:
+    """The one big marker hash earlier versions wrote (rule, resource and record spelled out)."""
     return key(connection, "rule-waiting")
 
 
-def _waiting_field(run: Run) -> str:
-    """Which rule waits for which record (a hash field costs a fraction of a key)."""
+def _legacy_field(run: Run) -> str:
     return "\x1f".join((run.rule_id, run.event.resource, run.event.record_id))
+
+
+def _marker(run: Run) -> tuple[str, str]:
+    """The hash and field marking which run of ``run``'s rule waits for its record."""
+    digest = hashlib.blake2b(_legacy_field(run).encode(), digest_size=11).digest()
+    bucket = int.from_bytes(digest[:2], "big") % MARK_BUCKETS
+    return key(run.connection, "rule-waiting", f"{bucket:03x}"), base64.b64encode(digest[2:]).decode()
 
 
 class Timers:
@@ -71,18 +85,22 @@ class Timers:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        self._legacy_gone: set[str] = set()
 
     def add(self, batch: WriteBatch, run: Run, due: float) -> None:
         batch.zadd(timers_key(run.connection), {run.id: due})
         batch.zrem(sent_key(run.connection), run.id)  # woken early: it waits again, due then
         if run.mode in MARKED_MODES:
-            batch.hset(_waiting_key(run.connection), {_waiting_field(run): run.id})
+            bucket, field = _marker(run)
+            batch.hset(bucket, {field: run.id})
 
     def remove(self, batch: WriteBatch, run: Run) -> None:
         batch.zrem(timers_key(run.connection), run.id)
         batch.zrem(sent_key(run.connection), run.id)
         if run.mode in MARKED_MODES:
-            batch.hdel(_waiting_key(run.connection), _waiting_field(run))
+            bucket, field = _marker(run)
+            batch.hdel(bucket, field)
+            batch.hdel(_legacy_key(run.connection), _legacy_field(run))  # marked before the upgrade
 
     def due(self, connection: str, now: float, limit: int = WAKE_BATCH) -> list[tuple[str, float]]:
         return self.store.zrange_by_score(timers_key(connection), maximum=now, limit=limit)
@@ -108,8 +126,20 @@ class Timers:
     def waiting_run(self, run: Run) -> str | None:
         """The id of the run of ``run``'s rule waiting for its record, if another one is (modes
         ``single`` and ``restart``: the runs of a rule share its mode)."""
-        found = self.store.hget(_waiting_key(run.connection), _waiting_field(run))
+        found = self.store.hget(*_marker(run))
+        if found is None and self._legacy(run.connection):
+            found = self.store.hget(_legacy_key(run.connection), _legacy_field(run))
         return found if found and found != run.id else None
+
+    def _legacy(self, connection: str) -> bool:
+        """Whether markers written before the upgrade may still be there (asked until none is:
+        nothing writes that hash any more, so once empty it stays empty)."""
+        if connection in self._legacy_gone:
+            return False
+        if self.store.hlen(_legacy_key(connection)) == 0:
+            self._legacy_gone.add(connection)
+            return False
+        return True
 
 
 @dataclass
@@ -189,6 +219,52 @@ def cancel_waiting(
         return cancelled
     finally:
         lease.release()
+
+
+@dataclass(frozen=True)
+class Retired:
+    """What :func:`cancel_rule_waits` did: runs cancelled, and runs it could not take (a worker
+    was executing them: they are tried again, or their worker cancels them when it sees the rule
+    gone)."""
+
+    cancelled: int = 0
+    busy: int = 0
+
+
+def cancel_rule_waits(
+    history: RunHistory,
+    store: StateStore,
+    connection: str,
+    reasons: Mapping[str, str],
+    *,
+    lease_ttl: float,
+    chunk: int = 500,
+) -> Retired:
+    """Cancel every waiting run of the rules in ``reasons`` (rule id → why), each under its lease.
+
+    The timer index holds run ids only, so the waiting runs are read a chunk at a time to find
+    their rule: a cost paid when a rule is deleted or disabled, never by a look of the pump.
+    Idempotent: a run no longer waiting is left as it is.
+    """
+    ids = [run_id for run_id, _ in store.zrange_by_score(timers_key(connection))]
+    ids += [run_id for run_id, _ in store.zrange_by_score(sent_key(connection))]
+    cancelled = busy = 0
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        for raw in store.get_many([history.key(connection, run_id) for run_id in part]):
+            run = history.parse(raw)
+            if run is None or run.status != "waiting" or run.rule_id not in reasons:
+                continue
+            try:
+                ended = cancel_waiting(
+                    history, store, connection, run.id, reasons[run.rule_id], lease_ttl=lease_ttl
+                )
+                cancelled += ended.status == "cancelled"
+            except RunBusy:
+                busy += 1
+            except RunNotFound:
+                continue
+    return Retired(cancelled, busy)
 
 
 def end_waiting(history: RunHistory, store: StateStore, run: Run, reason: str) -> Run:

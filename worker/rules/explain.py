@@ -3,20 +3,32 @@
 Given the live record and the snapshot the poller last stored, this builds the event the poller
 would detect next (``created`` with no snapshot, ``updated`` with the fields that differ, ``deleted``
 when the record is gone) and evaluates every rule against it.
+
+It also computes the moments time gives a rule for a record (:func:`moments`; ``ppw rules explain``
+and ``ppw rules test``): when a date trigger would fire (the date field, plus the offset in
+business days, at the time of day in the firm zone), when a ``for:`` duration would end (counted
+from the record's ``updated_at``), and when a ``wait`` step would wake. Delivery sets its alarms
+with the same functions (:func:`date_moment`, :func:`for_end`), so what is shown is what runs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+from worker.calendar import Calendar, CalendarError, parse_duration, parse_time_of_day
 from worker.events import Change, Event, EventType, Origin
 from worker.practicepanther import customfields, resources
 from worker.practicepanther.client import PracticePantherClient
 from worker.practicepanther.errors import NotFound
 from worker.rules.engine import Engine, Evaluation
+from worker.rules.model import RecordTrigger, Rule
+from worker.rules.results import StepPreview
+from worker.rules.triggers import field_value, value_matches
 from worker.settings import Settings
 from worker.state import open_store
 from worker.state.base import StateStore
@@ -95,6 +107,160 @@ def synthesize_event(
     )
 
 
+# -- moments ---------------------------------------------------------------------------------------
+
+
+def date_moment(
+    trigger: RecordTrigger, record: dict[str, Any] | None, calendar: Calendar
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """When an ``at:`` trigger fires for ``record``, and the date it is for (as an instant); None
+    when the field is empty. Raises ``ValueError`` (or ``TypeError``) when it is not a date."""
+    assert trigger.at is not None
+    value = field_value(trigger.resource, record, trigger.at)
+    if value in (None, ""):
+        return None
+    date = calendar.moment(value)
+    moment = date
+    if trigger.offset:
+        moment = parse_duration(trigger.offset).apply(moment, calendar)
+    if trigger.time:
+        moment = calendar.at(moment, parse_time_of_day(trigger.time))
+    return moment, date
+
+
+def for_end(trigger: RecordTrigger, since: dt.datetime, calendar: Calendar) -> dt.datetime:
+    """When a ``for:`` duration that started at ``since`` ends (in the firm calendar)."""
+    assert trigger.for_ is not None
+    return parse_duration(trigger.for_).apply(since.astimezone(calendar.zone), calendar)
+
+
+def value_since(record: dict[str, Any] | None) -> dt.datetime | None:
+    """The best moment ppw has for when a record's current values were set: its ``updated_at``.
+
+    It is an upper bound (the value may have been set earlier, and the record saved since), so a
+    duration counted from it never ends early."""
+    try:  # lazy: the polling package is optional for the rules library
+        from worker.polling.snapshots import parse_revision
+    except ImportError:
+        return None
+    return parse_revision((record or {}).get("updated_at"))
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A moment time gives a rule for one record: a date trigger's, a ``for:``'s end, a wake."""
+
+    rule: str
+    kind: Literal["date", "for", "wait"]
+    at: dt.datetime | None  # None: there is none (the field is empty, the value not held ...)
+    detail: str
+    past: bool = False
+
+    def text(self) -> str:
+        label = {"date": "fires", "for": "duration ends", "wait": "wakes"}[self.kind]
+        if self.at is None:
+            return f"{label}: {self.detail}"
+        when = self.at.isoformat(timespec="minutes")
+        return f"{label} {when} ({self.detail})" + (" — already past" if self.past else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "at": self.at.isoformat() if self.at else None,
+            "detail": self.detail,
+            "past": self.past,
+        }
+
+
+def moments(
+    rule: Rule,
+    record: dict[str, Any] | None,
+    calendar: Calendar,
+    now: dt.datetime,
+    *,
+    steps: Sequence[StepPreview] = (),
+    backfill: float = 0.0,
+) -> list[Moment]:
+    """The moments of ``rule`` for ``record`` as of ``now``: its date trigger's or ``for:``'s, and
+    each ``wait`` step's among ``steps`` (the previews of a rule that fires)."""
+    found: list[Moment] = []
+    trigger = rule.trigger
+    if isinstance(trigger, RecordTrigger) and trigger.at is not None:
+        found.append(_date(rule.id, trigger, record, calendar, now, backfill))
+    elif isinstance(trigger, RecordTrigger) and trigger.for_ is not None:
+        found.append(_for(rule.id, trigger, record, calendar, now, backfill))
+    for step in steps:
+        if step.action == "wait" and step.runs and not step.error:
+            found.append(_wait(rule.id, step, calendar, now))
+    return found
+
+
+def _past(moment: dt.datetime, now: dt.datetime, backfill: float) -> tuple[bool, str]:
+    if moment > now:
+        return False, ""
+    if backfill and moment.timestamp() > now.timestamp() - backfill:
+        return True, "; within PPW_TRIGGER_BACKFILL: fires at once"
+    return True, "; a moment past does not fire (PPW_TRIGGER_BACKFILL)"
+
+
+def _date(
+    rule_id: str, trigger: RecordTrigger, record: dict[str, Any] | None, calendar: Calendar,
+    now: dt.datetime, backfill: float,
+) -> Moment:  # fmt: skip
+    try:
+        found = date_moment(trigger, record, calendar)
+    except (TypeError, ValueError) as exc:
+        return Moment(rule_id, "date", None, f"{trigger.at} is not a date ({exc})")
+    if found is None:
+        return Moment(rule_id, "date", None, f"{trigger.at} is empty: nothing to fire")
+    moment, date = found
+    parts = [f"{trigger.at} {date.astimezone(calendar.zone).date().isoformat()}"]
+    if trigger.offset:
+        parts.append(trigger.offset)
+    if trigger.time:
+        parts.append(f"at {trigger.time}")
+    past, note = _past(moment, now, backfill)
+    detail = ", ".join(parts) + f", {calendar.zone.key}" + note
+    return Moment(rule_id, "date", moment.astimezone(calendar.zone), detail, past)
+
+
+def _for(
+    rule_id: str, trigger: RecordTrigger, record: dict[str, Any] | None, calendar: Calendar,
+    now: dt.datetime, backfill: float,
+) -> Moment:  # fmt: skip
+    name = trigger.changed[0]
+    value = field_value(trigger.resource, record, name)
+    if not value_matches(value, trigger.to, moments=name.startswith("custom.")):
+        return Moment(rule_id, "for", None, f"{name} is {value!r}, not {trigger.to!r}: no duration runs")
+    since = value_since(record)
+    origin = "updated_at"
+    if since is None:
+        since, origin = now, "now: the record has no updated_at"
+    try:
+        end = for_end(trigger, since, calendar)
+    except CalendarError as exc:
+        return Moment(rule_id, "for", None, str(exc))
+    past, note = _past(end, now, backfill)
+    detail = f"{name} = {value!r} for {trigger.for_}, from {since.isoformat(timespec='seconds')} ({origin})"
+    return Moment(rule_id, "for", end.astimezone(calendar.zone), detail + note, past)
+
+
+def _wait(rule_id: str, step: StepPreview, calendar: Calendar, now: dt.datetime) -> Moment:
+    # lazy: the actions registry is heavy and only waits need it
+    from worker.actions.errors import PermanentStepError
+    from worker.actions.wait import WaitParams, WaitStep
+
+    params = dict((step.request or {}).get("params") or {})
+    name = f"step {step.id or step.index + 1}"
+    try:
+        due = WaitStep.due(WaitParams.model_validate(params), calendar, now.timestamp())
+    except (ValueError, PermanentStepError) as exc:
+        return Moment(rule_id, "wait", None, f"{name}: cannot tell ({exc})")
+    what = ", ".join(f"{k} {v}" for k, v in params.items() if k in ("for", "until", "offset", "at"))
+    moment = dt.datetime.fromtimestamp(due, calendar.zone)
+    return Moment(rule_id, "wait", moment, f"{name}: {what}, if the run reached it at {now.isoformat()}")
+
+
 @dataclass
 class Explanation:
     """Every rule's verdict for one record."""
@@ -106,6 +272,7 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
     pending: bool = True
+    moments: list[Moment] = field(default_factory=list)
 
     @property
     def firing(self) -> list[str]:
@@ -123,6 +290,7 @@ class Explanation:
             "notes": self.notes,
             "firing": self.firing,
             "rules": [e.to_dict() for e in self.evaluations],
+            "moments": {m.rule: m.to_dict() for m in self.moments},
         }
 
 
@@ -134,6 +302,9 @@ def explain(
     *,
     changes: dict[str, Change] | None = None,
     snapshot_available: bool = True,
+    calendar: Calendar | None = None,
+    now: dt.datetime | None = None,
+    backfill: float = 0.0,
 ) -> Explanation:
     """Evaluate every rule for ``record`` against its stored ``snapshot``.
 
@@ -168,8 +339,16 @@ def explain(
             pending = False
             notes.append("unchanged since the last poll: no rule fires until it changes")
     evaluations = engine.evaluate_all(event)
+    found: list[Moment] = []
+    if calendar is not None:
+        moment = now or dt.datetime.now(dt.UTC)
+        for item in evaluations:
+            if item.rule.rule.resource == resource:
+                steps = item.steps if item.matched else ()
+                found += moments(item.rule.rule, record, calendar, moment, steps=steps, backfill=backfill)
+        notes.extend(f"{m.rule}: {m.text()}" for m in found)
     record_id = event.record_id
-    return Explanation(resource, record_id, event, snapshot is not None, notes, evaluations, pending)
+    return Explanation(resource, record_id, event, snapshot is not None, notes, evaluations, pending, found)
 
 
 def event_from_data(data: dict[str, Any], *, resource: str | None = None) -> Event:
@@ -227,7 +406,10 @@ def explain_live(engine: Engine, settings: Settings, resource: str, record_id: s
         )
     finally:
         store.close()
-    return explain(engine, resource, record, snapshot, changes=changes, snapshot_available=available)
+    return explain(
+        engine, resource, record, snapshot, changes=changes, snapshot_available=available,
+        calendar=Calendar.from_settings(settings), backfill=settings.trigger_backfill,
+    )  # fmt: skip
 
 
 def stored_snapshot(
