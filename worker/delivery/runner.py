@@ -21,7 +21,8 @@ A run message names a run id only. The runner:
    entries and the event are kept until the wait is over plus the retention. Woken, the run
    walks its steps again: the finished ones are reused, the wait step is given the moment it
    waited for, and a record it read again is the ``record`` of the steps after it. A run whose
-   rule was deleted or disabled meanwhile is cancelled when it wakes.
+   rule was deleted or disabled meanwhile is cancelled by the leader when the rules reload
+   (:class:`~worker.delivery.alarms.AlarmPump`), or at the latest when it wakes.
 
 The rule definition used is the snapshot stored at dispatch, so a retry after the rule file was
 edited still runs the steps the first attempt started with.
