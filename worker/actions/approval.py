@@ -175,7 +175,8 @@ class ApprovalStep(StepType):
     with_doc = (
         "`via: slack` + `channel` (buttons; approvers are Slack user ids), `via: teams` + `webhook` or "
         "`via: email` (one-time links; approvers are addresses); `approvers`, `text`, `subject` (email), "
-        '`timeout` (`"2 business days"`), `on_timeout` (decline|approve|cancel), `on_decline` (end|continue)'
+        '`timeout` (`"2 business days"`), `on_timeout` (`decline`, `approve` or `cancel`), '
+        "`on_decline` (`end` or `continue`)"
     )
     result_doc = "`decision`, `approved`, `declined`, `by`, `name`, `at`, `via`, `timed_out`, `channel`, `ts`"
 
