@@ -156,7 +156,11 @@ class ApprovalDesk:
             return _json(400, "bad_payload", "expected a block_actions payload with one action")
         if action.get("action_id") not in (APPROVE_ACTION, DECLINE_ACTION):
             return Response(status_code=200)  # another button of the app: not ours to answer
-        answer = await anyio.to_thread.run_sync(self._slack_click, payload, action, user)
+        try:
+            answer = await anyio.to_thread.run_sync(self._slack_click, payload, action, user)
+        except StateError as exc:
+            log.warning("could not read an approval request: %s", exc)
+            return _json(503, "unavailable", "the worker cannot read approvals right now; try again shortly")
         return JSONResponse({"ok": answer.decided, "text": answer.message}, status_code=answer.status)
 
     def _slack_click(self, payload: dict[str, Any], action: dict[str, Any], user: dict[str, Any]) -> Answer:
@@ -192,15 +196,21 @@ class ApprovalDesk:
     # links --------------------------------------------------------------------------------------
     async def link(self, request: Request) -> Response:
         token = request.path_params["token"]
-        if request.method == "GET":
-            answer, approval = await anyio.to_thread.run_sync(self._look, token)
-            return _page(answer, approval, token if answer.status == 200 and approval else None)
-        form = parse_qs((await request.body())[:4096].decode(errors="replace"))
-        choice = (form.get("decision") or [""])[0]
-        if choice not in ("approve", "decline"):
-            return _page(Answer(400, "Choose", "Press Approve or Decline."), None, None)
-        answer, _ = await anyio.to_thread.run_sync(self._use, token, choice)
-        return _page(answer, None, None)
+        try:
+            if request.method == "GET":
+                answer, approval = await anyio.to_thread.run_sync(self._look, token)
+                return _page(answer, approval, token if answer.status == 200 and approval else None)
+            body = await request.body()
+            if len(body) > MAX_BODY:
+                return _page(Answer(413, "Too large", "That is not an answer to an approval."), None, None)
+            choice = (parse_qs(body.decode(errors="replace")).get("decision") or [""])[0]
+            if choice not in ("approve", "decline"):
+                return _page(Answer(400, "Choose", "Press Approve or Decline."), None, None)
+            answer, _ = await anyio.to_thread.run_sync(self._use, token, choice)
+            return _page(answer, None, None)
+        except StateError as exc:
+            log.warning("could not read an approval request: %s", exc)
+            return _page(Answer(503, "Try again", "The worker cannot read approvals right now."), None, None)
 
     def _open(self, token: str) -> tuple[Answer | None, ApprovalRequest | None, str]:
         """The request a link stands for, or why it cannot be used (bad, unknown, decided, expired)."""
