@@ -25,6 +25,7 @@ import time_machine
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.e2e.conftest import eventually
 from tests.fixtures.client import SandboxAdmin, sandbox_settings
 from tests.fixtures.stubs import Reply, StubServer, slack_api, slack_update
 from tests.polling.conftest import _log_in
@@ -32,6 +33,7 @@ from worker.actions.approval_requests import Approvals
 from worker.actions.services import Services
 from worker.delivery.app import DeliveryApp
 from worker.delivery.dispatch import Dispatcher
+from worker.delivery.history import run_lease_key
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
 from worker.delivery.runner import Outcome, Runner
@@ -41,6 +43,7 @@ from worker.process.health import HealthServer
 from worker.rules.watcher import RuleRegistry
 from worker.sandbox import SandboxServer
 from worker.state.base import StateStore
+from worker.state.locks import Lease
 from worker.triggers.approvals import ApprovalDesk, check_slack, slack_signature
 
 SIGNING_SECRET = "slack-signing-secret-for-tests-0123456789"
@@ -543,3 +546,22 @@ def _step_key(office: Office, run_id: str) -> str:
 
     run = office.app.history.get(office.connection, run_id)
     return step_key(run.event_id, run.rule_id, "partner")
+
+
+def test_a_click_while_a_worker_holds_the_run_wakes_it_once_the_worker_lets_go(office: Office) -> None:
+    """The click can come before the run has stored its wait (it posted, then stores): the winner
+    waits for the run's lease instead of writing a wake time the run would overwrite."""
+    run_id = office.start()
+    office.run(run_id)
+    worker = Lease(office.store, run_lease_key(office.connection, run_id), ttl=5)
+    assert worker.acquire()
+    answers: list[httpx.Response] = []
+    clicking = threading.Thread(target=lambda: answers.append(office.click(PARTNER)))
+    clicking.start()
+    approvals = Approvals(office.store, office.settings)
+    eventually(lambda: approvals.decision(office.connection, _step_key(office, run_id)), message="decided")
+    assert office.pump.tick() == 0  # decided, but not woken while the worker holds the run
+    worker.release()
+    clicking.join()
+    assert answers[0].json()["ok"] is True
+    assert office.wake_and_run(run_id).status == "succeeded"
