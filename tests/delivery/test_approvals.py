@@ -31,6 +31,7 @@ from tests.fixtures.stubs import Reply, StubServer, slack_api, slack_update
 from tests.polling.conftest import _log_in
 from worker.actions.approval_requests import Approvals
 from worker.actions.services import Services
+from worker.delivery import report
 from worker.delivery.app import DeliveryApp
 from worker.delivery.dispatch import Dispatcher
 from worker.delivery.history import run_lease_key
@@ -334,6 +335,8 @@ def test_approved_in_slack_the_run_continues_with_who_and_when(office: Office) -
     assert step is not None and step.status == "done" and step.response is not None
     assert step.response["decision"] == "approved" and step.response["by"] == PARTNER
     assert step.response["via"] == "slack" and step.response["at"].startswith("2026-03-02")
+    shown = report.run_detail(office.app.history.get(office.connection, run_id))  # ppw runs show
+    assert "approved" in shown and PARTNER in shown
 
     again = office.click(OTHER_PARTNER, "ppw_decline")  # too late: decided
     assert again.status_code == 409 and f"approved by {PARTNER}" in again.json()["text"]
