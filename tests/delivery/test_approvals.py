@@ -456,7 +456,7 @@ def test_the_decision_reaches_a_fresh_worker_after_a_restart(office: Office) -> 
 
 EMAIL = """\
         via: email
-        approvers: "a.partner@firm.example, b.partner@firm.example"
+        approvers: "A. Partner <a.partner@firm.example>, b.partner@firm.example"
         subject: "Write-off: {{ record.name }}"
         text: "Write off the balance of {{ record.name }}?"
         timeout: "2 business days"

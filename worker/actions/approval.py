@@ -132,10 +132,14 @@ class ApprovalParams(Params):
         listed = approver_list(self.approvers)
         if not listed:
             raise PydanticCustomError("approval_approvers", "approvers: name at least one approver", {})
+        if self.via != "slack":
+            try:
+                email_addresses(self.approvers, "approvers", skip_templates=True)
+            except ValueError as exc:
+                raise PydanticCustomError("approval_approvers", "{message}", {"message": str(exc)}) from None
+            return
         for approver in listed:
-            if _has_template(approver):
-                continue
-            if self.via == "slack" and not re.match(_SLACK_USER, approver):
+            if not _has_template(approver) and not re.match(_SLACK_USER, approver):
                 raise PydanticCustomError(
                     "approval_approvers",
                     "approvers: {value!r} is not a Slack user id",
@@ -144,13 +148,6 @@ class ApprovalParams(Params):
                         "hint": "a member id such as U024BE7LH (profile → ⋮ → Copy member ID)",
                     },
                 )
-            if self.via != "slack":
-                try:
-                    email_addresses(approver, "approvers")
-                except ValueError as exc:
-                    raise PydanticCustomError(
-                        "approval_approvers", "{message}", {"message": str(exc)}
-                    ) from None
 
 
 def approver_list(value: str | list[str]) -> list[str]:
@@ -220,12 +217,12 @@ class ApprovalStep(StepType):
                 f"({settings.wait_max / 86400:g} days)"
             )
         approvers = approver_list(params.approvers)
-        if params.via != "slack":
-            for approver in approvers:
-                try:
-                    email_addresses(approver, "approvers")
-                except ValueError as exc:
-                    raise PermanentStepError(f"approval: {exc}") from None
+        if params.via != "slack":  # by address: the decision records who, as the link names them
+            try:
+                found = email_addresses(params.approvers, "approvers")
+            except ValueError as exc:
+                raise PermanentStepError(f"approval: {exc}") from None
+            approvers = list(dict.fromkeys(address.addr_spec for address in found))
         return ApprovalRequest(
             connection=ctx.connection,
             key=ctx.key,
