@@ -187,7 +187,7 @@ class ApprovalStep(StepType):
         request = approvals.request(ctx.connection, ctx.key)
         if request is None:
             request = self._open(params, ctx)
-            approvals.save(request)  # before anything is posted: a retry finds it and asks no twice
+            approvals.save(request)  # before anything is posted: a retry finds it and does not ask twice
         if not request.posted:
             request = self._post(params, request, approvals, ctx)
         decision = approvals.decision(ctx.connection, ctx.key)
@@ -380,8 +380,9 @@ def slack_blocks(request: ApprovalRequest, decision: Decision | None = None) -> 
         )
     else:
         mark = "✅" if decision.decision == "approved" else "❌"
-        who_decided = "the timeout" if decision.timed_out else f"<@{decision.by}>"
-        text = f"{mark} *{decision.decision.capitalize()}* by {who_decided} at {decision.when}"
+        text = f"{mark} *{decision.decision.capitalize()}* by <@{decision.by}> at {decision.when}"
+        if decision.timed_out:
+            text = f"⏱ No decision by the deadline ({_until(request)}): *{decision.decision}* by the timeout"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     return blocks
 
