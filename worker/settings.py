@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     smtp_from: str = ""
     smtp_timeout: float = Field(default=30.0, gt=0)
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    #: the Slack app's signing secret: verifies clicks on approval buttons (POST /slack/interactivity)
+    slack_signing_secret: SecretStr | None = None
+    #: the worker's HTTP server as approvers' browsers reach it (https://ppw.firm.example): approval links
+    public_url: str = ""
+    #: signs approval links (at least 32 characters; ``openssl rand -hex 32``)
+    approval_secret: SecretStr | None = None
     http_allowed_hosts: CommaList = Field(default_factory=list)
     run_retention_days: int = 30
     #: days the console's audit trail keeps an entry (it also keeps at most 10,000)
@@ -227,6 +233,8 @@ class Settings(BaseSettings):
             self.sentry_dsn,
             self.smtp_url,
             self.console_secret,
+            self.slack_signing_secret,
+            self.approval_secret,
             *self.slack_webhooks.values(),
             *self.teams_webhooks.values(),
             *self.webhook_secrets.values(),

@@ -47,6 +47,7 @@ _REFERENCE_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?i)(https?://hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_\-/]+"),
         rf"\1{MASK}",
     ),
+    (re.compile(r"(/approvals/)[A-Za-z0-9_\-.]{16,}"), rf"\1{MASK}"),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(@)"), rf"\1{MASK}\2"),
 )
 
@@ -99,6 +100,7 @@ SECRETS = [CLIENT_SECRET, BOT_TOKEN, SLACK_URL, HOOK_SECRET, DSN, "short", "ab",
 
 #: Strings that hold each shape (and near misses), as the module's own tests and real traffic do.
 SAMPLES = [
+    "approve at https://ppw.firm.example/approvals/eyJjIjoidDEifQ.Nxje_rByV09weKDgm",
     "Authorization: Bearer eyJhbGciOi.J9.abc-def_ghi",
     "auth header 'Basic dXNlcjpwYXNz'",
     "BEARER\tabc==",

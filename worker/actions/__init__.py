@@ -4,9 +4,11 @@
   ``run()``), the registry built from its subclasses, and the context a step runs in.
 - :mod:`~worker.actions.errors`: the errors steps raise (transient or permanent).
 - One module per family of step types: ``practicepanther``, ``slack``, ``teams``, ``mail``
-  (``email.send``), ``http``, ``log_step``; ``params`` holds their parameter models, ``cards`` the
-  Adaptive Card schema ``teams.post`` checks cards against, ``outbound`` the HTTP client for
-  deliveries, ``signing`` the webhook signature, ``services`` the shared clients.
+  (``email.send``), ``http``, ``log_step``, ``wait``, ``approval`` (its requests and decisions in
+  ``approval_requests``, shared with the approval endpoints); ``params`` holds their parameter
+  models, ``cards`` the Adaptive Card schema ``teams.post`` checks cards against, ``outbound``
+  the HTTP client for deliveries, ``signing`` the webhook signature, ``services`` the shared
+  clients.
 
 The names in ``__all__`` are resolved lazily: defining a step type registers it, so the step
 modules are imported when the registry is first read, not with this package.
@@ -19,6 +21,14 @@ from typing import TYPE_CHECKING
 from worker.exports import lazy_exports
 
 _EXPORTS = {
+    "ApprovalRequest": "worker.actions.approval_requests",
+    "Approvals": "worker.actions.approval_requests",
+    "BadLink": "worker.actions.approval_requests",
+    "Decision": "worker.actions.approval_requests",
+    "read_slack_value": "worker.actions.approval_requests",
+    "show_on_slack": "worker.actions.approval",
+    "Outbound": "worker.actions.outbound",
+    "TransportFailure": "worker.actions.outbound",
     "StepContext": "worker.actions.base",
     "StepResult": "worker.actions.base",
     "StepType": "worker.actions.base",
@@ -39,7 +49,12 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ApprovalRequest",
+    "Approvals",
+    "BadLink",
     "CancelRun",
+    "Decision",
+    "Outbound",
     "PermanentStepError",
     "Services",
     "StepContext",
@@ -48,10 +63,13 @@ __all__ = [
     "StepType",
     "StopRun",
     "TransientStepError",
+    "TransportFailure",
     "WaitUntil",
     "all_step_types",
+    "read_slack_value",
     "registry",
     "result_resource",
+    "show_on_slack",
     "signature",
     "standard_webhooks_key",
     "standard_webhooks_signature",
@@ -59,6 +77,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from worker.actions.approval import show_on_slack
+    from worker.actions.approval_requests import (
+        ApprovalRequest,
+        Approvals,
+        BadLink,
+        Decision,
+        read_slack_value,
+    )
     from worker.actions.base import (
         StepContext,
         StepResult,
@@ -76,6 +102,7 @@ if TYPE_CHECKING:
         TransientStepError,
         WaitUntil,
     )
+    from worker.actions.outbound import Outbound, TransportFailure
     from worker.actions.services import Services
     from worker.actions.signing import signature, standard_webhooks_key, standard_webhooks_signature
 

@@ -233,7 +233,9 @@ def _deliver(server: SmtpServer, mail: _Mail, timeout: float, ctx: StepContext) 
         if len(refused) == len(mail.recipients):
             raise smtplib.SMTPRecipientsRefused({r: (c, t.encode()) for r, (c, t) in refused.items()})
         phase = "data"
-        code, reply = client.data(mail.message.as_bytes())
+        # CRLF line ends (RFC 5321): smtplib sends bytes as they are, and a strict server reads
+        # a message of bare LFs as one line too long
+        code, reply = client.data(mail.message.as_bytes(policy=mail.message.policy.clone(linesep="\r\n")))
         if code != 250:
             raise smtplib.SMTPDataError(code, reply)
     except Exception as exc:

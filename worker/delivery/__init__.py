@@ -36,6 +36,7 @@ _EXPORTS = {
     "TimerPump": "worker.delivery.timers",
     "Timers": "worker.delivery.timers",
     "cancel_waiting": "worker.delivery.timers",
+    "wake_now": "worker.delivery.timers",
 }
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "replay",
     "replay_all",
     "run_lease_key",
+    "wake_now",
 ]
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ if TYPE_CHECKING:
     from worker.delivery.replay import ReplayError, replay, replay_all
     from worker.delivery.rulebook import EngineRuleBook
     from worker.delivery.runner import Runner
-    from worker.delivery.timers import RunBusy, TimerPump, Timers, cancel_waiting
+    from worker.delivery.timers import RunBusy, TimerPump, Timers, cancel_waiting, wake_now
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

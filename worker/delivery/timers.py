@@ -291,3 +291,29 @@ def end_waiting(history: RunHistory, store: StateStore, run: Run, reason: str) -
             batch.zrem(queue_key(run), run.id)
     metrics.RULE_RUNS.labels(run.rule_id, "cancelled").inc()
     return cancelled
+
+
+def wake_now(
+    history: RunHistory, store: StateStore, connection: str, run_id: str, *, lease_ttl: float
+) -> bool:
+    """Make a waiting run due now (an approval was decided): it is woken by the next look of the
+    pump, like any due timer, so waking stays the pump's job and happens once.
+
+    Taken under the run's lease, so it cannot race the run storing its wait (which would put the
+    later wake time back). False when a worker holds the lease (try again shortly); True when
+    done, or when the run is not waiting (a run not waiting reads the decision when it runs).
+    """
+    lease = Lease(store, run_lease_key(connection, run_id), ttl=lease_ttl)
+    if not lease.acquire():
+        return False
+    try:
+        run = history.find(connection, run_id)
+        if run is None or run.status != "waiting":
+            return True
+        with store.batch() as batch:
+            batch.zadd(timers_key(connection), {run_id: time.time()})
+            batch.zrem(sent_key(connection), run_id)
+        log.info("run %s woken: its approval was decided", run_id)
+        return True
+    finally:
+        lease.release()

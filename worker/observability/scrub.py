@@ -51,6 +51,7 @@ SECRET_KEYS: frozenset[str] = frozenset(
         "x_api_key",
         "signature",
         "x_ppw_signature",
+        "x_slack_signature",
         "webhook_signature",
         "webhook_url",
         "sentry_dsn",
@@ -147,6 +148,8 @@ _SHAPES: tuple[_Shape, ...] = (
         rf"\1{MASK}",
         ("hooks.slack.com/",),
     ),
+    # approval links: the path after /approvals/ is the approver's one-time capability
+    _shape(r"(/approvals/)[A-Za-z0-9_\-.]{16,}", rf"\1{MASK}", ("/approvals/",)),
     # credentials embedded in URLs: scheme://user:password@host
     _shape(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(@)", rf"\1{MASK}\2", ("://",), "@"),
 )

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute
 
+from worker.delivery.timers import wake_now
 from worker.settings import Settings
+from worker.triggers.approvals import ApprovalDesk
 from worker.triggers.options import TriggerOptions
 from worker.triggers.schedules import ScheduleRunner
 from worker.triggers.webhooks import EngineSource, WebhookIntake
@@ -57,9 +59,21 @@ def webhook_intake(
 
 
 def webhook_routes_for(settings: Settings, runtime: Runtime) -> Sequence[BaseRoute]:
-    """``/hooks/{name}`` for the HTTP server of a process built on ``runtime``."""
+    """``/hooks/{name}`` for the HTTP server of a process built on ``runtime``, and the approval
+    endpoints (``/slack/interactivity``, ``/approvals/{token}``)."""
     intake = webhook_intake(settings, runtime)
-    return intake.routes() if intake is not None else ()
+    return [*(intake.routes() if intake is not None else ()), *approval_desk(settings, runtime).routes()]
+
+
+def approval_desk(settings: Settings, runtime: Runtime) -> ApprovalDesk:
+    """The approval endpoints of a process built on ``runtime``: a decision makes its waiting run
+    due now in the timer index, which the scheduler's pump wakes."""
+    app = runtime.app
+
+    def wake(connection: str, run_id: str) -> bool:
+        return wake_now(app.history, app.store, connection, run_id, lease_ttl=app.options.run_lease)
+
+    return ApprovalDesk(settings, app.store, wake, http=app.services.http)
 
 
 def start_schedules(

@@ -1,6 +1,8 @@
 """Triggers that are not record changes: inbound webhooks and schedules.
 
 * :class:`WebhookIntake` -- ``POST /hooks/<name>`` turns an authenticated delivery into an event.
+* :class:`ApprovalDesk` -- ``POST /slack/interactivity`` and ``/approvals/<token>``: the decisions
+  of ``approval`` steps (Slack clicks, one-time links), which wake the waiting runs.
 * :class:`ScheduleRunner` -- fires each slot of each schedule rule once, from the leader scheduler.
 
 Wiring them into a process (``webhook_routes_for``, ``start_schedules``) is process assembly: see
@@ -19,11 +21,13 @@ from worker.triggers.webhooks import WebhookIntake
 
 # Resolved on first use: the previews (``ppw rules test``) need jsonschema, the triggers do not.
 _LAZY = {
+    "ApprovalDesk": "worker.triggers.approvals",
     "payload_preview": "worker.triggers.preview",
     "slot_preview": "worker.triggers.preview",
 }
 
 __all__ = [
+    "ApprovalDesk",
     "ScheduleRunner",
     "TriggerOptions",
     "WebhookIntake",
@@ -35,6 +39,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from worker.triggers.approvals import ApprovalDesk
     from worker.triggers.preview import payload_preview, slot_preview
 
 
