@@ -35,6 +35,7 @@ from worker.delivery import report
 from worker.delivery.app import DeliveryApp
 from worker.delivery.dispatch import Dispatcher
 from worker.delivery.history import run_lease_key
+from worker.delivery.ledger import RunKey
 from worker.delivery.options import DeliveryOptions
 from worker.delivery.rulebook import EngineRuleBook
 from worker.delivery.runner import Outcome, Runner
@@ -568,3 +569,99 @@ def test_a_click_while_a_worker_holds_the_run_wakes_it_once_the_worker_lets_go(o
     clicking.join()
     assert answers[0].json()["ok"] is True
     assert office.wake_and_run(run_id).status == "succeeded"
+
+
+# on_decline: a branch of steps ----------------------------------------------------------------------
+
+BRANCH_RULE = """\
+- id: write-off
+  trigger: {{resource: matters, on: updated}}
+  steps:
+    - id: partner
+      type: approval
+      with:
+{with_}
+        on_decline:
+          - id: sorry
+            type: http.request
+            with:
+              url: "{url}/declined"
+              json: {{by: "{{{{ steps.partner.by }}}}", timed_out: "{{{{ steps.partner.timed_out }}}}"}}
+          - id: sorry_again
+            type: http.request
+            if: steps.sorry.status == 200
+            with: {{url: "{url}/declined-too", json: {{after: "{{{{ steps.sorry.status }}}}"}}}}
+    - id: tell
+      type: http.request
+      with:
+        url: "{url}/tell"
+        json: {{decision: "{{{{ steps.partner.decision }}}}", by: "{{{{ steps.partner.by }}}}"}}
+"""
+
+
+def _write_branch(office: Office) -> None:
+    text = BRANCH_RULE.format(with_=SLACK.rstrip("\n"), url=office.stub.url)
+    (office.rules_dir / "write-off.yaml").write_text(text)
+    office.registry.load()
+    assert not office.registry.status()["errors"], office.registry.status()["errors"]
+
+
+def _paths(office: Office) -> list[str]:
+    return [r.path for r in office.stub.requests if r.path in ("/tell", "/declined", "/declined-too")]
+
+
+def _statuses(office: Office, run_id: str) -> dict[str, str]:
+    return {s.id: s.status for s in office.app.history.get(office.connection, run_id).steps}
+
+
+def test_declined_the_branch_runs_and_the_rest_does_not(office: Office) -> None:
+    _write_branch(office)
+    run_id = office.start()
+    assert office.run(run_id).status == "waiting"
+    office.click(OTHER_PARTNER, "ppw_decline")
+    assert office.wake_and_run(run_id).status == "succeeded"
+    assert _paths(office) == ["/declined", "/declined-too"]
+    [declined] = [json.loads(r.body) for r in office.stub.requests if r.path == "/declined"]
+    assert declined == {"by": OTHER_PARTNER, "timed_out": False}  # rendered when the step ran
+    assert _statuses(office, run_id) == {
+        "partner": "done",
+        "sorry": "done",
+        "sorry_again": "done",
+        "tell": "skipped",
+    }
+    run = office.app.history.get(office.connection, run_id)
+    entries = office.app.ledger.entries(RunKey.of(run), ["sorry", "sorry_again", "tell"])  # each its own
+    assert {k: e.status for k, e in entries.items()} == {
+        "sorry": "done",
+        "sorry_again": "done",
+        "tell": "skipped",
+    }
+
+
+def test_approved_the_rest_runs_and_the_branch_does_not(office: Office) -> None:
+    _write_branch(office)
+    run_id = office.start()
+    office.run(run_id)
+    office.click(PARTNER)
+    assert office.wake_and_run(run_id).status == "succeeded"
+    assert _paths(office) == ["/tell"]
+    assert office.told() == [{"decision": "approved", "by": PARTNER}]
+    assert _statuses(office, run_id) == {
+        "partner": "done",
+        "sorry": "skipped",
+        "sorry_again": "skipped",
+        "tell": "done",
+    }
+
+
+def test_a_timeout_that_declines_takes_the_branch(office: Office, clock: time_machine.Coordinates) -> None:
+    _write_branch(office)
+    run_id = office.start()
+    office.run(run_id)
+    clock.shift(timedelta(days=2, seconds=1))
+    assert office.wake_and_run(run_id).status == "succeeded"
+    assert _paths(office) == ["/declined", "/declined-too"]
+    [declined] = [json.loads(r.body) for r in office.stub.requests if r.path == "/declined"]
+    assert declined == {"by": "timeout", "timed_out": True}
+    step = office.app.history.get(office.connection, run_id).step("partner")
+    assert step is not None and step.response is not None and step.response["timed_out"] is True

@@ -32,6 +32,7 @@ def make_settings(**overrides: object) -> Settings:
         "webhook_secrets": {"intake": "hmac-secret-value-123"},
         "env_allowlist": ["FIRM_NAME"],
         "slack_bot_token": "xoxb-test-token-value",
+        "slack_signing_secret": "slack-signing-secret-value",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -29,10 +29,29 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_check_the_examples_is_clean() -> None:
-    env = {"PPW_WEBHOOK_SECRETS__INTAKE": "s3cret", "PPW_SLACK_BOT_TOKEN": "xoxb-test"}
+    env = {
+        "PPW_WEBHOOK_SECRETS__INTAKE": "s3cret",
+        "PPW_SLACK_BOT_TOKEN": "xoxb-test",
+        "PPW_SLACK_SIGNING_SECRET": "slack-signing-secret",
+    }
     result = runner.invoke(app, ["rules", "check"], env=env)
     assert result.exit_code == 0, result.output
-    assert "13 file(s), 13 rule(s) loaded: 0 error(s), 0 warning(s)" in result.output
+    assert "14 file(s), 14 rule(s) loaded: 0 error(s), 0 warning(s)" in result.output
+
+
+def test_check_the_write_off_approval_example_names_the_settings_it_needs() -> None:
+    example = str(RULES_DIR / "write-off-approval.yaml")
+    result = runner.invoke(app, ["rules", "check", example], env={"PPW_SLACK_BOT_TOKEN": "xoxb-test"})
+    assert result.exit_code == 0, result.output  # warnings only
+    assert (
+        "write-off-approval.yaml:19:5: warning: approval via slack needs PPW_SLACK_SIGNING_SECRET, "
+        "which is not set here"
+    ) in result.output
+    assert "xoxb-test" not in result.output
+    get_settings.cache_clear()
+    configured = {"PPW_SLACK_BOT_TOKEN": "xoxb-test", "PPW_SLACK_SIGNING_SECRET": "signing"}
+    clean = runner.invoke(app, ["rules", "check", example], env=configured)
+    assert clean.exit_code == 0 and "0 error(s), 0 warning(s)" in clean.output, clean.output
 
 
 def test_check_prints_compiler_style_errors_and_exits_1() -> None:

@@ -20,7 +20,9 @@ now; woken, this step reads the decision and:
 - ``approved``: the run continues; ``steps.<id>`` has ``decision``, ``by``, ``at``, ``via``;
 - ``declined``: with ``on_decline: end`` (the default) the run ends as ``cancelled`` with the
   decision as its reason; with ``on_decline: continue`` it goes on, and later steps choose with
-  ``if: steps.<id>.declined``;
+  ``if: steps.<id>.declined``; ``on_decline:`` as a list of steps runs those instead of the rest
+  of the rule (the rule model flattens them into guarded steps when the rule loads, see
+  :mod:`worker.rules.branches`; here it is ``continue``);
 - no decision by ``timeout`` (``"2 days"``, ``"3 business days"``: the firm calendar's durations):
   ``on_timeout: decline`` (the default, then ``on_decline`` applies), ``approve``, or ``cancel``
   (the run ends as ``cancelled`` whatever ``on_decline`` says).
@@ -34,6 +36,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from html import escape
@@ -91,8 +94,10 @@ class ApprovalParams(Params):
         "decline",
         description="No decision by the timeout: decline (then on_decline applies), approve, cancel",
     )
-    on_decline: Literal["end", "continue"] = Field(
-        "end", description="end: the run ends as cancelled; continue: later steps test steps.<id>.declined"
+    on_decline: Literal["end", "continue"] | list[dict[str, Any]] = Field(
+        "end",
+        description="end: the run ends as cancelled; continue: later steps test steps.<id>.declined; "
+        "a list of steps: run those instead of the rest of the rule",
     )
 
     @field_validator("timeout", mode="before")
@@ -165,6 +170,9 @@ class ApprovalStep(StepType):
 
     name = "approval"
     params = ApprovalParams
+    #: ``with:`` keys that may hold a list of steps: the rule model types them as steps and flattens
+    #: them into the rule (:mod:`worker.rules.branches`), so the runner only ever sees flat steps
+    branches = ("on_decline",)
     result_keys = frozenset(
         {"decision", "approved", "declined", "by", "name", "at", "via", "timed_out", "channel", "ts"}
     )
@@ -173,7 +181,7 @@ class ApprovalStep(StepType):
         "`via: slack` + `channel` (buttons; approvers are Slack user ids), `via: teams` + `webhook` or "
         "`via: email` (one-time links; approvers are addresses); `approvers`, `text`, `subject` (email), "
         '`timeout` (`"2 business days"`), `on_timeout` (`decline`, `approve` or `cancel`), '
-        "`on_decline` (`end` or `continue`)"
+        "`on_decline` (`end`, `continue` or a list of steps run instead of the rest)"
     )
     result_doc = "`decision`, `approved`, `declined`, `by`, `name`, `at`, `via`, `timed_out`, `channel`, `ts`"
 
@@ -300,25 +308,32 @@ class ApprovalStep(StepType):
             summary["channel" if params.via == "slack" else "webhook"] = where
         return summary | {"timeout": params.timeout, "text": params.text}
 
+    @staticmethod
+    def needs(params: Mapping[str, Any]) -> list[str]:
+        """The settings a request ``via`` this needs where the worker runs (names, never values):
+        ``rules check`` warns about the missing ones, ``rules test`` lists them."""
+        via = params.get("via")
+        if via == "slack":
+            return ["PPW_SLACK_BOT_TOKEN", "PPW_SLACK_SIGNING_SECRET"]
+        links = ["PPW_PUBLIC_URL", "PPW_APPROVAL_SECRET"]
+        if via == "teams":
+            webhook = str(params.get("webhook") or "").upper().replace("-", "_")
+            return [f"PPW_TEAMS_WEBHOOKS__{webhook}", *links]
+        if via == "email":
+            return ["PPW_SMTP_URL", *links]
+        return []
+
     def describe(self, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
         """Where the request would go and what the approvers need configured (names, never secrets)."""
-        via = params.get("via")
-        needs = {
-            "slack": ["PPW_SLACK_BOT_TOKEN", "PPW_SLACK_SIGNING_SECRET", "PPW_PUBLIC_URL"],
-            "teams": [
-                "PPW_TEAMS_WEBHOOKS__" + str(params.get("webhook") or "").upper(),
-                "PPW_APPROVAL_SECRET",
-                "PPW_PUBLIC_URL",
-            ],
-            "email": ["PPW_SMTP_URL", "PPW_APPROVAL_SECRET", "PPW_PUBLIC_URL"],
-        }.get(str(via), [])
+        needs = self.needs(params)
         missing = [name for name in needs if not _configured(settings, name)]
         return {"params": params, "needs": needs, "missing": missing}
 
 
 def _configured(settings: Settings, name: str) -> bool:
     if name.startswith("PPW_TEAMS_WEBHOOKS__"):
-        return name.removeprefix("PPW_TEAMS_WEBHOOKS__").lower() in settings.teams_webhooks
+        wanted = name.removeprefix("PPW_TEAMS_WEBHOOKS__")
+        return any(key.upper().replace("-", "_") == wanted for key in settings.teams_webhooks)
     value = getattr(settings, name.removeprefix("PPW_").lower(), None)
     if value is None:
         return False

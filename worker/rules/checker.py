@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jinja2 import nodes
+from pydantic import SecretStr
 
 from worker.actions.base import registry
 from worker.calendar import CalendarError, parse_duration
@@ -23,7 +24,7 @@ from worker.hints import did_you_mean, one_of
 from worker.practicepanther import customfields, resources
 from worker.practicepanther.customfields import CustomFieldError, Definitions
 from worker.practicepanther.resources import Definition, Resource
-from worker.rules import fieldcheck
+from worker.rules import branches, fieldcheck
 from worker.rules.context import allowed_env, env_view, event_view, payload_view, rule_view, steps_view
 from worker.rules.diagnostics import Diagnostic
 from worker.rules.fieldcheck import Issue
@@ -58,6 +59,9 @@ class CheckConfig:
     custom_fields: Definitions | None = None
     #: the longest a wait step may wait (``PPW_WAIT_MAX``), seconds
     wait_max: float = Settings.model_fields["wait_max"].default
+    #: the ``PPW_`` settings that hold a value here (a named secret as ``PPW_X__NAME``); None when
+    #: not known, so nothing is said about what a step type ``needs``
+    configured: frozenset[str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, custom_fields: Definitions | None = None) -> CheckConfig:
@@ -73,7 +77,24 @@ class CheckConfig:
             webhook_secrets=frozenset(settings.webhook_secrets),
             http_allowed_hosts=list(settings.http_allowed_hosts),
             wait_max=settings.wait_max,
+            configured=configured_settings(settings),
         )
+
+
+def configured_settings(settings: Settings) -> frozenset[str]:
+    """The names of the settings that hold a value (``PPW_SLACK_BOT_TOKEN``, and for the named
+    secrets one name each: ``PPW_TEAMS_WEBHOOKS__PARTNERS``); values are never kept."""
+    names: set[str] = set()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        variable = "PPW_" + name.upper()
+        if isinstance(value, dict):
+            names.update(f"{variable}__{str(key).upper().replace('-', '_')}" for key in value)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value not in (None, "", [], {}):
+            names.add(variable)
+    return frozenset(names)
 
 
 #: About how long each duration unit lasts (a business day: a week is five of them).
@@ -333,35 +354,44 @@ class RuleChecker:
                 yield from self._conditions(item, (*path, key))
 
     def _steps(self) -> None:
-        earlier: dict[str, StepInfo] = {}
-        raw_steps = self.data.get("steps") or []
-        first_use: dict[str, int] = {}
-        for index, step in enumerate(self.rule.steps):
+        """Every step as it runs, decline branches included (:mod:`worker.rules.branches`), each
+        checked at the lines it is written on and seeing the results of the steps that can have run
+        before it."""
+        flat = self.rule.flat_steps
+        first_use: dict[str, Path_] = {}
+        for item in flat:
+            step = item.step
             if step.id is None:
                 continue
             if step.id in first_use:
-                line, _ = self.source.value((*self.base, "steps", first_use[step.id], "id"))
+                line, _ = self.source.value((*self.base, *first_use[step.id], "id"))
                 self._at(
-                    ("steps", index, "id"),
+                    (*item.path, "id"),
                     f"step id {step.id!r} is used twice in this rule",
-                    f"first used at line {line + 1}; step ids name results (steps.<id>) and must be unique",
+                    f"first used at line {line + 1}; step ids name results (steps.<id>) and must be "
+                    "unique, decline branches included",
                 )
             else:
-                first_use[step.id] = index
-        for index, step in enumerate(self.rule.steps):
-            later = [s.id for s in self.rule.steps[index:] if s.id]
-            scope = self._scope(dict(earlier), later)
-            raw = raw_steps[index] if index < len(raw_steps) else {}
-            if step.if_ is not None:
-                self._expression(("steps", index, "if"), step.if_, scope)
+                first_use[step.id] = item.path
+        infos: dict[str, StepInfo] = {}
+        for index, item in enumerate(flat):
+            step, where = item.step, item.path
+            later = [s.step.id for s in flat[index:] if s.step.id and s.step.id not in item.visible]
+            scope = self._scope({name: infos[name] for name in item.visible if name in infos}, later)
+            raw = branches.node_at(self.data, where)
+            if item.own_if is not None:
+                self._expression((*where, "if"), item.own_if, scope)
             raw_with = raw.get("with") if isinstance(raw, dict) else None
-            for path, text in _template_strings(raw_with, ("steps", index, "with")):
+            if isinstance(raw_with, dict):  # a branch's steps are checked as steps of their own
+                fields = branches.branch_fields(step.action)
+                raw_with = {k: v for k, v in raw_with.items() if not (k in fields and isinstance(v, list))}
+            for path, text in _template_strings(raw_with, (*where, "with")):
                 self._template(path, text, scope)
-            self._step_params(index, step.action, step.raw_with(), step.type != step.action)
+            self._step_params(where, step.action, step.raw_with(), step.type != step.action)
             if step.action == "wait":
-                self._wait(index, step.raw_with(), scope)
-            if step.id:
-                earlier[step.id] = _step_info(step.action, step.params)
+                self._wait(where, step.raw_with(), scope)
+            if step.id and step.id not in infos:
+                infos[step.id] = _step_info(step.action, step.params)
 
     def _date_field(self, resource: resources.Resource, name: str) -> None:
         """``at:`` names a date or datetime field of the resource (or a custom date field)."""
@@ -379,12 +409,12 @@ class RuleChecker:
             dates = sorted(n for n, f in resource.fields.items() if f.kind == "datetime")
             self._at(path, f"{resource.name}.{name} is not a date", f"date fields: {', '.join(dates)}")
 
-    def _wait(self, index: int, params: dict[str, Any], scope: Scope) -> None:
+    def _wait(self, where: Path_, params: dict[str, Any], scope: Scope) -> None:
         """A wait's ``unless:``/``while:`` are conditions (checked like ``if:``), and a literal
         ``for:`` may not pass ``PPW_WAIT_MAX``."""
         for name in ("unless", "while"):
             if isinstance(params.get(name), str):
-                self._expression(("steps", index, "with", name), params[name], scope)
+                self._expression((*where, "with", name), params[name], scope)
         written = params.get("for")
         if written is None or (isinstance(written, str) and "{{" in written):
             return
@@ -395,13 +425,13 @@ class RuleChecker:
         seconds = abs(duration.amount) * _UNIT_SECONDS[duration.unit]
         if seconds > self.config.wait_max:
             self._at(
-                ("steps", index, "with", "for"),
+                (*where, "with", "for"),
                 f"waits {duration}, longer than PPW_WAIT_MAX ({self.config.wait_max / 86400:g} days)",
                 "wait less, or raise PPW_WAIT_MAX where the worker runs",
             )
 
-    def _step_params(self, index: int, action: str, params: dict[str, Any], shorthand: bool) -> None:
-        base: Path_ = ("steps", index, "with")
+    def _step_params(self, where: Path_, action: str, params: dict[str, Any], shorthand: bool) -> None:
+        base: Path_ = (*where, "with")
         data_path: Path_ = base if shorthand else (*base, "data")
         name = resources.resolve_name(str(params.get("resource")))
         resource = resources.catalogue()[name] if name is not None else None
@@ -466,6 +496,25 @@ class RuleChecker:
             )
         elif action == "http.request":
             self._http(base, params)
+        self._needs(base, action, params)
+
+    def _needs(self, base: Path_, action: str, params: dict[str, Any]) -> None:
+        """Warn when a step type that says which settings it ``needs`` lacks some here."""
+        needs = getattr(registry().get(action), "needs", None)
+        known = self.config.configured
+        if needs is None or known is None:
+            return
+        missing = [name for name in needs(params) if name not in known]
+        if missing:
+            via = f" via {params['via']}" if isinstance(params.get("via"), str) else ""
+            self._at(
+                base,
+                f"{action}{via} needs {', '.join(missing)}, "
+                f"which {'is' if len(missing) == 1 else 'are'} not set here",
+                f"set {'it' if len(missing) == 1 else 'them'} where the worker runs (see docs/rules.md)",
+                severity="warning",
+                at_key=True,
+            )
 
     def _unconfigured(
         self, path: Path_, what: str, name: Any, known: Any, variable: str, *, also: str = ""

@@ -9,6 +9,7 @@ cannot be read or parsed as YAML at all contributes no rules (and is one broken 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import typing
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from worker.actions.base import all_step_types
 from worker.hints import did_you_mean, one_of, suggest
 from worker.practicepanther.customfields import Definitions
+from worker.rules import branches
 from worker.rules.checker import CheckConfig, RuleChecker
 from worker.rules.diagnostics import Diagnostic
 from worker.rules.model import RULE_KEYS, STEP_ID_RE, Rule
@@ -198,9 +200,9 @@ def _check_rest(
     """Report the catalogue and template problems of the parts that are valid too, so one run of
     ``rules check`` shows everything: the broken parts are swapped for neutral stand-ins (which
     cannot produce diagnostics of their own) and the rest is checked as usual."""
-    lenient = dict(item)
-    steps = list(lenient["steps"]) if isinstance(lenient.get("steps"), list) else None
-    conditions = list(lenient["conditions"]) if isinstance(lenient.get("conditions"), list) else None
+    lenient = copy.deepcopy(item)
+    steps = lenient["steps"] if isinstance(lenient.get("steps"), list) else None
+    conditions = lenient["conditions"] if isinstance(lenient.get("conditions"), list) else None
     for error in exc.errors():
         path = _data_path(item, tuple(error["loc"]))
         head = path[0] if path else None
@@ -208,24 +210,39 @@ def _check_rest(
         if head in _OPTIONAL_KEYS:
             lenient.pop(str(head), None)
         elif head == "steps" and steps is not None and index is not None:
-            original = steps[index]
-            stand_in: dict[str, Any] = {"type": "log", "with": {"message": "-"}}
-            if isinstance(original, dict) and _usable_step_id(original.get("id")):
-                stand_in["id"] = original["id"]
-            steps[index] = stand_in
+            _stand_in(lenient, _step_path(path))
         elif head == "conditions" and conditions is not None and index is not None:
             conditions[index] = "true"
         else:
             return
-    if steps is not None:
-        lenient["steps"] = steps
-    if conditions is not None:
-        lenient["conditions"] = conditions
     try:
         rule = Rule.model_validate(lenient)
     except ValidationError:
         return
     out.extend(RuleChecker(rule, lenient, source, base, env, config).run())
+
+
+def _step_path(path: Path_) -> Path_:
+    """The step an error is in: the innermost one, a step of a decline branch
+    (``steps, 0, with, on_decline, 1``) rather than the approval holding it."""
+    found, keys = path[:2], branches.all_branch_fields()
+    for at in range(3, len(path)):
+        if isinstance(path[at], int) and path[at - 2] == "with" and path[at - 1] in keys:
+            found = path[: at + 1]
+    return found
+
+
+def _stand_in(rule: dict[str, Any], path: Path_) -> None:
+    """Swap the step at ``path`` for a neutral one (keeping a usable id, so later steps' uses of it
+    are not reported too)."""
+    parent: Any = rule
+    for part in path[:-1]:
+        parent = parent[part]
+    original = parent[path[-1]]
+    stand_in: dict[str, Any] = {"type": "log", "with": {"message": "-"}}
+    if isinstance(original, dict) and _usable_step_id(original.get("id")):
+        stand_in["id"] = original["id"]
+    parent[path[-1]] = stand_in
 
 
 def _usable_step_id(value: Any) -> bool:
@@ -397,7 +414,7 @@ def _field_label(loc: tuple[Any, ...]) -> str:
 
 #: Union tags in error locations besides the step types (those come from the registry, which a step
 #: type defined later extends).
-_TAGS = {"record", "webhook", "schedule", "expr", "any", "all", "not"}
+_TAGS = {"record", "webhook", "schedule", "expr", "any", "all", "not", "choice", "branch"}
 
 
 def _describe(

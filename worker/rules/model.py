@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import typing
 import zoneinfo
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -28,6 +29,7 @@ from pydantic import (
     Discriminator,
     Field,
     GetCoreSchemaHandler,
+    PrivateAttr,
     Tag,
     create_model,
     field_validator,
@@ -39,6 +41,7 @@ from worker.actions import base as step_types
 from worker.actions.params import ResourceName, SecretName
 from worker.calendar import CalendarError, parse_duration, parse_time_of_day
 from worker.hints import suggest
+from worker.rules import branches
 
 EventKind = Literal["created", "updated", "deleted"]
 Mode = Literal["parallel", "queued", "single", "restart"]
@@ -474,16 +477,70 @@ class StepBase(_Model):
     def label(self, index: int) -> str:
         return self.id or self.name or f"step {index + 1} ({self.type})"
 
+    @model_validator(mode="after")
+    def _branch_needs_an_id(self) -> StepBase:
+        found = branches.branch_of(self)
+        if found is not None and self.id is None:
+            raise PydanticCustomError(
+                "branch_id",
+                "a {type} step with {key}: as a list of steps needs an id",
+                {
+                    "type": self.type,
+                    "key": found[0],
+                    "hint": "e.g. id: partner (the branch runs when steps.partner.declined)",
+                },
+            )
+        return self
+
+
+class _BranchingStep(StepBase):
+    """A step whose ``with:`` may hold steps (:mod:`worker.rules.branches`): its model is built
+    when the rule's is, since it refers back to :class:`Step`."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+def _choice_or_branch(value: Any) -> str:
+    """A list is a branch of steps, anything else one of the words (errors of one kind only)."""
+    return "branch" if isinstance(value, list) else "choice"
+
+
+def _branching_params(params: type[BaseModel], names: tuple[str, ...]) -> type[BaseModel]:
+    """``params`` with each of ``names`` typed as its literal choices or a list of steps (the step
+    type declares the list loosely: it cannot know the rule model)."""
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {
+        "__module__": params.__module__,
+        "__qualname__": params.__qualname__,
+        "__doc__": params.__doc__,
+        "model_config": ConfigDict(defer_build=True),
+        "__annotations__": annotations,
+    }
+    for name in names:
+        info = params.model_fields[name]
+        words = [a for a in typing.get_args(info.annotation) if typing.get_origin(a) is not list]
+        annotations[name] = Annotated[
+            Annotated[functools.reduce(operator.or_, words), Tag("choice")]
+            | Annotated[list[Step], Tag("branch")],
+            Discriminator(_choice_or_branch),
+        ]
+        namespace[name] = Field(info.default, description=info.description)
+    metaclass: Any = type(params)
+    made: type[BaseModel] = metaclass(params.__name__, (params,), namespace)
+    return made
+
 
 @functools.cache
 def _step_model(step_type: str, params: Any) -> type[StepBase]:
     """The model of a step of ``step_type`` (cached: a rebuild of :class:`Rule` reuses it)."""
     class_name = "Step_" + re.sub(r"\W", "_", step_type)
+    names = branches.branch_fields(step_type)
+    base: type[StepBase] = _BranchingStep if names else StepBase
     fields: dict[str, Any] = {
         "type": (Literal[step_type], Field(description=f"Step type {step_type}")),
-        "with_": (params, Field(alias="with")),
+        "with_": (_branching_params(params, names) if names else params, Field(alias="with")),
     }
-    model: type[StepBase] = create_model(class_name, __base__=StepBase, **fields)
+    model: type[StepBase] = create_model(class_name, __base__=base, **fields)
     return model
 
 
@@ -560,6 +617,22 @@ class Rule(_Model):
     rate_limit: RateLimit | None = Field(None, description="Default: PPW_RULE_BURST_PER_MINUTE per minute")
     allow_own_changes: bool = Field(False, description="Also fire on changes made by ppw itself")
     dry_run: bool = Field(False, description="Evaluate and record what the steps would do, but do not act")
+
+    _flat: tuple[branches.FlatStep, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _flatten_branches(self) -> Rule:
+        """Decline branches become guarded steps of :attr:`steps` (:mod:`worker.rules.branches`)."""
+        flat = branches.flatten(self.steps)
+        if len(flat) != len(self.steps) or any(f.guards for f in flat):
+            object.__setattr__(self, "steps", [f.step for f in flat])
+        self._flat = tuple(flat)
+        return self
+
+    @property
+    def flat_steps(self) -> tuple[branches.FlatStep, ...]:
+        """Every step as it runs (:attr:`steps`, in order) with where it is written and what it sees."""
+        return self._flat
 
     @property
     def record_trigger(self) -> RecordTrigger | None:
