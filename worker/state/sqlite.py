@@ -607,6 +607,18 @@ class SqliteStore(StateStore):
 
         return self._read(run)
 
+    def zcount(self, key: str, minimum: float = float("-inf"), maximum: float = float("inf")) -> int:
+        def run(tx: _Tx) -> int:
+            if not tx.expect_live(key, "zset"):
+                return 0
+            row = tx.conn.execute(
+                "SELECT COUNT(*) FROM zset_members WHERE key = ? AND score >= ? AND score <= ?",
+                (key, minimum, maximum),
+            ).fetchone()
+            return int(row[0])
+
+        return self._read(run)
+
     # atomic groups of writes ----------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[WriteBatch]:
