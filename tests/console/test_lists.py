@@ -141,3 +141,17 @@ def test_rules_page_shows_last_fired_and_runs_in_the_last_day(http: TestClient, 
     assert '<a href="/runs?rule=notify-billing">1</a>' in row  # the seeded run; not the one of 2 days ago
     quiet = page[page.index('href="/rules/quiet-rule"') :]
     assert "never" in quiet[: quiet.index("</tr>")]
+
+
+def test_pages_over_a_store_from_before_the_indexes(store: StateStore, seeded_rules: Seeded) -> None:
+    """An older ppw's store (no run indexes, no marker): the first list builds them."""
+    s = seeded_rules
+    for found in [*store.scan(f"ppw:{s.connection}:runs-by"), f"ppw:{s.connection}:runs-attrs"]:
+        store.delete(found)
+    store.delete(f"ppw:{s.connection}:indexed:runs")
+    with TestClient(build_app(s.ops), follow_redirects=False) as http:
+        sign_in(http, "victor")
+        by_rule = http.get("/runs?rule=create-task&status=dead").text
+        assert s.dead.id[:12] in by_rule and s.done.id[:12] not in by_rule
+        assert s.waiting.id[:12] in http.get("/runs?status=waiting").text
+    assert store.get(f"ppw:{s.connection}:indexed:runs") is not None
