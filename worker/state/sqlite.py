@@ -175,7 +175,8 @@ class _Tx:
             self.conn.execute("DELETE FROM zset_members WHERE key = ? AND member = ?", (key, m)).rowcount
             for m in dict.fromkeys(members)
         )
-        self._drop_if_empty(key, "zset_members")
+        if removed:  # a run leaving no status index (most writes) costs one lookup, not three
+            self._drop_if_empty(key, "zset_members")
         return removed
 
     def _drop_if_empty(self, key: str, table: str) -> None:
