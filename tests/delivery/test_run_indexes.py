@@ -136,28 +136,29 @@ def test_pages_follow_positions_both_ways_without_gaps_or_repeats(
     assert _ids(top.runs) + _ids(rest.runs) == by_rule and rest.next is None
 
 
-def test_a_rare_combination_stops_at_the_scan_limit_and_goes_on(
+def test_the_smallest_index_answers_and_a_rare_match_stops_at_the_scan_limit(
     store: StateStore, connection_id: str
 ) -> None:
     history = RunHistory(store, retention=DAY)
     runs = [_run(connection_id, n, rule="busy", status="succeeded", age=float(n)) for n in range(60)]
     runs += [_run(connection_id, 100, rule="busy", status="skipped", age=100.0)]
     history.create_many(runs)
-    query = RunQuery(rule="busy", resource="matters", record="m1", status="skipped")
-    # the status index is the smallest: one entry, found at once
-    assert _ids(history.page(connection_id, query).runs) == ["run000100"]
-    sparse = RunQuery(rule="busy", since=NOW - 1000, status=None, record="m1")
-    limited = history.page(connection_id, RunQuery(rule="busy", status="skipped"), size=5, scan_limit=10)
-    assert _ids(limited.runs) == ["run000100"]  # the status index again
+    # the status index (one entry) is smaller than the rule's (61): one entry read
+    found = history.page(connection_id, RunQuery(rule="busy", resource="matters", status="skipped"))
+    assert _ids(found.runs) == ["run000100"] and found.searched == 1 and not found.limited
+
+    # the rule's index, checked for the status: stops after 25 entries, says so, goes on from there
     by_rule, skipped = history.by(connection_id, "rule", "busy"), RunQuery(status="skipped")
     page = history.walk(connection_id, by_rule, skipped, size=5, scan_limit=25)
     assert page.runs == [] and page.limited and page.searched == 25 and page.next is not None
-    found = []
+    found_ids = []
     while page.next is not None:
         page = history.walk(connection_id, by_rule, skipped, after=page.next, size=5, scan_limit=25)
-        found += _ids(page.runs)
-    assert found == ["run000100"]
-    assert len(history.page(connection_id, sparse, size=100).runs) == 61
+        found_ids += _ids(page.runs)
+    assert found_ids == ["run000100"]
+    # ``ppw runs list`` has no limit: every match
+    assert _ids(history.recent(connection_id, rule="busy", status="skipped", limit=10)) == ["run000100"]
+    assert len(history.recent(connection_id, since=NOW - 1000, limit=100)) == 61
 
 
 def test_rule_activity_is_the_newest_run_and_a_count_of_the_last_day(
