@@ -212,6 +212,10 @@ class CountingStore(StateStore):
         self._hit("zcard")
         return self.inner.zcard(key)
 
+    def zcount(self, key: str, minimum: float = float("-inf"), maximum: float = float("inf")) -> int:
+        self._hit("zcount")
+        return self.inner.zcount(key, minimum, maximum)
+
     def batch(self) -> AbstractContextManager[WriteBatch]:
         self._hit("batch")
         return self.inner.batch()

@@ -272,6 +272,42 @@ def timers(section: Section, ctx: Context) -> None:
         )
 
 
+# console pages ------------------------------------------------------------------------------------
+def console(section: Section, ctx: Context) -> None:
+    from benchmarks import console as harness
+
+    result = harness.run_benchmark(_sizes(ctx.quick, 100_000, 10_000), _sizes(ctx.quick, 10_000, 1_000))
+    section.details.update(result)
+    size = f"{result['runs']:,} runs, {result['dead_letters']:,} dead letters"
+    for backend in result["backends"]:
+        name = backend["backend"]
+        if backend.get("skipped"):
+            section.details.setdefault("notes", []).append(f"{name}: {backend['skipped']}")
+            continue
+        floor = backend["floor"]["p50_ms"]
+        for page, timing in backend["pages"].items():
+            scan = timing.get("scan")
+            section.add(
+                Figure(
+                    f"p95 of the console's {page} ({name}, {size})",
+                    timing["p95_ms"],
+                    "ms",
+                    baseline=scan["p50_ms"] if scan else floor,
+                    baseline_name=_console_baseline(page, scan is not None),
+                    target=Target("<=", harness.TARGET_MS),
+                    note=f"p50 {timing['p50_ms']} ms; HTTP {timing['status']}",
+                )
+            )
+
+
+def _console_baseline(page: str, scanned: bool) -> str:
+    if page == "dead letters":
+        return "every dead letter read, one GET each (no HTTP)"
+    if scanned:
+        return "the same list read by scanning the time index (no HTTP)"
+    return "/favicon.ico through the same app"
+
+
 # API efficiency -----------------------------------------------------------------------------------
 def api_efficiency(section: Section, ctx: Context) -> None:
     from benchmarks import api_efficiency as harness
@@ -569,6 +605,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Section, Context], None]]] = {
     "reconcile": ("a reconcile (deleted records) at 100,000 records: requests and time", reconcile),
     "state_week": ("a simulated week of churn: state by kind, day by day", state_week),
     "timers": ("waiting runs: a look at 100,000 pending, bytes per timer, a burst, lateness", timers),
+    "console": ("console pages with 100,000 runs and 10,000 dead letters (SQLite and Redis)", console),
     "api_efficiency": ("PracticePanther requests per idle poll and per 1,000 changes", api_efficiency),
     "throughput": ("end-to-end throughput, sandbox → rules → HTTP sink", throughput),
     "latency": ("detection latency, change → event enqueued", latency),

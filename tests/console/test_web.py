@@ -104,10 +104,12 @@ def test_runs_list_filters_and_pages(client: TestClient, seeded: Seeded) -> None
     by_record = client.get("/runs?record=m-100").text
     assert seeded.done.id[:12] in by_record and seeded.dead.id[:12] not in by_record
     assert client.get("/runs?status=bogus").status_code == 400
-    first = seeded.ops.runs(page=1, size=2)
-    second = seeded.ops.runs(page=2, size=2)
-    assert first.has_more and not second.has_more
+    first = seeded.ops.runs(size=2)
+    assert first.next is not None and first.previous is None
+    second = seeded.ops.runs(after=first.next, size=2)
+    assert second.next is None and second.previous is not None
     assert [r.id for r in first.runs + second.runs] == [seeded.waiting.id, seeded.dead.id, seeded.done.id]
+    assert [r.id for r in seeded.ops.runs(before=second.previous, size=2).runs] == [r.id for r in first.runs]
 
 
 def test_a_run_page_shows_the_masked_request_and_the_changes(client: TestClient, seeded: Seeded) -> None:

@@ -73,6 +73,11 @@ def test_runs_and_active_runs_whose_records_expired_are_pruned(app: DeliveryApp,
     assert pruned.runs == 2 and pruned.runs_active == 1
     assert _members(app.store, connection_id, "runs") == {fresh.id}
     assert _members(app.store, connection_id, "runs-active") == {fresh.id}
+    # the history's indexes by status, rule, resource and record forget them too
+    for index in ("runs-by:rule:r1", "runs-by:resource:matters", "runs-by:record:m1"):
+        assert _members(app.store, connection_id, index) == {fresh.id}
+    assert _members(app.store, connection_id, "runs-by:status:succeeded") == set()
+    assert app.store.hkeys(key(connection_id, "runs-attrs")) == [fresh.id]
     assert retention.prune(app, connection_id).total == 0  # nothing left to do
 
 

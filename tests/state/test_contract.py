@@ -373,6 +373,19 @@ def test_sorted_sets(store: StateStore, connection_id: str) -> None:
     assert list(store.scan(z)) == []
 
 
+def test_zcount_counts_a_score_range_inclusively(store: StateStore, connection_id: str) -> None:
+    z = key(connection_id, "z")
+    assert store.zcount(z) == 0
+    store.zadd(z, {"a": 1.0, "b": 2.0, "b2": 2.0, "c": 3.5})
+    assert store.zcount(z) == 4
+    assert store.zcount(z, 2.0) == 3
+    assert store.zcount(z, 2.0, 2.0) == 2
+    assert store.zcount(z, maximum=1.999) == 1
+    assert store.zcount(z, 4.0) == 0
+    assert store.zcount(z, 3.0, 1.0) == 0  # an empty range, not an error
+    assert store.zcount(key(connection_id, "nothing")) == 0
+
+
 def test_scores_keep_float_precision(store: StateStore, connection_id: str) -> None:
     z = key(connection_id, "z")
     stamp = 1_775_000_000.123456

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.delivery.app import DeliveryApp
-from worker.delivery.history import STATUSES, Run
+from worker.delivery.history import Position, Run, RunPage, RunQuery
 from worker.delivery.replay import replay, replay_all
 from worker.delivery.timers import cancel_waiting
 from worker.events import Event
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 #: Runs on one page of the Runs list.
 PAGE_SIZE = 50
-#: Filtering by record id reads at most this many of the newest runs (matching the other filters).
-RECORD_SCAN = 2000
 
 
 @dataclass(frozen=True)
@@ -43,14 +41,6 @@ class Readiness:
     ok: bool | None
     checks: dict[str, dict[str, Any]]
     source: str
-
-
-@dataclass(frozen=True)
-class RunsPage:
-    runs: list[Run]
-    page: int
-    has_more: bool
-    scanned: int | None = None
 
 
 @dataclass(frozen=True)
@@ -283,26 +273,14 @@ class Ops:
 
     def runs(
         self,
+        query: RunQuery | None = None,
         *,
-        status: str | None = None,
-        rule: str | None = None,
-        record: str | None = None,
-        page: int = 1,
+        after: Position | None = None,
+        before: Position | None = None,
         size: int = PAGE_SIZE,
-    ) -> RunsPage:
-        """One page, newest first, read from the history's time index with a limit (never all)."""
-        if status is not None and status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        page = max(page, 1)
-        offset = (page - 1) * size
-        history = self.app.history
-        if record:
-            found = history.recent(self.connection, rule=rule, status=status, limit=RECORD_SCAN)
-            matching = [r for r in found if r.event.record_id == record]
-            part = matching[offset : offset + size]
-            return RunsPage(part, page, len(matching) > offset + size, scanned=len(found))
-        found = history.recent(self.connection, rule=rule, status=status, limit=offset + size + 1)
-        return RunsPage(found[offset : offset + size], page, len(found) > offset + size)
+    ) -> RunPage:
+        """One page, newest first, from the history's indexes (never a scan of every run)."""
+        return self.app.history.page(self.connection, query, after=after, before=before, size=size)
 
     def run(self, run_id: str) -> Run:
         return self.app.history.resolve(self.connection, run_id)

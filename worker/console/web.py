@@ -55,9 +55,10 @@ from worker.console.auth import (
     parse_users,
     verify,
 )
+from worker.console.lists import PAGE_SIZE, RUN_FILTERS, BadFilter, Pager, listing, rule_activity
 from worker.console.ops import Ops
 from worker.console.tryit import TryError, TryIt
-from worker.delivery.history import STATUSES, RunNotFound
+from worker.delivery.history import FILTER_STATUSES, RunNotFound
 from worker.delivery.replay import ReplayError
 from worker.delivery.timers import RunBusy
 from worker.errors import PpwError
@@ -455,24 +456,30 @@ class Console:
         return self.render(request, template, o=data, now=time.time())
 
     async def runs(self, request: Request) -> Response:
-        q = request.query_params
-        status = q.get("status") or None
-        rule = q.get("rule") or None
-        record = q.get("record") or None
         try:
-            page = max(int(q.get("page", "1")), 1)
-        except ValueError:
-            page = 1
-        if status is not None and status not in STATUSES:
-            return self.render(request, "error.html", 400, message=f"unknown status {status!r}")
+            asked = listing(request.query_params, RUN_FILTERS)
+        except BadFilter as exc:
+            return self.render(request, "error.html", 400, message=str(exc))
         found = await anyio.to_thread.run_sync(
-            lambda: self.ops.runs(status=status, rule=rule, record=record, page=page)
+            lambda: self.ops.runs(asked.query, after=asked.after, before=asked.before)
         )
-        filters = {k: v for k, v in {"status": status, "rule": rule, "record": record}.items() if v}
         template = "runs_table.html" if request.headers.get("hx-request") else "runs.html"
         return self.render(
-            request, template, result=found, statuses=STATUSES, filters=filters, query=_query(filters)
+            request,
+            template,
+            result=found,
+            statuses=FILTER_STATUSES,
+            resources=await anyio.to_thread.run_sync(self._resources),
+            filters=asked.filters,
+            pager=Pager.of(asked, "/runs", found, back="← newer", forward="older →"),
         )
+
+    def _resources(self) -> list[str]:
+        """The resources the rules watch, for the filter's choices (none when unknown)."""
+        try:
+            return self.ops.resources()
+        except Exception:  # a broken rules directory must not break the Runs page
+            return []
 
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -484,9 +491,18 @@ class Console:
         return self.render(request, "run.html", run=run, changes=changes)
 
     async def dead_letters(self, request: Request) -> Response:
-        rule = request.query_params.get("rule") or None
-        runs = await anyio.to_thread.run_sync(lambda: self.ops.dead_letters(rule))
-        return self.render(request, "dead_letters.html", runs=runs, rule=rule)
+        try:
+            asked = listing(request.query_params, ("rule",))
+        except BadFilter as exc:
+            return self.render(request, "error.html", 400, message=str(exc))
+        rule = asked.query.rule
+        found = await anyio.to_thread.run_sync(
+            lambda: self.ops.app.dead_letters.page(
+                self.ops.connection, rule=rule, after=asked.after, before=asked.before, size=PAGE_SIZE
+            )
+        )
+        pager = Pager.of(asked, "/dead-letters", found, back="← earlier", forward="later →")
+        return self.render(request, "dead_letters.html", runs=found.runs, rule=rule, pager=pager)
 
     async def held(self, request: Request) -> Response:
         batches = await anyio.to_thread.run_sync(self.ops.held_batches)
@@ -495,7 +511,12 @@ class Console:
     async def rules(self, request: Request) -> Response:
         state = await anyio.to_thread.run_sync(self.ops.rules)
         listed = await anyio.to_thread.run_sync(self.ops.rules_page)
-        return self.render(request, "rules.html", rules=state, listed=listed)
+        ids = [r.id for r in listed.rules] if listed is not None else []
+        history, connection = self.ops.app.history, self.ops.connection
+        activity = await anyio.to_thread.run_sync(lambda: rule_activity(history, connection, ids))
+        return self.render(
+            request, "rules.html", rules=state, listed=listed, activity=activity, now=time.time()
+        )
 
     async def rule(self, request: Request) -> Response:
         rule_id = request.path_params["rule_id"]
@@ -663,10 +684,6 @@ class Console:
         app.add_middleware(Forwarded, trusted=LOOPBACK + (self.proxy.proxies if self.proxy else ()))
         app.add_middleware(SecurityHeaders)
         return app
-
-
-def _query(filters: dict[str, str]) -> str:
-    return "&".join(f"{k}={quote(v)}" for k, v in filters.items())
 
 
 def build_app(ops: Ops, *, scrubber: Scrubber | None = None) -> Starlette:

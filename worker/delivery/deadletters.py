@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from worker.delivery.history import Run, RunHistory
+from worker.delivery.history import SCAN_LIMIT, Position, Run, RunHistory, RunPage, RunQuery
 from worker.state.base import StateStore, key
 
 
@@ -53,6 +53,30 @@ class DeadLetters:
             if rule is None or run.rule_id == rule:
                 runs.append(run)
         return runs
+
+    def page(
+        self,
+        connection: str,
+        *,
+        rule: str | None = None,
+        after: Position | None = None,
+        before: Position | None = None,
+        size: int = 50,
+    ) -> RunPage:
+        """One page of dead runs, oldest first, from a position (the time it died and its id):
+        an index range and one read of its runs, never the whole store. A rule filter checks the
+        runs read (at most :data:`~worker.delivery.history.SCAN_LIMIT` entries a page)."""
+        return self.history.walk(
+            connection,
+            self._index(connection),
+            RunQuery(status="dead", rule=rule),
+            after=after,
+            before=before,
+            size=size,
+            scan_limit=SCAN_LIMIT,
+            ascending=True,
+            belongs=lambda run: run.status == "dead",
+        )
 
     def prune(self, connection: str) -> int:
         """Drop the entries whose run is gone or no longer dead (what :meth:`entries` drops as it

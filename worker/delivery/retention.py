@@ -6,6 +6,9 @@ know when one of its members' records expired. The run history and the dead lett
 lazily as they are listed; this pass does it for every index on a schedule, so state stops
 growing in a worker nobody queries. The scheduler's leader runs it every :data:`PRUNE_INTERVAL`.
 
+The run history's indexes by status, rule, resource and record forget a run with its time index
+entry (:meth:`~worker.delivery.history.RunHistory.prune`).
+
 Only entries whose record is gone (or, for dead letters, no longer dead) are dropped: a dead
 run is kept until replayed or discarded, a waiting run until its timer wakes it, a held batch
 until released or discarded, and an entry younger than the retention is never looked at.
@@ -41,10 +44,15 @@ class Pruned:
 
 
 def prune(app: DeliveryApp, connection: str) -> Pruned:
-    """One pass over ``connection``'s indexes."""
+    """One pass over ``connection``'s indexes (building the run history's own, the first time,
+    for a store written before they existed)."""
+    built = app.history.ensure_indexes(connection)
+    if built:
+        log.info("indexed %d runs by status, rule, resource and record (once, for the console)", built)
+    active = app.history.prune_active(connection)  # before the runs: their pass forgets these too
     pruned = Pruned(
         runs=app.history.prune(connection),
-        runs_active=app.history.prune_active(connection),
+        runs_active=active,
         events_pending=app.events.prune_pending(connection),
         dlq=app.dead_letters.prune(connection),
         held=held.prune_index(app.store, connection),

@@ -47,6 +47,16 @@ def reconcile_status_key(connection: str, resource: str) -> str:
     return key(connection, "reconcile", resource)
 
 
+def resources_key(connection: str) -> str:
+    """The resources with state (a cursor or a poll status): what :func:`known_resources` reads
+    instead of scanning the keyspace (a SCAN on Redis walks every key of the database)."""
+    return key(connection, "resources")
+
+
+def _resources_marker(connection: str) -> str:
+    return key(connection, "indexed", "resources")
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
@@ -123,6 +133,14 @@ def load_cursor(store: StateStore, connection: str, resource: str) -> Cursor | N
 
 def write_cursor(batch: WriteBatch, connection: str, resource: str, cursor: Cursor) -> None:
     batch.set(cursor_key(connection, resource), cursor.dumps())
+    batch.hset(resources_key(connection), {resource: "1"})
+
+
+def write_status(store: StateStore, connection: str, resource: str, status: PollStatus) -> None:
+    """Store a poll's status (and that ``resource`` has state)."""
+    with store.batch() as batch:
+        batch.set(status_key(connection, resource), status.dumps())
+        batch.hset(resources_key(connection), {resource: "1"})
 
 
 def load_snapshots(
@@ -160,16 +178,28 @@ def load_status(store: StateStore, connection: str, resource: str) -> PollStatus
 
 
 def known_resources(store: StateStore, connection: str) -> list[str]:
-    """Every resource with a cursor or a poll status for ``connection``, sorted."""
+    """Every resource with a cursor or a poll status for ``connection``, sorted.
+
+    Read from :func:`resources_key`; a store written before that index is scanned once and the
+    index (and a marker saying it is complete) written from what the scan found.
+    """
+    marker = _resources_marker(connection)
+    if store.get(marker) is not None:
+        return sorted(store.hkeys(resources_key(connection)))
     names: set[str] = set()
     for kind in ("cursor", "pollstatus"):
         prefix = key(connection, kind) + ":"
         names.update(found[len(prefix) :] for found in store.scan(prefix))
-    return sorted(names)
+    with store.batch() as batch:
+        if names:
+            batch.hset(resources_key(connection), dict.fromkeys(names, "1"))
+        batch.set(marker, "1")
+    return sorted(names | set(store.hkeys(resources_key(connection))))
 
 
 def reset(store: StateStore, connection: str, resource: str) -> int:
     """Forget a resource's cursor and snapshots: its next poll primes again (fires nothing)."""
+    store.hdel(resources_key(connection), resource)
     return store.delete(
         cursor_key(connection, resource),
         snapshot_key(connection, resource),

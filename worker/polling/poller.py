@@ -214,7 +214,7 @@ class Poller:
             last_success=now.isoformat(),
         )
         with suppress(StateError):
-            self.store.set(cursors.status_key(self.connection, result.resource), status.dumps())
+            cursors.write_status(self.store, self.connection, result.resource, status)
         metrics.POLLS.labels(result.resource, result.outcome).inc()
         metrics.LAST_POLL_SUCCESS.labels(result.resource).set(now.timestamp())
         for event in result.events:
@@ -235,7 +235,7 @@ class Poller:
                 error=f"{type(exc).__name__}: {exc}"[:500],
                 last_success=previous.last_success if previous else None,
             )
-            self.store.set(cursors.status_key(self.connection, res.name), status.dumps())
+            cursors.write_status(self.store, self.connection, res.name, status)
         except StateError:
             pass
 

@@ -233,6 +233,11 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def zcard(self, key: str) -> int: ...
 
+    @abc.abstractmethod
+    def zcount(self, key: str, minimum: float = float("-inf"), maximum: float = float("inf")) -> int:
+        """Members scored from ``minimum`` to ``maximum`` (both included), counted by the backend
+        without returning them: a rule's runs in the last day, the size of a filtered list."""
+
     # atomic groups of writes ----------------------------------------------------------------
     @abc.abstractmethod
     def batch(self) -> AbstractContextManager[WriteBatch]:

@@ -485,6 +485,9 @@ class RedisStore(StateStore):
     def zcard(self, key: str) -> int:
         return int(self._call("ZCARD", lambda: self._client.zcard(key)))
 
+    def zcount(self, key: str, minimum: float = float("-inf"), maximum: float = float("inf")) -> int:
+        return int(self._call("ZCOUNT", lambda: self._client.zcount(key, minimum, maximum)))
+
     def take_turns(self, turns: Sequence[Turn]) -> list[tuple[str, bool]]:
         if not turns:
             return []
