@@ -2,16 +2,9 @@
 
 It behaves like the Redis backend in everything the contract tests check: keys hold one type,
 expired keys are absent on read, leases and counters are atomic across threads *and* processes
-sharing the file (each write runs inside a ``BEGIN IMMEDIATE`` transaction), and a batch applies
-whole or not at all. OAuth tokens live here too, so the database, its WAL and its shared-memory
-file are created readable by the owner only.
-
-Writes are group-committed (:mod:`worker.state.group_commit`): the writes of a process's threads
-that arrive while another commit is in flight share the next transaction, in the order they
-arrived, each in its own savepoint (one that fails is rolled back alone and raises in its
-caller; the others land). Every write call returns only once the ``COMMIT`` that carried it is
-durable (WAL, ``synchronous=FULL``); conditional writes (leases, ``set_if_absent``, turns) are
-evaluated inside the group in order, so each sees the writes queued before it.
+sharing the file (each write is one ``BEGIN IMMEDIATE`` transaction), and a batch applies whole or
+not at all. OAuth tokens live here too, so the database, its WAL and its shared-memory file are
+created readable by the owner only.
 """
 
 from __future__ import annotations
@@ -27,7 +20,6 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from worker.state.base import StateError, StateStore, Turn, WriteBatch
-from worker.state.group_commit import CommitQueue, Member
 
 T = TypeVar("T")
 
@@ -53,13 +45,6 @@ CREATE TABLE IF NOT EXISTS zset_members (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS zset_by_score ON zset_members(key, score, member);
 """
-
-#: a string written over a new key or a string; a key of another type is left alone (rowcount 0)
-_UPSERT_STRING = (
-    "INSERT INTO entries(key, kind, value, expires_at) VALUES (?, 'string', ?, ?) "
-    "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
-    "WHERE kind = 'string'"
-)
 
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired keys, per process
 _SCAN_PAGE = 500
@@ -115,21 +100,10 @@ class _Tx:
         return True
 
     def drop(self, key: str) -> bool:
-        return self._remove(key) is not None
-
-    def _remove(self, key: str) -> tuple[str, float | None] | None:
-        """Delete ``key`` (live or expired) and its elements; its kind and expiry, None if absent."""
-        rows = self.conn.execute(
-            "DELETE FROM entries WHERE key = ? RETURNING kind, expires_at", (key,)
-        ).fetchall()
-        if not rows:
-            return None
-        kind, expires_at = rows[0]
-        if kind == "hash":
-            self.conn.execute("DELETE FROM hash_fields WHERE key = ?", (key,))
-        elif kind == "zset":
-            self.conn.execute("DELETE FROM zset_members WHERE key = ?", (key,))
-        return str(kind), expires_at
+        existed = self.conn.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount > 0
+        self.conn.execute("DELETE FROM hash_fields WHERE key = ?", (key,))
+        self.conn.execute("DELETE FROM zset_members WHERE key = ?", (key,))
+        return existed
 
     def release(self, key: str, owner: str) -> bool:
         """Drop the lease ``key`` if ``owner`` holds it."""
@@ -142,19 +116,21 @@ class _Tx:
 
     def set(self, key: str, value: str, ttl: float | None) -> None:
         expires_at = _deadline(ttl, self.now)
-        # One statement in the common case (a new key, or a string, live or expired, replaced): the
-        # most frequent write of all, and each statement is a round into SQLite and back.
-        if self.conn.execute(_UPSERT_STRING, (key, value, expires_at)).rowcount:
-            return
-        self.drop(key)  # it holds a hash or a sorted set: like Redis SET, replace a key of any type
-        self.conn.execute(_UPSERT_STRING, (key, value, expires_at))
+        if self.kind(key) not in (None, "string"):
+            self.drop(key)  # like Redis SET: replaces a key of any type
+        self.conn.execute(
+            "INSERT INTO entries(key, kind, value, expires_at) VALUES (?, 'string', ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET kind = 'string', value = excluded.value, "
+            "expires_at = excluded.expires_at",
+            (key, value, expires_at),
+        )
 
     def delete(self, keys: Sequence[str]) -> int:
         count = 0
         for k in keys:
-            removed = self._remove(k)
-            if removed is not None and (removed[1] is None or removed[1] > self.now):
-                count += 1  # an expired key was already gone: not counted, like Redis
+            live = self.kind(k) is not None
+            if self.drop(k) and live:
+                count += 1
         return count
 
     def hset(self, key: str, mapping: Mapping[str, str] | Mapping[str, bytes]) -> None:
@@ -219,13 +195,6 @@ class _Tx:
             self.drop(k)
 
 
-def _as_state_error(exc: BaseException) -> BaseException:
-    """SQLite's own errors reach callers as :class:`StateError`, like every backend's."""
-    if isinstance(exc, sqlite3.Error):
-        return StateError(f"SQLite state error: {type(exc).__name__}: {exc}")
-    return exc
-
-
 class _SqliteBatch(WriteBatch):
     def __init__(self) -> None:
         self.ops: list[Callable[[_Tx], object]] = []
@@ -281,8 +250,6 @@ class SqliteStore(StateStore):
         self._lock = threading.Lock()
         self._last_sweep = 0.0
         self._closed = False
-        #: every write of this process goes through it; ``groups`` / ``members`` count them
-        self.commits: CommitQueue[_Tx] = CommitQueue(self._commit_group)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -370,39 +337,8 @@ class SqliteStore(StateStore):
             return fn(tx)
 
     def _write(self, fn: Callable[[_Tx], T]) -> T:
-        return self.commits.submit(fn)
-
-    def _commit_group(self, members: Sequence[Member[_Tx]]) -> None:
-        """One write transaction for ``members``, in order; each member's outcome is its own.
-
-        A lone write needs no savepoint: its failure rolls the transaction back. In a group each
-        member runs in a savepoint, so one that fails is undone alone and the others commit; if
-        its failure took the transaction with it (SQLite rolls back the whole transaction on some
-        errors, a full disk among them), the group raises and every member fails.
-        """
         with self._tx(write=True) as tx:
-            if len(members) == 1:
-                member = members[0]
-                try:
-                    member.result = member.work(tx)
-                except BaseException as exc:
-                    member.error = _as_state_error(exc)
-                    raise
-                return
-            for member in members:
-                self._apply_in_savepoint(tx.conn, member)
-
-    @staticmethod
-    def _apply_in_savepoint(conn: sqlite3.Connection, member: Member[_Tx]) -> None:
-        conn.execute("SAVEPOINT member")
-        try:
-            member.result = member.work(_Tx(conn, time.time()))
-        except Exception as exc:
-            member.error = _as_state_error(exc)
-            if not conn.in_transaction:
-                raise StateError(f"SQLite state error, the whole group was rolled back: {exc}") from None
-            conn.execute("ROLLBACK TO member")
-        conn.execute("RELEASE member")
+            return fn(tx)
 
     # plain keys -----------------------------------------------------------------------------
     def _get(self, tx: _Tx, key: str) -> str | None:
