@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from worker.state import StateError, key
 from worker.state.sqlite import SqliteStore
@@ -132,3 +133,111 @@ def _is_link(path: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_many_threads_writing_batches_each_see_their_write_once_it_returns(tmp_path: Path) -> None:
+    """Concurrent batches from many threads (a run thread's journal flushes) all land, whole, and
+    each is visible to its writer the moment ``batch()`` returns."""
+    store = SqliteStore(tmp_path / "state.db")
+    unseen: list[str] = []
+
+    def write(thread: int) -> None:
+        for n in range(40):
+            with store.batch() as b:
+                b.set(f"ppw:c:run:{thread}:{n}", "record")
+                b.hset("ppw:c:ledger", {f"{thread}:{n}": "done"})
+                b.zadd("ppw:c:index", {f"{thread}:{n}": float(n)})
+            if store.get(f"ppw:c:run:{thread}:{n}") != "record":
+                unseen.append(f"{thread}:{n}")
+
+    try:
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert unseen == []
+        assert store.hlen("ppw:c:ledger") == 8 * 40
+        assert store.zcard("ppw:c:index") == 8 * 40
+        assert sum(1 for _ in store.scan("ppw:c:run:")) == 8 * 40
+    finally:
+        store.close()
+
+
+def test_a_failing_batch_among_concurrent_ones_is_undone_alone(tmp_path: Path) -> None:
+    """A batch that fails half-way (its second write meets a key of another type) raises in its
+    caller and leaves nothing behind, while the batches written beside it all land."""
+    store = SqliteStore(tmp_path / "state.db")
+    store.hset("ppw:c:typed", {"f": "a hash"})
+    failures: list[BaseException] = []
+    landed: list[str] = []
+
+    def good(thread: int) -> None:
+        for n in range(30):
+            with store.batch() as b:
+                b.set(f"ppw:c:good:{thread}:{n}", "v")
+                b.hset("ppw:c:ledger", {f"{thread}:{n}": "done"})
+            landed.append(f"{thread}:{n}")
+
+    def bad(thread: int) -> None:
+        for n in range(30):
+            try:
+                with store.batch() as b:
+                    b.set(f"ppw:c:bad:{thread}:{n}", "half")
+                    b.zadd("ppw:c:typed", {"m": 1.0})  # WRONGTYPE: the key holds a hash
+            except StateError as exc:
+                failures.append(exc)
+
+    try:
+        threads = [threading.Thread(target=good, args=(i,)) for i in range(4)]
+        threads += [threading.Thread(target=bad, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(failures) == 2 * 30
+        assert all("WRONGTYPE" in str(exc) for exc in failures)
+        assert list(store.scan("ppw:c:bad:")) == []
+        assert len(landed) == 4 * 30
+        assert store.hlen("ppw:c:ledger") == 4 * 30
+        assert store.hgetall("ppw:c:typed") == {"f": "a hash"}
+    finally:
+        store.close()
+
+
+def test_a_key_changing_type_keeps_no_elements_of_its_old_self(tmp_path: Path) -> None:
+    """``set`` over a hash or a sorted set, and ``delete``, remove the old elements with the key:
+    a hash or sorted set made later under the same name starts empty."""
+    store = SqliteStore(tmp_path / "state.db")
+    try:
+        store.hset("ppw:c:k", {"old": "field"})
+        store.set("ppw:c:k", "a string")
+        store.delete("ppw:c:k")
+        store.hset("ppw:c:k", {"new": "field"})
+        assert store.hgetall("ppw:c:k") == {"new": "field"}
+        store.zadd("ppw:c:z", {"old": 1.0})
+        store.set("ppw:c:z", "a string")
+        assert store.get("ppw:c:z") == "a string"
+        store.delete("ppw:c:z")
+        store.zadd("ppw:c:z", {"new": 2.0})
+        assert store.zrange_by_score("ppw:c:z") == [("new", 2.0)]
+        with closing(sqlite3.connect(tmp_path / "state.db")) as raw:
+            fields = raw.execute("SELECT key, field FROM hash_fields").fetchall()
+            members = raw.execute("SELECT key, member FROM zset_members").fetchall()
+        assert fields == [("ppw:c:k", "new")]
+        assert members == [("ppw:c:z", "new")]
+    finally:
+        store.close()
+
+
+def test_deleting_an_expired_key_does_not_count_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    try:
+        with time_machine.travel(1_000_000.0, tick=False) as traveller:
+            store.set("ppw:c:short", "v", ttl=5)
+            store.set("ppw:c:long", "v", ttl=60)
+            traveller.shift(10)
+            assert store.delete("ppw:c:short", "ppw:c:long", "ppw:c:long", "ppw:c:never") == 1
+            assert store.key_type("ppw:c:long") is None
+    finally:
+        store.close()
