@@ -164,7 +164,7 @@ def test_leases_are_left_out(
 
 
 def _lease_sites() -> Iterator[tuple[str, str]]:
-    """``(where, key)`` for every ``Lease(store, key, ...)`` and ``lock(store, key)`` in worker/,
+    """``(where, key)`` for every ``Lease(store, key, ...)``, ``lock`` and ``try_lock`` in worker/,
     the key built for connection ``c`` (other arguments ``x``)."""
     root = Path(__file__).resolve().parents[2]
     for path in sorted((root / "worker").rglob("*.py")):
@@ -182,7 +182,7 @@ def _lease_sites() -> Iterator[tuple[str, str]]:
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
-            if node.func.id not in ("Lease", "lock") or len(node.args) < 2:
+            if node.func.id not in ("Lease", "lock", "try_lock") or len(node.args) < 2:
                 continue
             built = node.args[1]
             if isinstance(built, ast.Attribute):

@@ -186,8 +186,10 @@ class Poller:
         run = _Run(self, res, emit, dry_run=dry_run, on_progress=on_progress, started=started)
         if dry_run:
             return run.execute()
-        key, until = poll_lock_key(self.connection, res.name), started + self.options.timeout
-        with try_lock(self.store, key, self.options.lease, until=until) as lease:
+        until = started + self.options.timeout
+        with try_lock(
+            self.store, poll_lock_key(self.connection, res.name), self.options.lease, until=until
+        ) as lease:
             if lease is None:
                 log.info("%s: a poll is already in flight; skipped", res.name)
                 return PollResult(res.name, "busy")

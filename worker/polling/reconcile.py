@@ -217,8 +217,10 @@ class Reconciler:
         run = _Run(self, res, emit, dry_run=dry_run, started=started)
         if dry_run:
             return run.execute()
-        key, until = lock_key(self.connection, res.name), started + self.options.timeout
-        with try_lock(self.store, key, self.options.lease, until=until) as lease:
+        until = started + self.options.timeout
+        with try_lock(
+            self.store, lock_key(self.connection, res.name), self.options.lease, until=until
+        ) as lease:
             if lease is None:
                 log.info("%s: a reconcile is already in flight; skipped", res.name)
                 return ReconcileResult(res.name, "busy")
