@@ -81,7 +81,9 @@ class Namespace:
 
     @property
     def state_pattern(self) -> str:
-        return f"ppw:{self.connection}:*"
+        """The connection's keys and those of the connections a benchmark derives from it
+        (``<connection>-restart``, ``-burst`` ...)."""
+        return f"ppw:{self.connection}*"
 
     @property
     def broker_pattern(self) -> str:

@@ -8,6 +8,7 @@ import stat
 import threading
 import time
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,29 @@ def test_expired_rows_are_swept(tmp_path: Path) -> None:
     assert _rows(path) == 1
     assert second.get(key("c", "other")) == "v"
     second.close()
+
+
+def test_a_sweep_that_falls_behind_catches_up_on_the_next_writes(tmp_path: Path) -> None:
+    # Keys expiring faster than a sweep a minute removes them (breaker counters in a burst) must
+    # not pile up: a full sweep leaves the next write to sweep on, each in a bounded step.
+    path = tmp_path / "s.db"
+    with time_machine.travel(datetime(2026, 3, 2, tzinfo=UTC), tick=False) as clock:
+        store = SqliteStore(path)
+        with store.batch() as batch:
+            for n in range(2500):
+                batch.set(key("c", "breaker", str(n)), "1", ttl=60)
+        clock.shift(61)  # expired, and a sweep is due
+        store.set(key("c", "a"), "v")
+        assert _rows(path) == 1 + 1500  # one batch of 1,000 swept
+        store.set(key("c", "b"), "v")
+        assert _rows(path) == 2 + 500  # the next write went on at once, not a minute later
+        store.set(key("c", "c"), "v")
+        assert _rows(path) == 3  # caught up
+        store.set(key("c", "breaker", "new"), "1", ttl=60)
+        clock.shift(30)
+        store.set(key("c", "d"), "v")
+        assert _rows(path) == 5  # then a minute between sweeps again
+        store.close()
 
 
 def _rows(path: Path) -> int:

@@ -47,6 +47,10 @@ CREATE INDEX IF NOT EXISTS zset_by_score ON zset_members(key, score, member);
 """
 
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired keys, per process
+#: Expired keys one sweep removes. A sweep that finds this many leaves the next write to sweep
+#: on, so a store whose keys expire faster than this a minute (breaker counters and rate-limit
+#: windows under a burst) catches up in steps of this size instead of growing for ever.
+_SWEEP_BATCH = 1000
 _SCAN_PAGE = 500
 _KEY_MAX = "\U0010ffff"
 
@@ -184,16 +188,18 @@ class _Tx:
         if self.conn.execute(f"SELECT 1 FROM {table} WHERE key = ? LIMIT 1", (key,)).fetchone() is None:
             self.conn.execute("DELETE FROM entries WHERE key = ?", (key,))
 
-    def sweep(self) -> None:
+    def sweep(self, limit: int = _SWEEP_BATCH) -> int:
+        """Remove up to ``limit`` expired keys; returns how many."""
         expired = [
             row[0]
             for row in self.conn.execute(
-                "SELECT key FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT 1000",
-                (self.now,),
+                "SELECT key FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+                (self.now, limit),
             )
         ]
         for k in expired:
             self.drop(k)
+        return len(expired)
 
 
 class _SqliteBatch(WriteBatch):
@@ -317,9 +323,8 @@ class SqliteStore(StateStore):
             tx = _Tx(conn, time.time())
             try:
                 yield tx
-                if write and tx.now - self._last_sweep > _SWEEP_EVERY:
-                    self._last_sweep = tx.now
-                    tx.sweep()
+                if write and tx.now - self._last_sweep > _SWEEP_EVERY and tx.sweep() < _SWEEP_BATCH:
+                    self._last_sweep = tx.now  # caught up; a full batch leaves the next write to go on
                 conn.execute("COMMIT")
             except BaseException as exc:
                 with suppress(sqlite3.Error):
