@@ -30,6 +30,9 @@ module it lives in)::
       x ConsoleConfigError (worker.console.auth): bad PPW_CONSOLE_* settings; the console refuses to start
       x ConsoleDisabled (worker.console.server): PPW_CONSOLE_ENABLED is off
       x Denied (worker.console.web): a refused request (403), with what the page says
+      x BadFilter (worker.console.lists): a list's filter or cursor unreadable (400, names it)
+      x TryError (worker.console.tryit): a "try it" input that cannot be tried (400, 404, 502)
+      x BadLink (worker.actions.approval_requests): an approval link not signed by us
       x TransportFailure (worker.actions.outbound): transient
       x PracticePantherError (worker.practicepanther.errors): 403, other statuses
         + AuthError (worker.practicepanther.errors)

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from worker.exports import lazy_exports
 
 _EXPORTS = {
+    "WaitParams": "worker.actions.wait",
+    "WaitStep": "worker.actions.wait",
     "ApprovalRequest": "worker.actions.approval_requests",
     "Approvals": "worker.actions.approval_requests",
     "BadLink": "worker.actions.approval_requests",
@@ -64,6 +66,8 @@ __all__ = [
     "StopRun",
     "TransientStepError",
     "TransportFailure",
+    "WaitParams",
+    "WaitStep",
     "WaitUntil",
     "all_step_types",
     "read_slack_value",
@@ -105,5 +109,6 @@ if TYPE_CHECKING:
     from worker.actions.outbound import Outbound, TransportFailure
     from worker.actions.services import Services
     from worker.actions.signing import signature, standard_webhooks_key, standard_webhooks_signature
+    from worker.actions.wait import WaitParams, WaitStep
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -24,6 +24,7 @@ from typing import Literal
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field, ValidationError
 
+from worker.errors import PpwError
 from worker.settings import Settings
 from worker.state.base import StateStore, key
 
@@ -96,7 +97,7 @@ class Link:
     expires: float
 
 
-class BadLink(ValueError):
+class BadLink(PpwError, ValueError):
     """A token that is not one of ours (tampered with, cut short, signed with another secret)."""
 
 

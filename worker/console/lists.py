@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from worker.delivery.history import FILTER_STATUSES, Position, RunHistory, RunPage, RunQuery
+from worker.errors import PpwError
 
 #: Runs (and dead letters) on one page.
 PAGE_SIZE = 50
@@ -27,7 +28,7 @@ DAY = 86_400.0
 MAX_VALUE = 200
 
 
-class BadFilter(ValueError):
+class BadFilter(PpwError, ValueError):
     """A filter or cursor of the query string that does not parse; the message names it."""
 
 

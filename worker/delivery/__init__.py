@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 from worker.exports import lazy_exports
 
 _EXPORTS = {
+    "Position": "worker.delivery.history",
+    "RunPage": "worker.delivery.history",
+    "RunQuery": "worker.delivery.history",
     "DeliveryApp": "worker.delivery.app",
     "DeadLetters": "worker.delivery.deadletters",
     "Dispatcher": "worker.delivery.dispatch",
@@ -47,11 +50,14 @@ __all__ = [
     "DeliveryOptions",
     "Dispatcher",
     "EngineRuleBook",
+    "Position",
     "ReplayError",
     "Run",
     "RunBusy",
     "RunHistory",
     "RunNotFound",
+    "RunPage",
+    "RunQuery",
     "Runner",
     "TimerPump",
     "Timers",
@@ -67,7 +73,15 @@ if TYPE_CHECKING:
     from worker.delivery.app import DeliveryApp
     from worker.delivery.deadletters import DeadLetters
     from worker.delivery.dispatch import Dispatcher
-    from worker.delivery.history import Run, RunHistory, RunNotFound, run_lease_key
+    from worker.delivery.history import (
+        Position,
+        Run,
+        RunHistory,
+        RunNotFound,
+        RunPage,
+        RunQuery,
+        run_lease_key,
+    )
     from worker.delivery.options import DeliveryOptions
     from worker.delivery.replay import ReplayError, replay, replay_all
     from worker.delivery.rulebook import EngineRuleBook

@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING
 from worker.exports import lazy_exports
 
 _EXPORTS = {
+    "date_moment": "worker.rules.explain",
+    "for_end": "worker.rules.explain",
+    "moments": "worker.rules.explain",
+    "value_since": "worker.rules.explain",
     "value_matches": "worker.rules.triggers",
     "field_value": "worker.rules.triggers",
     "RecordTrigger": "worker.rules.model",
@@ -80,15 +84,18 @@ __all__ = [
     "allowed_env",
     "compile_value",
     "count",
+    "date_moment",
     "env_view",
     "environment",
     "event_from_data",
     "explain",
     "explain_live",
     "field_value",
+    "for_end",
     "load_data",
     "load_rules",
     "load_text",
+    "moments",
     "read_report",
     "render_value",
     "rule_view",
@@ -96,6 +103,7 @@ __all__ = [
     "schedule_resource",
     "unwrap",
     "value_matches",
+    "value_since",
     "webhook_resource",
 ]
 
@@ -104,7 +112,15 @@ if TYPE_CHECKING:
     from worker.rules.customlabels import CustomFieldsWatch, read_report
     from worker.rules.diagnostics import Diagnostic, count
     from worker.rules.engine import Engine, rules_by_resource
-    from worker.rules.explain import event_from_data, explain, explain_live
+    from worker.rules.explain import (
+        date_moment,
+        event_from_data,
+        explain,
+        explain_live,
+        for_end,
+        moments,
+        value_since,
+    )
     from worker.rules.loader import load_rules, load_text
     from worker.rules.model import Query, RecordTrigger, Rule, ScheduleTrigger, StepBase
     from worker.rules.results import Evaluation, Match

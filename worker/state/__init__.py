@@ -20,7 +20,7 @@ from worker.state.backup import (
 )
 from worker.state.base import StateError, StateStore, Turn, WriteBatch, key
 from worker.state.durability import UnsafeStateStore, check_durability
-from worker.state.locks import LEASE_KEYS, Lease, is_lease_key, keep_alive, lock, stop_keeping
+from worker.state.locks import LEASE_KEYS, Lease, is_lease_key, keep_alive, lock, stop_keeping, try_lock
 from worker.state.recording import RecordingBatch
 from worker.state.usage import KindUsage, usage_by_kind
 
@@ -50,6 +50,7 @@ __all__ = [
     "open_store",
     "sqlite_path",
     "stop_keeping",
+    "try_lock",
     "usage_by_kind",
 ]
 

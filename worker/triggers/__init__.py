@@ -21,6 +21,7 @@ from worker.triggers.webhooks import WebhookIntake
 
 # Resolved on first use: the previews (``ppw rules test``) need jsonschema, the triggers do not.
 _LAZY = {
+    "parse_at": "worker.triggers.preview",
     "ApprovalDesk": "worker.triggers.approvals",
     "payload_preview": "worker.triggers.preview",
     "slot_preview": "worker.triggers.preview",
@@ -32,6 +33,7 @@ __all__ = [
     "TriggerOptions",
     "WebhookIntake",
     "build_slot_event",
+    "parse_at",
     "payload_preview",
     "schedule_event",
     "slot_preview",
@@ -40,7 +42,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from worker.triggers.approvals import ApprovalDesk
-    from worker.triggers.preview import payload_preview, slot_preview
+    from worker.triggers.preview import parse_at, payload_preview, slot_preview
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)
