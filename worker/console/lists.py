@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from worker.delivery.history import FILTER_STATUSES, Position, RunHistory, RunPage, RunQuery
+from worker.delivery.report import parse_moment
 from worker.errors import PpwError
 
 #: Runs (and dead letters) on one page.
@@ -73,14 +73,11 @@ class Pager:
 def parse_time(name: str, text: str) -> float:
     """``2026-03-02``, ``2026-03-02T15:00`` (UTC, as the pages show times) or with an offset."""
     try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_moment(text)
     except ValueError:
         raise BadFilter(
             f"{name}: {text[:40]!r} is not a date or time (expected e.g. 2026-03-02T15:00)"
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 def _cursor(name: str, text: str | None) -> Position | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from worker.exports import lazy_exports
 
 _EXPORTS = {
+    "parse_moment": "worker.delivery.report",
     "Position": "worker.delivery.history",
     "RunPage": "worker.delivery.history",
     "RunQuery": "worker.delivery.history",
@@ -62,6 +63,7 @@ __all__ = [
     "TimerPump",
     "Timers",
     "cancel_waiting",
+    "parse_moment",
     "replay",
     "replay_all",
     "run_lease_key",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     )
     from worker.delivery.options import DeliveryOptions
     from worker.delivery.replay import ReplayError, replay, replay_all
+    from worker.delivery.report import parse_moment
     from worker.delivery.rulebook import EngineRuleBook
     from worker.delivery.runner import Runner
     from worker.delivery.timers import RunBusy, TimerPump, Timers, cancel_waiting, wake_now

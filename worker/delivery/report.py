@@ -21,11 +21,17 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     if match:
         return (time.time() if now is None else now) - float(match.group(1)) * _UNITS[match.group(2)]
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_moment(text)
     except ValueError:
         raise ValueError(
             f"--since {text!r}: use a duration such as 30m, 2h, 7d or a date such as 2026-04-01"
         ) from None
+
+
+def parse_moment(text: str) -> float:
+    """An ISO date or date and time as Unix time, UTC unless it names its offset (as ppw shows
+    times); ``ValueError`` when it is not one."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
