@@ -29,7 +29,7 @@ minute is 200,000 changes, which would take this harness hours. What bounds
 each kind is the retention, not the rate (a kind holds about ``rate * retention`` entries), so
 the verdict is the same at a twentieth of the load.
 
-    python -m benchmarks.state_week [--days 7] [--churn 2]
+    python -m benchmarks.state_week [--days 7] [--churn 1]
     python -m benchmarks --only state_week
 """
 
