@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -78,22 +79,42 @@ class Worker:
         self.server.stop()
 
 
-@pytest.fixture
-def worker(
-    sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str, redis_url: str
-) -> Iterator[Worker]:
-    scenario = Scenario(
+def _scenario(
+    sandbox: SandboxServer,
+    slack: StubServer,
+    tmp_path: Path,
+    connection_id: str,
+    redis_url: str,
+    **settings: Any,
+) -> Scenario:
+    """The refunds hook and its approval rule on Redis state and the memory broker; ``settings``
+    add the Slack secrets (or leave them out)."""
+    return Scenario(
         sandbox=sandbox,
-        slack=slack_stub,
+        slack=slack,
         tmp_path=tmp_path,
         connection_id=connection_id,
         broker_url="memory://",
         state_url=redis_url,
         rules=RULE,
         options=FAST,
+        webhook_secrets={"refunds": SecretStr(SECRET)},
+        **settings,
+    )
+
+
+@pytest.fixture
+def worker(
+    sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str, redis_url: str
+) -> Iterator[Worker]:
+    scenario = _scenario(
+        sandbox,
+        slack_stub,
+        tmp_path,
+        connection_id,
+        redis_url,
         slack_bot_token=SecretStr("xoxb-test-bot-token"),
         slack_signing_secret=SecretStr(SIGNING),
-        webhook_secrets={"refunds": SecretStr(SECRET)},
     )
     made = Worker(scenario)
     yield made
@@ -122,17 +143,7 @@ def test_a_running_worker_takes_the_click_and_the_run_resumes(worker: Worker, sl
 def test_without_the_signing_secret_slack_clicks_are_not_taken(
     sandbox: SandboxServer, slack_stub: StubServer, tmp_path: Path, connection_id: str, redis_url: str
 ) -> None:
-    scenario = Scenario(
-        sandbox=sandbox,
-        slack=slack_stub,
-        tmp_path=tmp_path,
-        connection_id=connection_id,
-        broker_url="memory://",
-        state_url=redis_url,
-        rules=RULE,
-        options=FAST,
-        webhook_secrets={"refunds": SecretStr(SECRET)},
-    )
+    scenario = _scenario(sandbox, slack_stub, tmp_path, connection_id, redis_url)
     made = Worker(scenario)
     try:
         answer = made.click(f"{connection_id} 0123456789abcdef")
